@@ -1,0 +1,252 @@
+"""Typed configuration: one frozen dataclass per concern, composed in :class:`Config`.
+
+Defaults are METHOD.md's. A YAML file holds only what differs from them and is merged deeply
+(``loss: {alpha: 0.01}`` changes α and nothing else). An unknown key or a value of the wrong type
+is an error naming its dotted key. Command-line overrides use the same keys:
+``--set loss.alpha=0.01``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "DataConfig",
+    "ModelConfig",
+    "LossConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "SyntheticConfig",
+    "Config",
+    "ConfigError",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "parse_override",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration key or value that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """How training views are made (METHOD.md §1)."""
+
+    num_frames: int = 80  # T, frames per view
+    num_views: int = 2  # views per video per step
+    videos_per_step: int = 2  # different videos of one class per step
+    image_size: int = 224
+    sample_ratio: tuple[float, float] = (1.0, 1.5)
+    augment: bool = True
+    num_workers: int = 0  # DataLoader workers decoding and augmenting off the training loop
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The frame encoder (METHOD.md §2)."""
+
+    backbone: Literal["resnet50", "small_cnn"] = "resnet50"
+    pretrained: str | None = None  # path or URI of backbone weights (safetensors or state dict)
+    train_from: Literal["conv1", "layer1", "layer2", "layer3", "layer4", "none"] = "layer4"
+    cnn_width: int = 32  # small_cnn only
+    hidden_dim: int = 512
+    model_dim: int = 256
+    num_layers: int = 7
+    num_heads: int = 8
+    ffn_dim: int = 1024
+    embedding_dim: int = 128
+    projection_dim: int = 128
+    dropout: float = 0.1
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The objective (METHOD.md §3); the arguments of :class:`lrprop.losses.LRPropLoss`."""
+
+    alpha: float = 0.001  # soft-DTW weight α
+    beta: float = 0.8  # propagation weight β
+    tau: float = 0.1
+    sigma2: float = 10.0
+    gamma: float = 0.1
+    terms: tuple[str, ...] = ("same", "prop", "sdtw")
+    cost: Literal["sqeuclidean", "l2"] = "sqeuclidean"
+    prop_positions: Literal["view", "timestamps"] = "view"
+    sdtw_normalize: bool = False
+    sdtw_divergence: bool = False
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimisation (METHOD.md §4)."""
+
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    epochs: int = 300
+    max_steps: int | None = None  # stop early (the cosine schedule still spans ``epochs``)
+    grad_clip: float = 10.0
+    bf16: bool = True  # bf16 autocast on CUDA; ignored on CPU
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Run mechanics, not method."""
+
+    seed: int = 0
+    device: str = "auto"  # "auto" = CUDA when available, else CPU
+    checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of each epoch only
+    keep_checkpoints: int = 2
+    log_every: int = 10  # steps between log lines
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """The generated data set used when no real data is given."""
+
+    num_classes: int = 2
+    train_videos: int = 16  # per class
+    val_videos: int = 8  # per class
+    frame_size: int = 64
+    length_range: tuple[int, int] = (30, 200)
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; convert lists to tuples, ints to floats."""
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _coerce(value, arg, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0])
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
+        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}: expected a number, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{key}: unsupported annotation {tp!r}")  # pragma: no cover
+
+
+def _merge(base: Any, overrides: dict, prefix: str) -> Any:
+    """A copy of dataclass ``base`` with ``overrides`` merged in, recursively."""
+    if not isinstance(overrides, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping, got {overrides!r}")
+    hints = typing.get_type_hints(type(base))
+    names = {f.name for f in dataclasses.fields(base)}
+    changes = {}
+    for name, value in overrides.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(names)}")
+        current = getattr(base, name)
+        if dataclasses.is_dataclass(current):
+            changes[name] = _merge(current, value, f"{key}.")
+        else:
+            changes[name] = _coerce(value, hints[name], key)
+    return dataclasses.replace(base, **changes)
+
+
+def config_from_dict(overrides: dict | None, base: Config | None = None) -> Config:
+    """Defaults (or ``base``) with a nested dict of overrides merged in."""
+    return _merge(base or Config(), overrides or {}, "")
+
+
+def config_to_dict(config: Any) -> dict:
+    """A plain nested dict (tuples as lists) that :func:`config_from_dict` reads back."""
+    out = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            out[f.name] = config_to_dict(value)
+        else:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def parse_override(text: str) -> dict:
+    """``"loss.alpha=0.01"`` -> ``{"loss": {"alpha": 0.01}}``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like section.key=value")
+    dotted, raw = text.split("=", 1)
+    value = yaml.safe_load(raw)
+    out: dict = {}
+    node = out
+    parts = dotted.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def _deep_update(target: dict, extra: dict) -> dict:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(target.get(k), dict):
+            _deep_update(target[k], v)
+        else:
+            target[k] = v
+    return target
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    merged: dict = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        merged = loaded or {}
+    for text in overrides:
+        _deep_update(merged, parse_override(text))
+    try:
+        return config_from_dict(merged)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None

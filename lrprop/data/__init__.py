@@ -1,0 +1,1 @@
+"""Videos for training and evaluation: sources, temporal sampling, augmentation, view datasets."""

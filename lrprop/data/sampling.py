@@ -1,0 +1,51 @@
+"""Temporal sampling of a training view (METHOD.md §1, after SCL).
+
+A view of a video of L frames: draw a ratio r ~ U(r_min, r_max), block = ceil(r · L); draw
+min(L, T) distinct indices uniformly from [0, block), sort them and pad to T with L. Indices
+≥ L are padding: masked, and clamped to L - 1 for reading. Because the indices are sorted, the
+valid frames are always a prefix of the view. The drawn indices are the view's time stamps t,
+on which the same-video prior is built.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["sample_view"]
+
+_MAX_REDRAWS = 100
+
+
+def sample_view(
+    length: int,
+    num_frames: int,
+    generator: torch.Generator,
+    ratio_range: tuple[float, float] = (1.0, 1.5),
+    min_valid: int = 2,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Sample one view of T = ``num_frames`` frames from a video of ``length`` frames.
+
+    A draw with fewer than ``min(min_valid, length)`` valid frames is redrawn (it can happen when
+    T is far below L and the block overhangs the video); after 100 tries r = 1 is used, which
+    makes every index valid.
+
+    Returns:
+        read_indices (T,) int64 in [0, L-1], mask (T,) bool, timestamps (T,) int64.
+    """
+    if length < 1:
+        raise ValueError(f"cannot sample a view of an empty video (length {length})")
+    need = min(min_valid, length)
+    lo, hi = ratio_range
+    for attempt in range(_MAX_REDRAWS + 1):
+        r = 1.0 if attempt == _MAX_REDRAWS else lo + (hi - lo) * torch.rand((), generator=generator).item()
+        block = max(length, math.ceil(r * length))
+        count = min(length, num_frames)
+        drawn = torch.randperm(block, generator=generator)[:count].sort().values
+        if int((drawn < length).sum()) >= need:
+            break
+    timestamps = torch.full((num_frames,), length, dtype=torch.int64)
+    timestamps[:count] = drawn
+    mask = timestamps < length
+    return timestamps.clamp(max=length - 1), mask, timestamps

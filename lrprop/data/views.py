@@ -1,0 +1,109 @@
+"""Training batches: for each video, V temporally sampled and augmented views (METHOD.md §1).
+
+Randomness is a pure function of (seed, epoch, video index): a sample comes out the same in any
+loader worker and after a resume, so a resumed run sees exactly the data it would have seen.
+The batch sampler yields (epoch, index) keys to carry the epoch into the workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from lrprop.data.sampling import sample_view
+from lrprop.data.source import VideoSource
+
+__all__ = ["ViewDataset", "EpochBatchSampler", "mix_seed"]
+
+
+def mix_seed(*parts: int) -> int:
+    """A well-spread 63-bit seed from integers (numpy's SeedSequence hashing)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class ViewDataset(Dataset):
+    """Item (epoch, i): V views of video i.
+
+    Args:
+        source: the videos.
+        num_frames: T frames per view.
+        num_views: V views per video.
+        transform: (T, 3, H, W) uint8 -> (T, 3, S, S) float, applied once per view with one set
+            of random parameters; None gives frames scaled to [0, 1].
+        seed: base seed.
+        ratio_range: the temporal sampling ratio range.
+
+    An item is a dict: frames (V, T, 3, S, S) float32, mask (V, T) bool, timestamps (V, T) int64,
+    index () int64.
+    """
+
+    def __init__(
+        self,
+        source: VideoSource,
+        num_frames: int,
+        *,
+        num_views: int = 2,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+        seed: int = 0,
+        ratio_range: tuple[float, float] = (1.0, 1.5),
+    ) -> None:
+        self.source, self.num_frames, self.num_views = source, num_frames, num_views
+        self.transform, self.seed, self.ratio_range = transform, seed, ratio_range
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        epoch, index = key
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch, index))
+        length = self.source.num_frames(index)
+        frames, masks, stamps = [], [], []
+        for _ in range(self.num_views):
+            read, mask, timestamps = sample_view(length, self.num_frames, generator, self.ratio_range)
+            clip = torch.from_numpy(np.ascontiguousarray(self.source.read_frames(index, read.numpy())))
+            clip = clip.permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
+            view_seed = int(torch.randint(0, 2**62, (), generator=generator))
+            # torchvision draws from the global generator: fork it so workers stay reproducible.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(view_seed)
+                clip = self.transform(clip) if self.transform is not None else clip.float() / 255.0
+            frames.append(clip)
+            masks.append(mask)
+            stamps.append(timestamps)
+        return {
+            "frames": torch.stack(frames),
+            "mask": torch.stack(masks),
+            "timestamps": torch.stack(stamps),
+            "index": torch.tensor(index),
+        }
+
+
+class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
+    """Batches of ``batch_size`` distinct videos, a fresh permutation each epoch.
+
+    The permutation of epoch e depends on (seed, e) only; ``set_position`` starts an epoch part
+    way through, which is how a resumed run skips the batches it already trained on.
+    The last incomplete batch is dropped (a step needs ``batch_size`` different videos).
+    """
+
+    def __init__(self, num_videos: int, batch_size: int, seed: int = 0) -> None:
+        if num_videos < batch_size:
+            raise ValueError(f"need at least {batch_size} videos for a step, have {num_videos}")
+        self.num_videos, self.batch_size, self.seed = num_videos, batch_size, seed
+        self.epoch, self.start_batch = 0, 0
+
+    def set_position(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def __len__(self) -> int:
+        return self.num_videos // self.batch_size - self.start_batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 0x5A))
+        order = torch.randperm(self.num_videos, generator=generator).tolist()
+        for b in range(self.start_batch, self.num_videos // self.batch_size):
+            chunk = order[b * self.batch_size:(b + 1) * self.batch_size]
+            yield [(self.epoch, i) for i in chunk]

@@ -1,0 +1,221 @@
+"""Dynamic time warping for pairs of embedding sequences: costs, exact paths and soft-DTW.
+
+Everything is batched over pairs, with per-pair valid lengths: a pair b uses the cells
+``[:x_lengths[b], :y_lengths[b]]`` of its cost matrix and ignores the padding beyond them.
+Moves are ↓ (i+1, j), → (i, j+1) and ↘ (i+1, j+1), from (0, 0) to the last valid cell.
+
+The dynamic programmes run in float64 on the CPU (numba kernels in ``_dtw_kernels``). A CUDA
+input is copied to the CPU for the programme and the result copied back; the cost matrices of a
+training step are small (B, T, T), so the copy is cheap next to the model.
+
+Shapes: x (B, Tx, D), y (B, Ty, D), cost (B, Tx, Ty).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from lrprop import _dtw_kernels
+
+__all__ = [
+    "pairwise_sqeuclidean",
+    "dtw_path",
+    "dtw_alignment",
+    "dtw_distance",
+    "soft_dtw",
+    "soft_dtw_divergence",
+]
+
+
+def pairwise_sqeuclidean(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Squared Euclidean distances between every frame of x and every frame of y.
+
+    D_ij = ‖x_i‖² + ‖y_j‖² - 2 x_i·y_j, by a matrix product (never a (B, Tx, Ty, D) expansion),
+    clamped at 0 against rounding.
+
+    Args:
+        x: (B, Tx, D) or (Tx, D).
+        y: (B, Ty, D) or (Ty, D).
+
+    Returns:
+        (B, Tx, Ty) or (Tx, Ty).
+    """
+    x_sq = (x * x).sum(-1).unsqueeze(-1)  # (B, Tx, 1)
+    y_sq = (y * y).sum(-1).unsqueeze(-2)  # (B, 1, Ty)
+    cross = x @ y.transpose(-1, -2)  # (B, Tx, Ty)
+    return (x_sq + y_sq - 2.0 * cross).clamp_min(0.0)
+
+
+def _as_batch(cost) -> tuple[np.ndarray, bool]:
+    """(Tx, Ty) or (B, Tx, Ty) tensor/array -> contiguous float64 (B, Tx, Ty), was_2d."""
+    if isinstance(cost, torch.Tensor):
+        arr = cost.detach().to("cpu", torch.float64).numpy()
+    else:
+        arr = np.asarray(cost, dtype=np.float64)
+    if arr.ndim == 2:
+        return np.ascontiguousarray(arr[None]), True
+    if arr.ndim != 3:
+        raise ValueError(f"cost must have shape (Tx, Ty) or (B, Tx, Ty), got {tuple(arr.shape)}")
+    return np.ascontiguousarray(arr), False
+
+
+def _lengths(lengths, batch: int, full: int, name: str) -> np.ndarray:
+    """Per-pair valid lengths as int64 (B,), defaulting to the full size; checked in range."""
+    if lengths is None:
+        return np.full(batch, full, dtype=np.int64)
+    if isinstance(lengths, torch.Tensor):
+        lengths = lengths.detach().cpu().numpy()
+    out = np.broadcast_to(np.asarray(lengths, dtype=np.int64), (batch,)).copy()
+    if out.min() < 1 or out.max() > full:
+        raise ValueError(f"{name} must lie in [1, {full}], got {out.tolist()}")
+    return out
+
+
+def dtw_path(cost, x_lengths=None, y_lengths=None):
+    """Exact DTW path of each pair.
+
+    R_ij = cost_ij + min(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1}); the path is backtracked from the
+    last valid cell, preferring ↘ on ties.
+
+    Args:
+        cost: (B, Tx, Ty) or (Tx, Ty) tensor or array.
+        x_lengths, y_lengths: (B,) valid lengths, default the full sizes.
+
+    Returns:
+        For a batch, a list of B int64 arrays (K_b, 2) of (i, j) rows from (0, 0) to
+        (x_lengths[b] - 1, y_lengths[b] - 1); for a single (Tx, Ty) cost, one such array.
+    """
+    arr, single = _as_batch(cost)
+    B, Tx, Ty = arr.shape
+    nx = _lengths(x_lengths, B, Tx, "x_lengths")
+    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    paths, counts, _ = _dtw_kernels.dtw_paths(arr, nx, ny)
+    out = [paths[b, : counts[b]].copy() for b in range(B)]
+    return out[0] if single else out
+
+
+def dtw_distance(cost, x_lengths=None, y_lengths=None) -> np.ndarray:
+    """Accumulated cost of the exact DTW path of each pair: (B,) float64 (or a float for 2-D)."""
+    arr, single = _as_batch(cost)
+    B, Tx, Ty = arr.shape
+    nx = _lengths(x_lengths, B, Tx, "x_lengths")
+    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    _, _, totals = _dtw_kernels.dtw_paths(arr, nx, ny)
+    return float(totals[0]) if single else totals
+
+
+def dtw_alignment(cost: torch.Tensor, x_lengths=None, y_lengths=None) -> torch.Tensor:
+    """The 0/1 alignment matrix W of each pair's exact DTW path.
+
+    W_ij = 1 when (i, j) lies on the path; zero outside the valid block. No gradient flows
+    through W: it is a constant of the cost.
+
+    Args:
+        cost: (B, Tx, Ty) tensor.
+        x_lengths, y_lengths: (B,) valid lengths, default the full sizes.
+
+    Returns:
+        (B, Tx, Ty) bool tensor on the device of ``cost``.
+    """
+    arr, single = _as_batch(cost)
+    B, Tx, Ty = arr.shape
+    nx = _lengths(x_lengths, B, Tx, "x_lengths")
+    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    paths, counts, _ = _dtw_kernels.dtw_paths(arr, nx, ny)
+    W = np.zeros((B, Tx, Ty), dtype=bool)
+    valid = np.arange(paths.shape[1])[None, :] < counts[:, None]  # (B, K)
+    b_idx = np.broadcast_to(np.arange(B)[:, None], valid.shape)[valid]
+    W[b_idx, paths[..., 0][valid], paths[..., 1][valid]] = True
+    out = torch.from_numpy(W).to(cost.device if isinstance(cost, torch.Tensor) else "cpu")
+    return out[0] if single else out
+
+
+class _SoftDTW(torch.autograd.Function):
+    """Soft-DTW value with the analytic backward (the expected-alignment matrix)."""
+
+    @staticmethod
+    def forward(ctx, cost, nx, ny, gamma):
+        arr = np.ascontiguousarray(cost.detach().to("cpu", torch.float64).numpy())
+        R = _dtw_kernels.soft_dtw_forward(arr, nx, ny, gamma)
+        values = R[np.arange(arr.shape[0]), nx, ny]
+        ctx.save_for_backward(cost)
+        ctx.numpy_state = (arr, R, nx, ny, gamma)
+        return torch.from_numpy(values).to(device=cost.device, dtype=cost.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_values):
+        (cost,) = ctx.saved_tensors
+        arr, R, nx, ny, gamma = ctx.numpy_state
+        E = _dtw_kernels.soft_dtw_backward(arr, R, nx, ny, gamma)
+        E = torch.from_numpy(E).to(device=cost.device, dtype=cost.dtype)
+        return grad_values[:, None, None] * E, None, None, None
+
+
+def soft_dtw(
+    cost: torch.Tensor,
+    gamma: float = 0.1,
+    x_lengths=None,
+    y_lengths=None,
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Soft-DTW of each pair (Cuturi & Blondel 2017), differentiable with respect to ``cost``.
+
+    R_ij = cost_ij + softmin_γ(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1}),
+    softmin_γ(a) = -γ log Σ_k exp(-a_k / γ); the value is R at the last valid cell.
+    As γ → 0 it tends to the exact DTW cost, from below: R_γ ≥ DTW - γ log(3) · (Tx + Ty).
+
+    The programme runs in float64 whatever the input dtype, so gradients are exact at small γ.
+
+    Args:
+        cost: (B, Tx, Ty) tensor (or (Tx, Ty)).
+        gamma: smoothing γ > 0.
+        x_lengths, y_lengths: (B,) valid lengths, default the full sizes.
+        normalize: divide each value by x_lengths + y_lengths.
+
+    Returns:
+        (B,) values (a scalar tensor for a 2-D cost), dtype and device of ``cost``.
+    """
+    if gamma <= 0:
+        raise ValueError(f"gamma must be > 0, got {gamma}")
+    single = cost.dim() == 2
+    if single:
+        cost = cost.unsqueeze(0)
+    if cost.dim() != 3:
+        raise ValueError(f"cost must have shape (B, Tx, Ty), got {tuple(cost.shape)}")
+    B, Tx, Ty = cost.shape
+    nx = _lengths(x_lengths, B, Tx, "x_lengths")
+    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    values = _SoftDTW.apply(cost, nx, ny, float(gamma))
+    if normalize:
+        values = values / torch.as_tensor(nx + ny, dtype=values.dtype, device=values.device)
+    return values[0] if single else values
+
+
+def soft_dtw_divergence(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    gamma: float = 0.1,
+    x_lengths=None,
+    y_lengths=None,
+    normalize: bool = False,
+) -> torch.Tensor:
+    """Soft-DTW divergence SDTW(x, y) - ½ (SDTW(x, x) + SDTW(y, y)) on squared Euclidean costs.
+
+    Unlike soft-DTW itself it is 0 for x = y and ≥ 0 (Blondel et al. 2021).
+
+    Args:
+        x: (B, Tx, D), y: (B, Ty, D).
+        gamma, x_lengths, y_lengths, normalize: as for :func:`soft_dtw`.
+
+    Returns:
+        (B,) values.
+    """
+    B, Tx, _ = x.shape
+    Ty = y.shape[1]
+    nx = _lengths(x_lengths, B, Tx, "x_lengths")
+    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    xy = soft_dtw(pairwise_sqeuclidean(x, y), gamma, nx, ny, normalize)
+    xx = soft_dtw(pairwise_sqeuclidean(x, x), gamma, nx, nx, normalize)
+    yy = soft_dtw(pairwise_sqeuclidean(y, y), gamma, ny, ny, normalize)
+    return xy - 0.5 * (xx + yy)

@@ -1,0 +1,282 @@
+"""The frame encoder of METHOD.md §2: a CNN per frame, then a transformer over the frames.
+
+    frames (N, T, 3, H, W) ─ backbone on the valid frames ─ global max-pool ─ (N, T, F)
+      ─ 2 × [dropout, Linear 512, BatchNorm, ReLU] ─ Linear 256 ─ + sinusoidal positions
+      ─ pre-LN transformer encoder (7 layers, key-padding mask) ─ Linear 128 ─ embedding z
+    z ─ Linear 128, BatchNorm, ReLU, Linear 128 ─ L2-normalise ─ projection h (for the KL terms)
+
+The embedding z is returned L2-normalised: it is what evaluation and published embeddings use.
+
+Padding never changes a valid frame's output: the backbone and every BatchNorm see the valid
+frames only, and the transformer masks padded keys.
+
+Positions: a view of S frames gets positions linspace(0, T - 1, S), T being the training view
+length; at S = T these are the frame indices 0..T-1, at evaluation a longer video is spread over
+the range the model was trained on (SCL).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ResNet50Backbone",
+    "SmallCNNBackbone",
+    "SinusoidalPositions",
+    "FrameEncoder",
+    "build_backbone",
+    "load_backbone_weights",
+    "RESNET_STAGES",
+]
+
+RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
+
+
+class ResNet50Backbone(nn.Module):
+    """ResNet-50 without its classifier; the stages before ``train_from`` are frozen.
+
+    Frozen stages run in eval mode (their BatchNorm statistics stay fixed) and without gradient,
+    whatever mode the module is put in.
+
+    Args:
+        train_from: the first trained stage, one of RESNET_STAGES, or "none" to freeze all.
+
+    Shapes: (N, 3, H, W) -> (N, 2048, H/32, W/32).
+    """
+
+    out_channels = 2048
+
+    def __init__(self, train_from: str = "layer4") -> None:
+        super().__init__()
+        from torchvision.models import resnet50
+
+        if train_from not in RESNET_STAGES + ("none",):
+            raise ValueError(f"train_from must be one of {RESNET_STAGES + ('none',)}, got {train_from!r}")
+        net = resnet50(weights=None)
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        n_frozen = len(RESNET_STAGES) if train_from == "none" else RESNET_STAGES.index(train_from)
+        self.frozen_stages = RESNET_STAGES[:n_frozen]
+        for module in self._stage_modules(self.frozen_stages):
+            module.requires_grad_(False)
+
+    def _stage_modules(self, stages) -> list[nn.Module]:
+        by_stage = {
+            "conv1": [self.conv1, self.bn1],
+            "layer1": [self.layer1],
+            "layer2": [self.layer2],
+            "layer3": [self.layer3],
+            "layer4": [self.layer4],
+        }
+        return [m for s in stages for m in by_stage[s]]
+
+    def train(self, mode: bool = True) -> "ResNet50Backbone":
+        super().train(mode)
+        for module in self._stage_modules(self.frozen_stages):
+            module.eval()
+        return self
+
+    def _stage(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        if name == "conv1":
+            return self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return getattr(self, name)(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            for name in self.frozen_stages:
+                x = self._stage(name, x)
+        for name in RESNET_STAGES[len(self.frozen_stages):]:
+            x = self._stage(name, x)
+        return x
+
+
+class SmallCNNBackbone(nn.Module):
+    """A four-block CNN for CPU demos and tests: [conv 3×3 stride 2, BatchNorm, ReLU] × 4.
+
+    Shapes: (N, 3, H, W) -> (N, 8 · width, H/16, W/16).
+    """
+
+    def __init__(self, width: int = 32) -> None:
+        super().__init__()
+        chans = [3, width, 2 * width, 4 * width, 8 * width]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+        self.net = nn.Sequential(*layers)
+        self.out_channels = chans[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def build_backbone(name: str, *, train_from: str = "layer4", width: int = 32) -> nn.Module:
+    """A backbone by name: "resnet50" or "small_cnn"."""
+    if name == "resnet50":
+        return ResNet50Backbone(train_from=train_from)
+    if name == "small_cnn":
+        return SmallCNNBackbone(width=width)
+    raise ValueError(f"unknown backbone {name!r}; expected 'resnet50' or 'small_cnn'")
+
+
+_PREFIXES = ("module.", "backbone.", "encoder.", "online_network.", "net.")
+
+
+def load_backbone_weights(backbone: nn.Module, data: bytes, *, name: str = "<weights>") -> None:
+    """Load pretrained weights into ``backbone`` from the bytes of a weights file.
+
+    Accepts safetensors, or a torchvision-style state-dict file read with ``weights_only=True``
+    (no arbitrary unpickling). Common wrapper prefixes (``module.``, ``backbone.``, …) are
+    stripped and classifier keys (``fc.*``) ignored. Every backbone parameter and buffer must be
+    present: a partial load is an error naming the missing keys.
+
+    Args:
+        backbone: the module to fill.
+        data: the file's bytes (the caller reads them from a path or URI).
+        name: where they came from, for error messages.
+    """
+    if data[8:9] == b"{":  # safetensors: a u64 header size, then a JSON header
+        from safetensors.torch import load as load_safetensors
+
+        state = load_safetensors(data)
+    else:
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+            state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(f"{name}: expected a state dict, got {type(state).__name__}")
+    cleaned = {}
+    for key, value in state.items():
+        for prefix in _PREFIXES:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+        if not key.startswith("fc."):
+            cleaned[key] = value
+    # ResNet50Backbone keeps the torchvision names (conv1, layer1, …); SmallCNN uses net.*.
+    result = backbone.load_state_dict(cleaned, strict=False)
+    if result.missing_keys:
+        raise ValueError(f"{name}: weights lack {len(result.missing_keys)} backbone keys, e.g. {result.missing_keys[:5]}")
+
+
+class SinusoidalPositions(nn.Module):
+    """Sinusoidal encoding of real-valued positions (Vaswani et al. 2017).
+
+    pe(p)_{2k} = sin(p / 10000^{2k/d}), pe(p)_{2k+1} = cos(p / 10000^{2k/d}).
+
+    Shapes: positions (N, S) float -> (N, S, d).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"positional encoding needs an even dimension, got {dim}")
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(0, dim, 2, dtype=torch.float32) / dim)
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, positions: torch.Tensor) -> torch.Tensor:
+        angles = positions.float()[..., None] * self.freqs  # (N, S, d/2)
+        return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
+
+
+def _on_valid(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Apply a per-frame ``module`` to the valid frames of x (N, T, C) only; padding gets 0."""
+    out_valid = module(x[mask])  # (n_valid, C')
+    out = out_valid.new_zeros(*mask.shape, out_valid.shape[-1])
+    out[mask] = out_valid
+    return out
+
+
+class FrameEncoder(nn.Module):
+    """Backbone + temporal transformer -> per-frame embeddings and projections.
+
+    Args:
+        backbone: a module mapping (N, 3, H, W) to a feature map (N, F, h, w) with an
+            ``out_channels`` attribute.
+        num_frames: T, the training view length (sets evaluation positions).
+        hidden_dim: width of the two MLP blocks (512).
+        model_dim: transformer width d_model (256).
+        num_layers: transformer layers (7).
+        num_heads: attention heads (8).
+        ffn_dim: transformer feed-forward width (1024).
+        embedding_dim: output embedding width (128).
+        projection_dim: projection head width (128).
+        dropout: dropout of the MLP blocks, positions and transformer (0.1).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        *,
+        num_frames: int,
+        hidden_dim: int = 512,
+        model_dim: int = 256,
+        num_layers: int = 7,
+        num_heads: int = 8,
+        ffn_dim: int = 1024,
+        embedding_dim: int = 128,
+        projection_dim: int = 128,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.num_frames = num_frames
+        feat = backbone.out_channels
+        self.mlp = nn.Sequential(
+            nn.Dropout(dropout), nn.Linear(feat, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
+            nn.Dropout(dropout), nn.Linear(hidden_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
+            nn.Linear(hidden_dim, model_dim),
+        )
+        self.positions = SinusoidalPositions(model_dim)
+        self.position_dropout = nn.Dropout(dropout)
+        layer = nn.TransformerEncoderLayer(
+            model_dim, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True
+        )
+        self.transformer = nn.TransformerEncoder(
+            layer, num_layers, norm=nn.LayerNorm(model_dim), enable_nested_tensor=False
+        )
+        self.embed = nn.Linear(model_dim, embedding_dim)
+        self.project = nn.Sequential(
+            nn.Linear(embedding_dim, projection_dim), nn.BatchNorm1d(projection_dim), nn.ReLU(inplace=True),
+            nn.Linear(projection_dim, projection_dim),
+        )
+
+    def default_positions(self, num_frames: int, batch: int, device) -> torch.Tensor:
+        """linspace(0, T - 1, S) for each of ``batch`` sequences: (batch, S) float."""
+        return torch.linspace(0, self.num_frames - 1, num_frames, device=device).expand(batch, -1)
+
+    def forward(
+        self,
+        frames: torch.Tensor,
+        mask: torch.Tensor,
+        positions: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Embed every frame of N sequences.
+
+        Args:
+            frames: (N, S, 3, H, W) normalised images.
+            mask: (N, S) bool, True on valid frames.
+            positions: optional (N, S) positions; default linspace(0, T - 1, S).
+
+        Returns:
+            embeddings (N, S, E) L2-normalised, projections (N, S, P) L2-normalised; both zero
+            on padded frames.
+        """
+        N, S = mask.shape
+        mask = mask.bool()
+        feats = self.backbone(frames[mask])  # (n_valid, F, h, w)
+        feats = feats.amax(dim=(-2, -1))  # global max-pool -> (n_valid, F)
+        x = frames.new_zeros(N, S, feats.shape[-1], dtype=feats.dtype)
+        x[mask] = feats
+        x = _on_valid(self.mlp, x, mask)  # (N, S, model_dim)
+        if positions is None:
+            positions = self.default_positions(S, N, frames.device)
+        x = self.position_dropout(x + self.positions(positions).to(x.dtype))
+        x = self.transformer(x, src_key_padding_mask=~mask)
+        z = _on_valid(self.embed, x, mask)  # (N, S, E)
+        h = _on_valid(lambda v: F.normalize(self.project(v), dim=-1), z, mask)
+        return F.normalize(z, dim=-1), h

@@ -1,0 +1,229 @@
+"""One training function for a local run, a Ray Train worker and a Ray Tune trial.
+
+:func:`train` fits one LRProp model on one ``VideoSource`` (one action class): Adam, a cosine
+schedule to 0 over all epochs, gradient clipping, bf16 autocast on CUDA. It writes checkpoints to
+a local directory and resumes from the newest one there (or from ``resume_from``). After every
+epoch it calls ``report(metrics, checkpoint_path_or_None)``: a local run logs, a Ray worker
+forwards to ``ray.train.report``; nothing here imports Ray.
+
+A resumed run continues exactly: the data of each step is a function of (seed, epoch, video),
+the epoch's order of videos a function of (seed, epoch), and the model's own randomness
+(dropout) comes from torch's generator, saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from lrprop.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
+from lrprop.config import Config, LossConfig, config_to_dict
+from lrprop.data.augment import eval_transform, train_transform
+from lrprop.data.source import VideoSource
+from lrprop.data.views import EpochBatchSampler, ViewDataset
+from lrprop.losses import LRPropLoss
+from lrprop.model import FrameEncoder, build_backbone, load_backbone_weights
+
+__all__ = ["train", "TrainResult", "build_model", "build_loss", "resolve_device", "make_loader"]
+
+log = logging.getLogger(__name__)
+
+ReportFn = Callable[[dict, "Path | None"], None]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns: the model, one metrics dict per epoch, the last checkpoint."""
+
+    model: FrameEncoder
+    history: list[dict] = field(default_factory=list)
+    checkpoint: Path | None = None
+    step: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """"auto" -> CUDA when available, else CPU; anything else as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None) -> FrameEncoder:
+    """The encoder of ``config.model`` for views of ``config.data.num_frames`` frames.
+
+    Pretrained backbone weights at ``config.model.pretrained`` are read with ``read_bytes``
+    (default: :func:`lrprop.store.read_bytes`, any fsspec URI); nothing is downloaded otherwise.
+    """
+    m = config.model
+    backbone = build_backbone(m.backbone, train_from=m.train_from, width=m.cnn_width)
+    if m.pretrained:
+        if read_bytes is None:
+            from lrprop.store import read_bytes
+        load_backbone_weights(backbone, read_bytes(m.pretrained), name=m.pretrained)
+    return FrameEncoder(
+        backbone,
+        num_frames=config.data.num_frames,
+        hidden_dim=m.hidden_dim,
+        model_dim=m.model_dim,
+        num_layers=m.num_layers,
+        num_heads=m.num_heads,
+        ffn_dim=m.ffn_dim,
+        embedding_dim=m.embedding_dim,
+        projection_dim=m.projection_dim,
+        dropout=m.dropout,
+    )
+
+
+def build_loss(loss: LossConfig) -> LRPropLoss:
+    """The adapter from config to the loss module's explicit keyword arguments."""
+    return LRPropLoss(
+        alpha=loss.alpha,
+        beta=loss.beta,
+        tau=loss.tau,
+        sigma2=loss.sigma2,
+        gamma=loss.gamma,
+        terms=loss.terms,
+        cost=loss.cost,
+        prop_positions=loss.prop_positions,
+        sdtw_normalize=loss.sdtw_normalize,
+        sdtw_divergence=loss.sdtw_divergence,
+    )
+
+
+def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler, pin_memory: bool) -> DataLoader:
+    """The DataLoader of training views, decoding and augmenting in ``num_workers`` workers."""
+    d = config.data
+    transform = train_transform(d.image_size) if d.augment else eval_transform(d.image_size)
+    dataset = ViewDataset(
+        source, d.num_frames, num_views=d.num_views, transform=transform, seed=config.train.seed, ratio_range=d.sample_ratio
+    )
+    workers = d.num_workers
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        prefetch_factor=4 if workers > 0 else None,
+        pin_memory=pin_memory,
+    )
+
+
+def train(
+    config: Config,
+    source: VideoSource,
+    *,
+    checkpoint_dir: str | Path,
+    resume_from: str | Path | None = None,
+    report: ReportFn | None = None,
+) -> TrainResult:
+    """Train one model on ``source`` (one action class) as ``config`` says.
+
+    Args:
+        config: the whole configuration.
+        source: the training videos; each step takes ``config.data.videos_per_step`` of them.
+        checkpoint_dir: local directory for checkpoints (created if missing).
+        resume_from: a checkpoint directory to start from; default the newest complete
+            checkpoint in ``checkpoint_dir``, if any.
+        report: called after each epoch with the epoch's mean loss terms and the checkpoint
+            written then (or None).
+
+    Returns:
+        the trained model (in eval mode), per-epoch metrics, the last checkpoint.
+
+    Raises:
+        FloatingPointError: a loss became NaN or infinite; the last checkpoint is untouched.
+    """
+    torch.manual_seed(config.train.seed)
+    device = resolve_device(config.train.device)
+    model = build_model(config).to(device)
+    loss_fn = build_loss(config.loss)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    steps_per_epoch = len(source) // config.data.videos_per_step
+    total_steps = config.optim.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=0.0)
+    sampler = EpochBatchSampler(len(source), config.data.videos_per_step, seed=config.train.seed)
+    config_dict = config_to_dict(config)
+
+    step, start_epoch, start_batch = 0, 0, 0
+    resume_from = resume_from or latest_checkpoint(checkpoint_dir)
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
+        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
+        if start_batch >= steps_per_epoch:
+            start_epoch, start_batch = start_epoch + 1, 0
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_from, step, start_epoch, start_batch)
+
+    use_bf16 = device.type == "cuda" and config.optim.bf16
+    loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
+    max_steps = config.optim.max_steps if config.optim.max_steps is not None else total_steps
+    result = TrainResult(model=model, step=step, checkpoint=Path(resume_from) if resume_from else None)
+
+    def checkpoint(epoch: int, batch: int) -> Path:
+        path = save_checkpoint(
+            checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler,
+            step=step, epoch=epoch, batch_in_epoch=batch, config=config_dict,
+        )
+        prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
+        return path
+
+    model.train()
+    started = time.perf_counter()
+    for epoch in range(start_epoch, config.optim.epochs):
+        if step >= max_steps:
+            break
+        first = start_batch if epoch == start_epoch else 0
+        sampler.set_position(epoch, first)
+        sums: dict[str, float] = {}
+        batches = 0
+        saved: Path | None = None  # the checkpoint written during this epoch, if any
+        saved_step = -1
+        for batch_index, batch in enumerate(loader, start=first):
+            frames = batch["frames"].to(device, non_blocking=True)  # (B, V, T, 3, S, S)
+            mask = batch["mask"].to(device)  # (B, V, T)
+            timestamps = batch["timestamps"].to(device)
+            B, V, T = mask.shape
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                z, h = model(frames.flatten(0, 1), mask.flatten(0, 1))  # (B·V, T, E), (B·V, T, P)
+            terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps)
+            total = terms["total"]
+            if not torch.isfinite(total):
+                raise FloatingPointError(
+                    f"loss is {total.item()} at step {step} (epoch {epoch}, videos {batch['index'].tolist()}); "
+                    f"the last checkpoint is {result.checkpoint}"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            batches += 1
+            for name, value in terms.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            if config.train.log_every and step % config.train.log_every == 0:
+                rate = step / max(1e-9, time.perf_counter() - started)
+                log.info("step %d epoch %d %s lr %.3g (%.2f steps/s)", step, epoch,
+                         " ".join(f"{k} {v.item():.4f}" for k, v in terms.items()), scheduler.get_last_lr()[0], rate)
+            if config.train.checkpoint_every and step % config.train.checkpoint_every == 0:
+                saved = result.checkpoint = checkpoint(epoch, batch_index + 1)
+                saved_step = step
+            if step >= max_steps:
+                break
+        if saved_step != step:
+            saved = result.checkpoint = checkpoint(epoch, first + batches)
+        metrics = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0]}
+        metrics.update({f"loss_{k}": v / max(1, batches) for k, v in sums.items()})
+        result.history.append(metrics)
+        if report is not None:
+            report(metrics, saved)
+    result.step = step
+    model.eval()
+    return result
+
