@@ -53,7 +53,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         class_dir = run_dir / action
         started = time.perf_counter()
 
-        def progress(metrics: dict, checkpoint: Path | None, action: str = action) -> None:
+        def progress(metrics: dict, checkpoint: Path, action: str = action) -> None:
             terms = " ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if k.startswith("loss_"))
             print(f"  {action} epoch {metrics['epoch'] + 1}/{config.optim.epochs} step {metrics['step']}: {terms}", flush=True)
 

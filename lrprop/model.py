@@ -124,7 +124,7 @@ def build_backbone(name: str, *, train_from: str = "layer4", width: int = 32) ->
     raise ValueError(f"unknown backbone {name!r}; expected 'resnet50' or 'small_cnn'")
 
 
-_PREFIXES = ("module.", "backbone.", "encoder.", "online_network.", "net.")
+_PREFIXES = ("module.", "backbone.", "encoder.", "online_network.")
 
 
 def load_backbone_weights(backbone: nn.Module, data: bytes, *, name: str = "<weights>") -> None:
@@ -150,11 +150,16 @@ def load_backbone_weights(backbone: nn.Module, data: bytes, *, name: str = "<wei
             state = state["state_dict"]
     if not isinstance(state, dict):
         raise ValueError(f"{name}: expected a state dict, got {type(state).__name__}")
+    expected = set(backbone.state_dict())
     cleaned = {}
     for key, value in state.items():
-        for prefix in _PREFIXES:
-            if key.startswith(prefix):
-                key = key[len(prefix):]
+        # Strip wrapper prefixes only while the key is not already one of the backbone's.
+        stripped = True
+        while key not in expected and stripped:
+            stripped = False
+            for prefix in _PREFIXES:
+                if key.startswith(prefix):
+                    key, stripped = key[len(prefix):], True
         if not key.startswith("fc."):
             cleaned[key] = value
     # ResNet50Backbone keeps the torchvision names (conv1, layer1, …); SmallCNN uses net.*.

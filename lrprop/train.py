@@ -3,7 +3,7 @@
 :func:`train` fits one LRProp model on one ``VideoSource`` (one action class): Adam, a cosine
 schedule to 0 over all epochs, gradient clipping, bf16 autocast on CUDA. It writes checkpoints to
 a local directory and resumes from the newest one there (or from ``resume_from``). After every
-epoch it calls ``report(metrics, checkpoint_path_or_None)``: a local run logs, a Ray worker
+epoch it calls ``report(metrics, checkpoint_path)``: a local run logs, a Ray worker
 forwards to ``ray.train.report``; nothing here imports Ray.
 
 A resumed run continues exactly: the data of each step is a function of (seed, epoch, video),
@@ -34,7 +34,7 @@ __all__ = ["train", "TrainResult", "build_model", "build_loss", "resolve_device"
 
 log = logging.getLogger(__name__)
 
-ReportFn = Callable[[dict, "Path | None"], None]
+ReportFn = Callable[[dict, Path], None]
 
 
 @dataclass
@@ -111,6 +111,9 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
         pin_memory=pin_memory,
+        # Its own generator: each new iterator draws a base seed, which must not advance the
+        # global generator that dropout uses (a resumed run would then drift from a straight one).
+        generator=torch.Generator().manual_seed(config.train.seed),
     )
 
 
@@ -130,11 +133,12 @@ def train(
         checkpoint_dir: local directory for checkpoints (created if missing).
         resume_from: a checkpoint directory to start from; default the newest complete
             checkpoint in ``checkpoint_dir``, if any.
-        report: called after each epoch with the epoch's mean loss terms and the checkpoint
-            written then (or None).
+        report: called after each epoch (and when ``optim.max_steps`` stops a run part way)
+            with the epoch's mean loss terms and the checkpoint written then.
 
     Returns:
-        the trained model (in eval mode), per-epoch metrics, the last checkpoint.
+        the trained model (in eval mode), the metrics of every whole epoch so far (a resumed
+        run's history includes the epochs before the resume), the last checkpoint.
 
     Raises:
         FloatingPointError: a loss became NaN or infinite; the last checkpoint is untouched.
@@ -152,25 +156,32 @@ def train(
     config_dict = config_to_dict(config)
 
     step, start_epoch, start_batch = 0, 0, 0
+    history: list[dict] = []
+    sums: dict[str, float] = {}  # loss sums of the epoch in progress, carried across a resume
+    batches = 0
     resume_from = resume_from or latest_checkpoint(checkpoint_dir)
     if resume_from is not None:
         state = load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
+        history = state["extra"].get("history", [])
+        sums, batches = state["extra"].get("epoch_sums", {}), state["extra"].get("epoch_batches", 0)
         if start_batch >= steps_per_epoch:
-            start_epoch, start_batch = start_epoch + 1, 0
+            start_epoch, start_batch, sums, batches = start_epoch + 1, 0, {}, 0
         log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_from, step, start_epoch, start_batch)
 
     use_bf16 = device.type == "cuda" and config.optim.bf16
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
     max_steps = config.optim.max_steps if config.optim.max_steps is not None else total_steps
-    result = TrainResult(model=model, step=step, checkpoint=Path(resume_from) if resume_from else None)
+    result = TrainResult(model=model, history=history, step=step, checkpoint=Path(resume_from) if resume_from else None)
 
-    def checkpoint(epoch: int, batch: int) -> Path:
+    def checkpoint(epoch: int, position: int) -> Path:
         path = save_checkpoint(
             checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-            step=step, epoch=epoch, batch_in_epoch=batch, config=config_dict,
+            step=step, epoch=epoch, batch_in_epoch=position, config=config_dict,
+            extra={"history": history, "epoch_sums": sums, "epoch_batches": batches},
         )
         prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
+        result.checkpoint = path
         return path
 
     model.train()
@@ -178,13 +189,11 @@ def train(
     for epoch in range(start_epoch, config.optim.epochs):
         if step >= max_steps:
             break
-        first = start_batch if epoch == start_epoch else 0
-        sampler.set_position(epoch, first)
-        sums: dict[str, float] = {}
-        batches = 0
-        saved: Path | None = None  # the checkpoint written during this epoch, if any
-        saved_step = -1
-        for batch_index, batch in enumerate(loader, start=first):
+        position = start_batch if epoch == start_epoch else 0
+        if epoch != start_epoch:
+            sums, batches = {}, 0
+        sampler.set_position(epoch, position)
+        for batch in loader:
             frames = batch["frames"].to(device, non_blocking=True)  # (B, V, T, 3, S, S)
             mask = batch["mask"].to(device)  # (B, V, T)
             timestamps = batch["timestamps"].to(device)
@@ -204,25 +213,27 @@ def train(
             optimizer.step()
             scheduler.step()
             step += 1
+            position += 1
             batches += 1
             for name, value in terms.items():
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             if config.train.log_every and step % config.train.log_every == 0:
-                rate = step / max(1e-9, time.perf_counter() - started)
+                rate = (step - result.step) / max(1e-9, time.perf_counter() - started)
                 log.info("step %d epoch %d %s lr %.3g (%.2f steps/s)", step, epoch,
                          " ".join(f"{k} {v.item():.4f}" for k, v in terms.items()), scheduler.get_last_lr()[0], rate)
-            if config.train.checkpoint_every and step % config.train.checkpoint_every == 0:
-                saved = result.checkpoint = checkpoint(epoch, batch_index + 1)
-                saved_step = step
             if step >= max_steps:
                 break
-        if saved_step != step:
-            saved = result.checkpoint = checkpoint(epoch, first + batches)
+            # Mid-epoch checkpoints only; the end of an epoch (or run) is saved below with its
+            # metrics in the history.
+            if config.train.checkpoint_every and step % config.train.checkpoint_every == 0 and position < steps_per_epoch:
+                checkpoint(epoch, position)
         metrics = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0]}
         metrics.update({f"loss_{k}": v / max(1, batches) for k, v in sums.items()})
-        result.history.append(metrics)
+        if position >= steps_per_epoch:  # only whole epochs enter the history
+            history.append(metrics)
+        saved = checkpoint(epoch, position)
         if report is not None:
-            report(metrics, saved)
+            report(metrics, saved)  # the checkpoint of this epoch's end
     result.step = step
     model.eval()
     return result

@@ -1,0 +1,173 @@
+"""lrprop.dtw against tslearn, scipy, a float64 reference recursion and closed-form limits."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.spatial.distance import cdist
+from tslearn.metrics import SoftDTW as TsSoftDTW
+from tslearn.metrics import dtw_path_from_metric
+
+from lrprop import dtw
+
+
+def _random_costs(seed: int, B: int = 5, Tx: int = 13, Ty: int = 17):
+    rng = np.random.default_rng(seed)
+    cost = rng.random((B, Tx, Ty))
+    nx = rng.integers(1, Tx + 1, B)
+    ny = rng.integers(1, Ty + 1, B)
+    return cost, nx, ny
+
+
+def _soft_dtw_reference(cost: np.ndarray, gamma: float) -> float:
+    """The soft-DTW recursion written out cell by cell in float64 (definition-level oracle)."""
+    n, m = cost.shape
+    R = np.full((n + 1, m + 1), np.inf)
+    R[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            prev = np.array([R[i - 1, j - 1], R[i - 1, j], R[i, j - 1]])
+            finite = prev[np.isfinite(prev)]
+            R[i, j] = cost[i - 1, j - 1] - gamma * math.log(np.exp(-finite / gamma).sum())
+    return R[n, m]
+
+
+def test_pairwise_sqeuclidean_matches_scipy():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(3, 11, 8)), rng.normal(size=(3, 7, 8))
+    got = dtw.pairwise_sqeuclidean(torch.from_numpy(x), torch.from_numpy(y)).numpy()
+    want = np.stack([cdist(x[b], y[b], "sqeuclidean") for b in range(3)])
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-10)
+    assert got.min() >= 0.0
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_dtw_path_equals_tslearn(seed):
+    cost, nx, ny = _random_costs(seed)
+    paths = dtw.dtw_path(cost, nx, ny)
+    totals = dtw.dtw_distance(cost, nx, ny)
+    for b in range(len(cost)):
+        ts_path, ts_cost = dtw_path_from_metric(cost[b, : nx[b], : ny[b]], metric="precomputed")
+        assert paths[b].tolist() == [list(p) for p in ts_path]
+        assert totals[b] == pytest.approx(ts_cost, rel=1e-12)
+
+
+def test_dtw_path_single_matrix_and_moves():
+    cost, _, _ = _random_costs(7, B=1, Tx=9, Ty=4)
+    path = dtw.dtw_path(cost[0])
+    assert path[0].tolist() == [0, 0] and path[-1].tolist() == [8, 3]
+    steps = np.diff(path, axis=0)
+    assert {tuple(s) for s in steps} <= {(1, 0), (0, 1), (1, 1)}
+
+
+def test_dtw_alignment_marks_exactly_the_path():
+    cost, nx, ny = _random_costs(3)
+    W = dtw.dtw_alignment(torch.from_numpy(cost), nx, ny)
+    assert W.dtype == torch.bool and W.shape == cost.shape
+    for b, path in enumerate(dtw.dtw_path(cost, nx, ny)):
+        expected = np.zeros(cost.shape[1:], dtype=bool)
+        expected[path[:, 0], path[:, 1]] = True
+        assert np.array_equal(W[b].numpy(), expected)
+
+
+def test_dtw_rejects_bad_lengths():
+    cost, _, _ = _random_costs(0, B=2)
+    with pytest.raises(ValueError, match="x_lengths"):
+        dtw.dtw_path(cost, [0, 3], None)
+    with pytest.raises(ValueError, match="y_lengths"):
+        dtw.dtw_path(cost, None, [3, 99])
+    with pytest.raises(ValueError, match="shape"):
+        dtw.dtw_path(np.zeros(5))
+
+
+@pytest.mark.parametrize("gamma", [0.1, 1.0])
+def test_soft_dtw_equals_float64_reference(gamma):
+    cost, nx, ny = _random_costs(11, B=4, Tx=8, Ty=6)
+    got = dtw.soft_dtw(torch.from_numpy(cost), gamma, nx, ny).numpy()
+    want = [_soft_dtw_reference(cost[b, : nx[b], : ny[b]], gamma) for b in range(4)]
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
+def test_soft_dtw_value_and_gradient_equal_tslearn():
+    cost, nx, ny = _random_costs(5, B=3, Tx=20, Ty=15)
+    c = torch.from_numpy(cost).requires_grad_()
+    values = dtw.soft_dtw(c, 0.1, nx, ny)
+    values.sum().backward()
+    for b in range(3):
+        ts = TsSoftDTW(cost[b, : nx[b], : ny[b]], gamma=0.1)
+        assert values[b].item() == pytest.approx(ts.compute(), rel=1e-10)
+        np.testing.assert_allclose(c.grad[b, : nx[b], : ny[b]].numpy(), ts.grad(), rtol=1e-9, atol=1e-12)
+        # Cells beyond the valid lengths get no gradient.
+        assert c.grad[b, nx[b]:].abs().sum() == 0 and c.grad[b, :, ny[b]:].abs().sum() == 0
+
+
+def test_soft_dtw_gradcheck_float64():
+    cost, nx, ny = _random_costs(2, B=3, Tx=6, Ty=7)
+    c = torch.from_numpy(cost).requires_grad_()
+    assert torch.autograd.gradcheck(lambda t: dtw.soft_dtw(t, 0.1, nx, ny), (c,), eps=1e-6, atol=1e-7)
+    assert torch.autograd.gradcheck(lambda t: dtw.soft_dtw(t, 0.5, nx, ny, normalize=True), (c,), eps=1e-6, atol=1e-7)
+
+
+def test_soft_dtw_tends_to_dtw_as_gamma_vanishes():
+    cost, nx, ny = _random_costs(4, B=4, Tx=15, Ty=12)
+    exact = dtw.dtw_distance(cost, nx, ny)
+    gaps = []
+    for gamma in (1.0, 0.1, 0.01, 0.001):
+        soft = dtw.soft_dtw(torch.from_numpy(cost), gamma, nx, ny).numpy()
+        # softmin lies in [min - γ log 3, min]: soft-DTW is below DTW by at most γ log 3 per step.
+        assert np.all(soft <= exact + 1e-12)
+        assert np.all(soft >= exact - gamma * math.log(3) * (nx + ny))
+        gaps.append(np.abs(exact - soft).max())
+    assert gaps == sorted(gaps, reverse=True) and gaps[-1] < 1e-2
+
+
+def test_padding_beyond_lengths_changes_nothing():
+    cost, nx, ny = _random_costs(8, B=3, Tx=10, Ty=9)
+    padded = cost.copy()
+    rng = np.random.default_rng(1)
+    for b in range(3):
+        padded[b, nx[b]:, :] = rng.random((10 - nx[b], 9)) * 1e3
+        padded[b, :, ny[b]:] = rng.random((10, 9 - ny[b])) * 1e3
+    assert [p.tolist() for p in dtw.dtw_path(cost, nx, ny)] == [p.tolist() for p in dtw.dtw_path(padded, nx, ny)]
+    a, b = torch.from_numpy(cost).requires_grad_(), torch.from_numpy(padded).requires_grad_()
+    va, vb = dtw.soft_dtw(a, 0.1, nx, ny), dtw.soft_dtw(b, 0.1, nx, ny)
+    torch.testing.assert_close(va, vb, rtol=0, atol=0)
+    va.sum().backward()
+    vb.sum().backward()
+    torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0)
+
+
+def test_soft_dtw_keeps_dtype_and_normalizes_by_lengths():
+    cost, nx, ny = _random_costs(9, B=2)
+    c32 = torch.from_numpy(cost).float()
+    v = dtw.soft_dtw(c32, 0.1, nx, ny)
+    assert v.dtype == torch.float32
+    vn = dtw.soft_dtw(c32, 0.1, nx, ny, normalize=True)
+    torch.testing.assert_close(vn, v / torch.tensor(nx + ny, dtype=torch.float32))
+    with pytest.raises(ValueError, match="gamma"):
+        dtw.soft_dtw(c32, 0.0)
+
+
+def test_soft_dtw_divergence_zero_on_itself_and_nonnegative():
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.normal(size=(3, 12, 4)))
+    y = torch.from_numpy(rng.normal(size=(3, 9, 4)))
+    torch.testing.assert_close(dtw.soft_dtw_divergence(x, x, 0.5), torch.zeros(3, dtype=torch.float64), atol=1e-10, rtol=0)
+    assert (dtw.soft_dtw_divergence(x, y, 0.5, [12, 7, 3], [9, 9, 2]) >= 0).all()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_inputs_give_the_cpu_results():
+    cost, nx, ny = _random_costs(12, B=3)
+    c_cpu = torch.from_numpy(cost).requires_grad_()
+    c_gpu = torch.from_numpy(cost).cuda().requires_grad_()
+    v_cpu, v_gpu = dtw.soft_dtw(c_cpu, 0.1, nx, ny), dtw.soft_dtw(c_gpu, 0.1, nx, ny)
+    v_cpu.sum().backward()
+    v_gpu.sum().backward()
+    torch.testing.assert_close(v_gpu.cpu(), v_cpu)
+    torch.testing.assert_close(c_gpu.grad.cpu(), c_cpu.grad)
+    assert torch.equal(dtw.dtw_alignment(c_gpu, nx, ny).cpu(), dtw.dtw_alignment(c_cpu, nx, ny))

@@ -1,0 +1,362 @@
+"""Tests of lrprop/model.py: shapes, normalisation, padding invariance, positions, freezing, weights.
+
+Oracles: unit norms, zeros on padding, the closed form of the sinusoidal encoding computed here
+with numpy, outputs that must not move when padding changes, and state dicts compared with the
+model the weights came from.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save as save_safetensors_bytes
+from safetensors.torch import save_file
+
+from lrprop.model import (
+    RESNET_STAGES,
+    FrameEncoder,
+    ResNet50Backbone,
+    SinusoidalPositions,
+    SmallCNNBackbone,
+    build_backbone,
+    load_backbone_weights,
+)
+
+IMG = 32  # image side for the small encoder
+E, P = 8, 6  # embedding and projection widths of the small encoder
+
+
+def small_encoder(num_frames: int = 6, dropout: float = 0.1, seed: int = 0) -> FrameEncoder:
+    torch.manual_seed(seed)
+    return FrameEncoder(
+        SmallCNNBackbone(width=4),
+        num_frames=num_frames,
+        hidden_dim=24,
+        model_dim=16,
+        num_layers=2,
+        num_heads=2,
+        ffn_dim=32,
+        embedding_dim=E,
+        projection_dim=P,
+        dropout=dropout,
+    )
+
+
+def prefix_mask(lengths: list[int], S: int) -> torch.Tensor:
+    return torch.arange(S)[None, :] < torch.tensor(lengths)[:, None]  # (N, S)
+
+
+# ----------------------------------------------------------------------------- FrameEncoder
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_encoder_shapes_norms_and_zero_padding(train):
+    N, S = 3, 6
+    model = small_encoder(num_frames=S)
+    model.train(train)
+    g = torch.Generator().manual_seed(1)
+    frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
+    mask = prefix_mask([6, 4, 2], S)
+    # A non-prefix mask too: validity is per frame, not assumed to be a prefix by the encoder.
+    mask[0, 2] = False
+    with torch.no_grad():
+        z, h = model(frames, mask)
+    assert z.shape == (N, S, E)
+    assert h.shape == (N, S, P)
+    assert z.dtype == torch.float32 and h.dtype == torch.float32
+    ones = torch.ones(int(mask.sum()))
+    torch.testing.assert_close(z[mask].norm(dim=-1), ones, atol=1e-5, rtol=0)
+    torch.testing.assert_close(h[mask].norm(dim=-1), ones, atol=1e-5, rtol=0)
+    assert torch.count_nonzero(z[~mask]) == 0
+    assert torch.count_nonzero(h[~mask]) == 0
+    assert torch.isfinite(z).all() and torch.isfinite(h).all()
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_garbage_in_padded_slots_changes_nothing(train):
+    """Same S, same mask; the content of the padded frames is replaced by garbage."""
+    N, S = 3, 6
+    model = small_encoder(num_frames=S, dropout=0.0)
+    model.train(train)
+    g = torch.Generator().manual_seed(2)
+    frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
+    mask = prefix_mask([6, 3, 2], S)
+    other = frames.clone()
+    other[~mask] = 100.0 * torch.randn(int((~mask).sum()), 3, IMG, IMG, generator=g)
+    with torch.no_grad():
+        z1, h1 = model(frames, mask)
+        z2, h2 = model(other, mask)
+    assert torch.allclose(z1[mask], z2[mask], atol=1e-5, rtol=0)
+    assert torch.allclose(h1[mask], h2[mask], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("train", [False, True])
+def test_appending_padded_frames_changes_nothing(train):
+    """Appending masked garbage frames (S -> S + 4) leaves every valid frame's output unchanged.
+
+    The default positions are linspace(0, T - 1, S) and so depend on S by design (§2); the
+    positions of the valid frames are passed explicitly so that only the padding changes.
+    """
+    N, S, extra = 3, 6, 4
+    model = small_encoder(num_frames=S, dropout=0.0)
+    model.train(train)
+    g = torch.Generator().manual_seed(3)
+    frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
+    mask = prefix_mask([6, 5, 2], S)
+    positions = torch.arange(S, dtype=torch.float32).expand(N, S)
+
+    garbage = 50.0 * torch.rand(N, extra, 3, IMG, IMG, generator=g) - 25.0
+    frames_long = torch.cat([frames, garbage], dim=1)
+    mask_long = torch.cat([mask, torch.zeros(N, extra, dtype=torch.bool)], dim=1)
+    positions_long = torch.cat([positions, 1000.0 * torch.rand(N, extra, generator=g)], dim=1)
+    with torch.no_grad():
+        z1, h1 = model(frames, mask, positions)
+        z2, h2 = model(frames_long, mask_long, positions_long)
+    assert torch.allclose(z1[mask], z2[:, :S][mask], atol=1e-5, rtol=0)
+    assert torch.allclose(h1[mask], h2[:, :S][mask], atol=1e-5, rtol=0)
+    assert torch.count_nonzero(z2[:, S:]) == 0 and torch.count_nonzero(h2[:, S:]) == 0
+
+
+def test_padding_invariance_is_not_vacuous():
+    """The same comparison does see a change of a *valid* frame (guards the tests above)."""
+    N, S = 2, 6
+    model = small_encoder(num_frames=S, dropout=0.0).eval()
+    g = torch.Generator().manual_seed(4)
+    frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
+    mask = prefix_mask([6, 4], S)
+    other = frames.clone()
+    other[1, 3] = torch.randn(3, IMG, IMG, generator=g)  # a valid frame
+    with torch.no_grad():
+        z1, _ = model(frames, mask)
+        z2, _ = model(other, mask)
+    assert torch.allclose(z1[0], z2[0], atol=1e-5)  # another sequence is untouched in eval mode
+    assert not torch.allclose(z1[1, :4], z2[1, :4], atol=1e-3)  # attention spreads the change
+
+
+def test_default_positions():
+    T = 7
+    model = small_encoder(num_frames=T)
+    same = model.default_positions(T, 3, torch.device("cpu"))
+    assert same.shape == (3, T)
+    np.testing.assert_allclose(same.numpy(), np.tile(np.arange(T, dtype=np.float64), (3, 1)), atol=1e-6)
+    for S in (2, 5, 13, 40):
+        pos = model.default_positions(S, 2, torch.device("cpu"))
+        assert pos.shape == (2, S)
+        expected = np.array([k * (T - 1) / (S - 1) for k in range(S)])
+        np.testing.assert_allclose(pos[0].numpy(), expected, atol=1e-5)
+        np.testing.assert_allclose(pos[1].numpy(), expected, atol=1e-5)
+
+
+def test_forward_uses_default_positions():
+    """positions=None equals passing linspace(0, T - 1, S) explicitly, and differs from arange."""
+    T, S, N = 5, 9, 2
+    model = small_encoder(num_frames=T, dropout=0.0).eval()
+    g = torch.Generator().manual_seed(5)
+    frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
+    mask = torch.ones(N, S, dtype=torch.bool)
+    lin = torch.tensor(np.linspace(0, T - 1, S), dtype=torch.float32).expand(N, S)
+    with torch.no_grad():
+        z_default, _ = model(frames, mask)
+        z_lin, _ = model(frames, mask, lin)
+        z_arange, _ = model(frames, mask, torch.arange(S, dtype=torch.float32).expand(N, S))
+    assert torch.allclose(z_default, z_lin, atol=1e-5)
+    assert not torch.allclose(z_default, z_arange, atol=1e-3)
+
+
+@pytest.mark.parametrize("dim", [2, 8, 16])
+def test_sinusoidal_positions_closed_form(dim):
+    positions = np.array([[0.0, 1.0, 2.5, 7.0, 19.0], [3.25, 0.5, 40.0, 79.0, 100.0]])
+    pe = SinusoidalPositions(dim)(torch.tensor(positions, dtype=torch.float32)).numpy()
+    assert pe.shape == (2, 5, dim)
+    expected = np.zeros((2, 5, dim))
+    for n in range(2):
+        for s in range(5):
+            p = positions[n, s]
+            for k in range(dim // 2):
+                expected[n, s, 2 * k] = math.sin(p / 10000 ** (2 * k / dim))
+                expected[n, s, 2 * k + 1] = math.cos(p / 10000 ** (2 * k / dim))
+    np.testing.assert_allclose(pe, expected, atol=2e-5, rtol=0)
+
+
+def test_sinusoidal_positions_odd_dim_raises():
+    with pytest.raises(ValueError):
+        SinusoidalPositions(7)
+
+
+# ----------------------------------------------------------------------------- ResNet-50
+
+
+def _first_bn(module: torch.nn.Module) -> torch.nn.BatchNorm2d:
+    return next(m for m in module.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_resnet_layer4_freezing_and_bn_statistics():
+    torch.manual_seed(0)
+    net = ResNet50Backbone(train_from="layer4")
+    for stage in ("conv1", "bn1", "layer1", "layer2", "layer3"):
+        params = list(getattr(net, stage).parameters())
+        assert params and all(not p.requires_grad for p in params), stage
+    assert all(p.requires_grad for p in net.layer4.parameters())
+
+    net.train()
+    assert net.training and net.layer4.training
+    assert not net.bn1.training
+    assert not _first_bn(net.layer3).training
+    assert not any(m.training for m in net.layer1.modules())
+    assert _first_bn(net.layer4).training
+
+    bn3, bn4 = _first_bn(net.layer3), _first_bn(net.layer4)
+    mean3, mean4 = bn3.running_mean.clone(), bn4.running_mean.clone()
+    batches3, batches4 = int(bn3.num_batches_tracked), int(bn4.num_batches_tracked)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    out = net(x)
+    assert out.shape == (2, 2048, 2, 2)
+    assert torch.equal(bn3.running_mean, mean3)
+    assert int(bn3.num_batches_tracked) == batches3
+    assert not torch.equal(bn4.running_mean, mean4)
+    assert int(bn4.num_batches_tracked) == batches4 + 1
+
+    out.sum().backward()
+    assert all(p.grad is None for p in net.layer3.parameters())
+    assert net.conv1.weight.grad is None
+    assert all(p.grad is not None for p in net.layer4.parameters())
+
+
+def test_resnet_train_from_none_and_conv1():
+    frozen = ResNet50Backbone(train_from="none")
+    assert frozen.frozen_stages == RESNET_STAGES
+    assert not any(p.requires_grad for p in frozen.parameters())
+    frozen.train()
+    assert not any(m.training for m in frozen.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+    free = ResNet50Backbone(train_from="conv1")
+    assert free.frozen_stages == ()
+    assert all(p.requires_grad for p in free.parameters())
+    free.train()
+    assert all(m.training for m in free.modules())
+
+
+def test_resnet_eval_then_train_restores_only_trained_stages():
+    net = ResNet50Backbone(train_from="layer3")
+    net.eval()
+    assert not any(m.training for m in net.modules())
+    net.train()
+    assert _first_bn(net.layer3).training and _first_bn(net.layer4).training
+    assert not _first_bn(net.layer2).training and not net.bn1.training
+
+
+def test_resnet_invalid_train_from_raises():
+    with pytest.raises(ValueError, match="layer5"):
+        ResNet50Backbone(train_from="layer5")
+
+
+def test_build_backbone():
+    assert isinstance(build_backbone("small_cnn", width=4), SmallCNNBackbone)
+    assert build_backbone("small_cnn", width=4).out_channels == 32
+    with pytest.raises(ValueError, match="vgg16"):
+        build_backbone("vgg16")
+
+
+# ----------------------------------------------------------------------------- weights
+
+
+def _trained_small_cnn(seed: int) -> SmallCNNBackbone:
+    """A SmallCNN whose parameters and BN buffers all differ from a fresh one's."""
+    torch.manual_seed(seed)
+    net = SmallCNNBackbone(width=4)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p))
+    net.train()
+    with torch.no_grad():
+        net(torch.randn(4, 3, 32, 32))
+    return net
+
+
+def _assert_same_state(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+
+
+def _assert_differs(a: torch.nn.Module, b: torch.nn.Module) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if sa[k].is_floating_point())
+
+
+def test_load_weights_safetensors_round_trip_small_cnn(tmp_path):
+    source, target = _trained_small_cnn(0), SmallCNNBackbone(width=4)
+    _assert_differs(source, target)
+    path = tmp_path / "w.safetensors"
+    save_file(source.state_dict(), str(path))
+    load_backbone_weights(target, path.read_bytes(), name=str(path))
+    _assert_same_state(source, target)
+
+
+def test_load_weights_torch_state_dict_with_prefix_and_classifier(tmp_path):
+    source, target = _trained_small_cnn(1), SmallCNNBackbone(width=4)
+    _assert_differs(source, target)
+    state = {f"module.{k}": v for k, v in source.state_dict().items()}
+    state["fc.weight"] = torch.randn(10, 32)
+    state["fc.bias"] = torch.randn(10)
+    path = tmp_path / "w.pth"
+    torch.save(state, path)
+    load_backbone_weights(target, path.read_bytes(), name=str(path))
+    _assert_same_state(source, target)
+
+
+def test_load_weights_checkpoint_with_state_dict_entry(tmp_path):
+    source, target = _trained_small_cnn(2), SmallCNNBackbone(width=4)
+    path = tmp_path / "ckpt.pt"
+    torch.save({"state_dict": {f"backbone.{k}": v for k, v in source.state_dict().items()}, "epoch": 3}, path)
+    load_backbone_weights(target, path.read_bytes())
+    _assert_same_state(source, target)
+
+
+def test_load_weights_missing_key_raises_naming_it():
+    source, target = _trained_small_cnn(3), SmallCNNBackbone(width=4)
+    state = dict(source.state_dict())
+    del state["net.3.weight"]
+    with pytest.raises(ValueError, match=r"net\.3\.weight"):
+        load_backbone_weights(target, save_safetensors_bytes(state), name="partial.safetensors")
+
+
+def test_load_weights_not_a_state_dict_raises(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([torch.zeros(2)], path)
+    with pytest.raises(ValueError, match="state dict"):
+        load_backbone_weights(SmallCNNBackbone(width=4), path.read_bytes(), name="list.pt")
+
+
+def test_load_weights_resnet50_safetensors_round_trip(tmp_path):
+    torch.manual_seed(10)
+    source = ResNet50Backbone(train_from="conv1")
+    with torch.no_grad():
+        source.layer4[0].conv1.weight.mul_(3.0)
+        source.train()
+        source(torch.randn(2, 3, 64, 64))  # every BN's running statistics move
+    torch.manual_seed(11)
+    target = ResNet50Backbone(train_from="layer4")
+    _assert_differs(source, target)
+    state = copy.copy(source.state_dict())
+    state["fc.weight"] = torch.randn(1000, 2048)  # a torchvision checkpoint's classifier
+    state["fc.bias"] = torch.randn(1000)
+    path = tmp_path / "resnet.safetensors"
+    save_file({k: v.contiguous() for k, v in state.items()}, str(path))
+    load_backbone_weights(target, path.read_bytes(), name=str(path))
+    _assert_same_state(source, target)
+    # Loading does not unfreeze anything.
+    assert not any(p.requires_grad for p in target.layer3.parameters())
+
+
+def test_load_weights_resnet50_missing_key_raises_naming_it():
+    source, target = ResNet50Backbone(train_from="none"), ResNet50Backbone(train_from="none")
+    state = dict(source.state_dict())
+    del state["layer2.1.bn2.running_var"]
+    with pytest.raises(ValueError, match=r"layer2\.1\.bn2\.running_var"):
+        load_backbone_weights(target, save_safetensors_bytes(state), name="partial.safetensors")

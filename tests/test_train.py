@@ -1,0 +1,123 @@
+"""The trainer: it learns, it resumes exactly, it checkpoints without pickle, and the CLI runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from lrprop.checkpoint import latest_checkpoint
+from lrprop.cli import main
+from lrprop.config import config_from_dict
+from lrprop.data.source import InMemoryVideos
+from lrprop.data.synthetic import synthetic_videos
+from lrprop.model import SmallCNNBackbone
+from lrprop.train import build_model, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+TINY = {
+    "data": {"num_frames": 16, "image_size": 32},
+    "model": {
+        "backbone": "small_cnn", "cnn_width": 8, "num_layers": 1, "hidden_dim": 64, "model_dim": 32,
+        "num_heads": 4, "ffn_dim": 64, "embedding_dim": 32, "projection_dim": 32,
+    },
+    "loss": {"alpha": 0.01, "beta": 0.4},
+    "optim": {"lr": 1e-3},
+    "train": {"log_every": 0},
+    "synthetic": {"frame_size": 32},
+}
+
+
+def _config(**sections):
+    merged = {k: dict(v) for k, v in TINY.items()}
+    for key, value in sections.items():
+        merged.setdefault(key, {}).update(value)
+    return config_from_dict(merged)
+
+
+@pytest.fixture(scope="module")
+def videos():
+    return InMemoryVideos(synthetic_videos(0, 12, size=32, length_range=(24, 60)))
+
+
+def test_a_few_hundred_steps_lower_every_loss_term(tmp_path, videos):
+    config = _config(optim={"epochs": 40})  # 6 steps per epoch: 240 steps
+    result = train(config, videos, checkpoint_dir=tmp_path)
+    assert result.step == 240 and len(result.history) == 40
+    for term in ("same", "prop", "sdtw", "total"):
+        first = np.mean([h[f"loss_{term}"] for h in result.history[:5]])
+        last = np.mean([h[f"loss_{term}"] for h in result.history[-5:]])
+        assert last < first, (term, first, last)
+
+
+def _state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("checkpoint_every", [0, 4])
+def test_a_stopped_run_resumes_to_the_same_state(tmp_path, videos, checkpoint_every):
+    base = {"epochs": 3}  # 6 steps per epoch
+    straight = train(_config(optim=base, train={"checkpoint_every": checkpoint_every}), videos, checkpoint_dir=tmp_path / "a")
+
+    # Stop part way through epoch 1 (step 8), then resume in a fresh call.
+    part = train(_config(optim={**base, "max_steps": 8}, train={"checkpoint_every": checkpoint_every}), videos, checkpoint_dir=tmp_path / "b")
+    assert part.step == 8 and len(part.history) == 1
+    torch.manual_seed(12345)  # the resumed run must not depend on the global generator's state
+    resumed = train(_config(optim=base, train={"checkpoint_every": checkpoint_every}), videos, checkpoint_dir=tmp_path / "b")
+
+    assert resumed.step == straight.step == 18
+    a, b = _state(straight.model), _state(resumed.model)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
+    assert resumed.history == straight.history
+
+
+def test_checkpoints_hold_no_pickle_and_are_pruned(tmp_path, videos):
+    config = _config(optim={"epochs": 4}, train={"keep_checkpoints": 2})
+    reports = []
+    train(config, videos, checkpoint_dir=tmp_path, report=lambda m, c: reports.append((m, c)))
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["step_00000018", "step_00000024"]
+    files = {p.name for p in (tmp_path / "step_00000024").iterdir()}
+    assert files == {"model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"}
+    state = json.loads((tmp_path / "step_00000024" / "state.json").read_text())
+    assert state["step"] == 24 and state["config"]["loss"]["alpha"] == 0.01
+    assert [m["epoch"] for m, _ in reports] == [0, 1, 2, 3]
+    assert reports[-1][1] == latest_checkpoint(tmp_path)
+
+
+def test_pretrained_backbone_weights_are_loaded_from_a_path(tmp_path):
+    source = SmallCNNBackbone(width=8)
+    torch.nn.init.normal_(source.net[0].weight)
+    weights = tmp_path / "backbone.safetensors"
+    save_file({k: v.contiguous() for k, v in source.state_dict().items()}, weights)
+    model = build_model(_config(model={"pretrained": str(weights)}))
+    torch.testing.assert_close(model.backbone.net[0].weight, source.net[0].weight)
+    with pytest.raises(FileNotFoundError, match="missing.safetensors"):
+        build_model(_config(model={"pretrained": str(tmp_path / "missing.safetensors")}))
+
+
+@pytest.mark.integration
+def test_cli_run_trains_exports_and_resumes(tmp_path, capsys):
+    args = ["run", "--config", str(REPO / "configs" / "smoke.yaml"), "--store", str(tmp_path), "--run-name", "t1",
+            "--set", "optim.epochs=2", "--set", "synthetic.train_videos=6", "--set", "synthetic.length_range=[24, 40]"]
+    assert main(args) == 0
+    run = tmp_path / "runs" / "t1"
+    actions = sorted(p.name for p in run.iterdir())
+    assert len(actions) == 2
+    for action in actions:
+        assert (run / action / "model" / "model.safetensors").is_file()
+        assert json.loads((run / action / "model" / "config.json").read_text())["optim"]["epochs"] == 2
+        assert len(json.loads((run / action / "history.json").read_text())) == 2
+    # The same run name again: everything is done, nothing trains, and the history is kept.
+    assert main(args) == 0
+    for action in actions:
+        assert len(json.loads((run / action / "history.json").read_text())) == 2
+    assert main(["run", "--run-name", "../escape", "--store", str(tmp_path)]) == 2
+    assert "invalid run name" in capsys.readouterr().err
