@@ -37,7 +37,7 @@ def _check_view(L: int, T: int, read, mask, stamps, ratio_max: float = 1.5) -> N
     assert torch.equal(mask, stamps < L)
     n_valid = int(mask.sum())
     assert mask[:n_valid].all() and not mask[n_valid:].any()
-    assert n_valid >= min(2, L)
+    assert n_valid >= min(2, L, T)  # a view of T = 1 frame can hold only one
     valid = stamps[mask]
     assert (valid[1:] > valid[:-1]).all() and (valid < L).all()
     # Read indices: clamped to L - 1, equal to the time stamps on valid frames.
@@ -383,13 +383,14 @@ def test_synthetic_videos_labels_lengths_frames(class_index):
 
 
 def test_synthetic_videos_short_lengths_keep_every_phase():
-    """Lengths down to 2 K frames (each phase can have >= 2 frames) stay in range with all phases."""
+    """Down to 2 K frames every phase can get the >= 2 frames _phase_lengths promises; lengths
+    stay in range and every phase is present."""
     for class_index in range(8):
         K = action_spec(class_index).num_phases
-        for v in synthetic_videos(class_index, 6, size=8, length_range=(2 * K, 2 * K + 4)):
-            assert 2 * K <= len(v.frames) <= 2 * K + 4
-            assert set(v.labels.tolist()) == set(range(K))
-            assert np.bincount(v.labels).min() >= 2
+        for v in synthetic_videos(class_index, 30, size=8, length_range=(2 * K, 3 * K)):
+            assert 2 * K <= len(v.frames) <= 3 * K, v.video_id
+            assert set(v.labels.tolist()) == set(range(K)), (v.video_id, v.labels)
+            assert np.bincount(v.labels).min() >= 2, (v.video_id, v.labels)
 
 
 def test_synthetic_phase_timing_varies_across_videos():

@@ -1,0 +1,110 @@
+"""Time the core: the dtw functions at B=2, T=240, D=128, and one training step of the smoke config.
+
+    .venv/bin/python benchmarks/bench_core.py [--repeats 20]
+
+Peers measured in the same run: tslearn (benchmark-only dependency: pip install -e '.[bench]')
+for DTW paths and soft-DTW forward + backward; the model's own forward + backward for the
+training step (so the ratio is what the losses and DTW add). Prints a markdown table; the latest
+figures live in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lrprop import dtw
+from lrprop.config import load_config
+from lrprop.data.source import InMemoryVideos
+from lrprop.data.synthetic import synthetic_videos
+from lrprop.data.views import EpochBatchSampler
+from lrprop.train import build_loss, build_model, make_loader
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def timeit(fn, repeats: int, warmup: int = 3) -> float:
+    """Median wall time of fn() in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return 1e3 * statistics.median(times)
+
+
+def dtw_rows(repeats: int, B: int = 2, T: int = 240, D: int = 128) -> list[tuple]:
+    from tslearn.metrics import SoftDTWLossPyTorch, dtw_path_from_metric
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(B, T, D, generator=gen)
+    y = torch.randn(B, T, D, generator=gen)
+    cost = dtw.pairwise_sqeuclidean(x, y)
+    cost_np = cost.double().numpy()
+    rows = []
+
+    naive = lambda: ((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1)  # noqa: E731
+    rows.append(("pairwise_sqeuclidean", "(B,T,T,D) expansion", timeit(lambda: dtw.pairwise_sqeuclidean(x, y), repeats), timeit(naive, repeats)))
+
+    ours_path = lambda: dtw.dtw_path(cost_np)  # noqa: E731
+    peer_path = lambda: [dtw_path_from_metric(cost_np[b], metric="precomputed") for b in range(B)]  # noqa: E731
+    rows.append(("dtw_path", "tslearn dtw_path_from_metric", timeit(ours_path, repeats), timeit(peer_path, repeats)))
+
+    def ours_sdtw():
+        xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+        dtw.soft_dtw(dtw.pairwise_sqeuclidean(xr, yr), 0.1).sum().backward()
+
+    peer_loss = SoftDTWLossPyTorch(gamma=0.1)
+
+    def peer_sdtw():
+        xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+        peer_loss(xr, yr).sum().backward()
+
+    rows.append(("soft_dtw fwd+bwd", "tslearn SoftDTWLossPyTorch", timeit(ours_sdtw, repeats), timeit(peer_sdtw, repeats)))
+    return rows
+
+
+def train_step_rows(repeats: int) -> list[tuple]:
+    config = load_config(REPO / "configs" / "smoke.yaml")
+    source = InMemoryVideos(synthetic_videos(0, 4, size=config.synthetic.frame_size))
+    sampler = EpochBatchSampler(len(source), config.data.videos_per_step)
+    batch = next(iter(make_loader(config, source, sampler, pin_memory=False)))
+    model = build_model(config).train()
+    loss_fn = build_loss(config.loss)
+    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    B, V, T = batch["mask"].shape
+
+    def step(with_loss: bool):
+        z, h = model(batch["frames"].flatten(0, 1), batch["mask"].flatten(0, 1))
+        if with_loss:
+            total = loss_fn(z.view(B, V, T, -1), h.view(B, V, T, -1), batch["mask"], batch["timestamps"])["total"]
+        else:
+            total = z.sum() + h.sum()
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+
+    return [("training step (smoke config)", "model fwd+bwd alone", timeit(lambda: step(True), repeats), timeit(lambda: step(False), repeats))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=20)
+    args = parser.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, numpy {np.__version__}")
+    print("| what | ours (ms) | peer | peer (ms) | peer / ours |")
+    print("|---|---:|---|---:|---:|")
+    for name, peer, ours, theirs in dtw_rows(args.repeats) + train_step_rows(args.repeats):
+        print(f"| {name} | {ours:.2f} | {peer} | {theirs:.2f} | {theirs / ours:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
