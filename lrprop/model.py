@@ -18,6 +18,7 @@ the range the model was trained on (SCL).
 from __future__ import annotations
 
 import io
+import logging
 import math
 from collections.abc import Callable
 
@@ -34,6 +35,8 @@ __all__ = [
     "load_backbone_weights",
     "RESNET_STAGES",
 ]
+
+log = logging.getLogger(__name__)
 
 RESNET_STAGES = ("conv1", "layer1", "layer2", "layer3", "layer4")
 
@@ -166,6 +169,8 @@ def load_backbone_weights(backbone: nn.Module, data: bytes, *, name: str = "<wei
     result = backbone.load_state_dict(cleaned, strict=False)
     if result.missing_keys:
         raise ValueError(f"{name}: weights lack {len(result.missing_keys)} backbone keys, e.g. {result.missing_keys[:5]}")
+    if result.unexpected_keys:
+        log.warning("%s: ignored %d keys the backbone does not have, e.g. %s", name, len(result.unexpected_keys), result.unexpected_keys[:5])
 
 
 class SinusoidalPositions(nn.Module):

@@ -15,6 +15,6 @@ def check_name(value: str, what: str = "name") -> str:
     Allowed: 1–128 characters of letters, digits, '.', '_' and '-', starting with a letter or
     digit, and not containing '..'; so never a separator, a parent reference or hidden file.
     """
-    if not isinstance(value, str) or not _NAME.match(value) or ".." in value:
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
         raise ValueError(f"invalid {what} {value!r}: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit")
     return value

@@ -360,3 +360,18 @@ def test_load_weights_resnet50_missing_key_raises_naming_it():
     del state["layer2.1.bn2.running_var"]
     with pytest.raises(ValueError, match=r"layer2\.1\.bn2\.running_var"):
         load_backbone_weights(target, save_safetensors_bytes(state), name="partial.safetensors")
+
+
+def test_load_weights_from_a_whole_encoder_checkpoint(tmp_path):
+    """A FrameEncoder's state dict (under DataParallel's 'module.') fills a bare backbone: the
+    'backbone.' wrapper is stripped, the head's keys are ignored."""
+    encoder = small_encoder()
+    with torch.no_grad():
+        for p in encoder.backbone.parameters():
+            p.add_(1.0)
+    path = tmp_path / "encoder.pt"
+    torch.save({f"module.{k}": v for k, v in encoder.state_dict().items()}, path)
+    target = SmallCNNBackbone(width=4)
+    _assert_differs(encoder.backbone, target)
+    load_backbone_weights(target, path.read_bytes(), name=str(path))
+    _assert_same_state(encoder.backbone, target)

@@ -27,7 +27,7 @@ def sample_view(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample one view of T = ``num_frames`` frames from a video of ``length`` frames.
 
-    A draw with fewer than ``min(min_valid, length)`` valid frames is redrawn (it can happen when
+    A draw with fewer than ``min(min_valid, length, num_frames)`` valid frames is redrawn (it can happen when
     T is far below L and the block overhangs the video); after 100 tries r = 1 is used, which
     makes every index valid.
 
@@ -36,7 +36,7 @@ def sample_view(
     """
     if length < 1:
         raise ValueError(f"cannot sample a view of an empty video (length {length})")
-    need = min(min_valid, length)
+    need = min(min_valid, length, num_frames)
     lo, hi = ratio_range
     for attempt in range(_MAX_REDRAWS + 1):
         r = 1.0 if attempt == _MAX_REDRAWS else lo + (hi - lo) * torch.rand((), generator=generator).item()

@@ -59,10 +59,13 @@ def action_spec(class_index: int, seed: int = 0) -> ActionSpec:
 
 
 def _phase_lengths(num_phases: int, length: int, rng: np.random.Generator) -> np.ndarray:
-    """Split ``length`` frames into phases of Dirichlet shares, each at least 2 frames."""
+    """Split ``length`` frames into phases: 2 frames each, the rest by Dirichlet shares."""
+    if length < 2 * num_phases:
+        raise ValueError(f"a video of {num_phases} phases needs at least {2 * num_phases} frames, got {length}")
     shares = rng.dirichlet(np.full(num_phases, 2.0))
-    lengths = np.maximum(2, np.floor(shares * length).astype(int))
-    lengths[np.argmax(lengths)] += length - lengths.sum()
+    spare = length - 2 * num_phases
+    lengths = 2 + np.floor(shares * spare).astype(int)
+    lengths[np.argmax(shares)] += length - lengths.sum()  # the rounding remainder, never negative
     return lengths
 
 

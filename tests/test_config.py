@@ -1,0 +1,235 @@
+"""Tests of lrprop/config.py and lrprop/names.py.
+
+Oracles: METHOD.md's numbers (§2-4) typed in here, deep-merge semantics (one key changes, every
+other stays at its default), errors that name the dotted key, and round trips.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from lrprop.config import (
+    Config,
+    ConfigError,
+    config_from_dict,
+    config_to_dict,
+    load_config,
+    parse_override,
+)
+from lrprop.names import check_name
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def write(tmp_path: Path, text: str, name: str = "c.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+# ----------------------------------------------------------------------------- defaults
+
+
+def test_defaults_are_method_values():
+    c = Config()
+    # §3 losses
+    assert c.loss.tau == 0.1
+    assert c.loss.sigma2 == 10.0
+    assert c.loss.gamma == 0.1
+    assert set(c.loss.terms) == {"same", "prop", "sdtw"}
+    assert c.loss.cost == "sqeuclidean"
+    assert c.loss.prop_positions == "view"
+    assert c.loss.sdtw_normalize is False and c.loss.sdtw_divergence is False
+    # §4 optimisation
+    assert c.optim.lr == 1e-4
+    assert c.optim.weight_decay == 1e-5
+    assert c.optim.epochs == 300
+    assert c.optim.grad_clip == 10.0
+    # §2 model
+    assert c.model.backbone == "resnet50"
+    assert c.model.train_from == "layer4"
+    assert c.model.pretrained is None  # nothing downloaded unless the user gives weights
+    assert c.model.num_layers == 7
+    assert c.model.model_dim == 256
+    assert c.model.num_heads == 8
+    assert c.model.ffn_dim == 1024
+    assert c.model.embedding_dim == 128
+    assert c.model.projection_dim == 128
+    assert c.model.hidden_dim == 512
+    assert c.model.dropout == 0.1
+    # §1 data
+    assert c.data.sample_ratio == (1.0, 1.5)
+    assert c.data.num_views == 2 and c.data.videos_per_step == 2
+    assert c.data.augment is True
+
+
+def test_config_is_frozen():
+    c = Config()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.loss.alpha = 1.0  # type: ignore[misc]
+
+
+def test_empty_or_missing_file_gives_defaults(tmp_path):
+    assert load_config() == Config()
+    assert load_config(write(tmp_path, "")) == Config()
+    assert load_config(write(tmp_path, "# only a comment\n", "d.yaml")) == Config()
+
+
+# ----------------------------------------------------------------------------- merging
+
+
+def test_deep_merge_changes_only_the_given_key(tmp_path):
+    c = load_config(write(tmp_path, "loss: {alpha: 0.01}\n"))
+    assert c.loss.alpha == 0.01
+    expected = dataclasses.replace(Config(), loss=dataclasses.replace(Config().loss, alpha=0.01))
+    assert c == expected
+    assert c.loss.beta == Config().loss.beta and c.optim == Config().optim
+
+
+def test_merge_of_two_sections(tmp_path):
+    c = load_config(write(tmp_path, "model:\n  num_layers: 2\n  backbone: small_cnn\noptim:\n  epochs: 20\n"))
+    assert (c.model.num_layers, c.model.backbone, c.optim.epochs) == (2, "small_cnn", 20)
+    assert c.model.model_dim == 256 and c.optim.lr == 1e-4
+
+
+def test_unknown_key_names_the_dotted_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"loss\.alphaa"):
+        load_config(write(tmp_path, "loss: {alphaa: 0.01}\n"))
+    with pytest.raises(ConfigError, match="lossy"):
+        load_config(write(tmp_path, "lossy: {alpha: 0.01}\n", "e.yaml"))
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("optim: {epochs: ten}\n", "optim.epochs"),
+        ('optim: {epochs: "10"}\n', "optim.epochs"),
+        ("optim: {epochs: 1.5}\n", "optim.epochs"),
+        ("optim: {epochs: true}\n", "optim.epochs"),
+        ("data: {augment: 3}\n", "data.augment"),
+        ("loss: {alpha: fast}\n", "loss.alpha"),
+        ("model: {backbone: vgg}\n", "model.backbone"),
+        ("model: {train_from: layer5}\n", "model.train_from"),
+        ("loss: {cost: cosine}\n", "loss.cost"),
+        ("model: {pretrained: 3}\n", "model.pretrained"),
+        ("data: {sample_ratio: [1.0, 1.2, 1.5]}\n", "data.sample_ratio"),
+        ("data: {sample_ratio: 1.5}\n", "data.sample_ratio"),
+        ("loss: {terms: [same, 3]}\n", "loss.terms"),
+        ("loss: 0.5\n", "loss"),
+    ],
+)
+def test_bad_values_name_the_key(tmp_path, text, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert key in str(info.value)
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
+
+
+def test_coercions(tmp_path):
+    c = load_config(write(tmp_path, "loss:\n  terms: [same, prop]\n  alpha: 1\ndata:\n  sample_ratio: [1, 2]\n"))
+    assert c.loss.terms == ("same", "prop") and isinstance(c.loss.terms, tuple)
+    assert c.data.sample_ratio == (1.0, 2.0) and isinstance(c.data.sample_ratio, tuple)
+    assert all(isinstance(x, float) for x in c.data.sample_ratio)
+    assert isinstance(c.loss.alpha, float) and c.loss.alpha == 1.0
+    # Optional fields accept null and a value of their type.
+    c = load_config(write(tmp_path, "optim: {max_steps: 5}\nmodel: {pretrained: w.safetensors}\n", "o.yaml"))
+    assert c.optim.max_steps == 5 and c.model.pretrained == "w.safetensors"
+    assert load_config(write(tmp_path, "optim: {max_steps: null}\n", "n.yaml")).optim.max_steps is None
+    # A config is hashable and comparable: tuples, not lists.
+    hash(c)
+
+
+def test_overrides_win_over_the_file(tmp_path):
+    path = write(tmp_path, "loss:\n  beta: 0.4\n  alpha: 0.01\n")
+    c = load_config(path, ["loss.beta=1.6"])
+    assert c.loss.beta == 1.6 and c.loss.alpha == 0.01
+    c = load_config(path, ["loss.beta=1.6", "loss.beta=3.2", "optim.epochs=7", "loss.terms=[same]"])
+    assert c.loss.beta == 3.2 and c.optim.epochs == 7 and c.loss.terms == ("same",)
+
+
+def test_override_errors_name_the_key(tmp_path):
+    with pytest.raises(ConfigError, match=r"loss\.alphaa"):
+        load_config(None, ["loss.alphaa=1"])
+    with pytest.raises(ConfigError, match=r"optim\.epochs"):
+        load_config(write(tmp_path, ""), ["optim.epochs=ten"])
+    with pytest.raises(ConfigError):
+        parse_override("loss.alpha")
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("loss.alpha=0.01") == {"loss": {"alpha": 0.01}}
+    assert parse_override("model.pretrained=s3://b/w=1.pt") == {"model": {"pretrained": "s3://b/w=1.pt"}}
+    assert parse_override("data.augment=false") == {"data": {"augment": False}}
+
+
+def test_invalid_yaml_and_non_mapping_raise(tmp_path):
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, "loss: {alpha: [\n"))
+    with pytest.raises(ConfigError):
+        load_config(write(tmp_path, "- a\n- b\n", "l.yaml"))
+
+
+def test_dict_round_trip():
+    c = config_from_dict(
+        {
+            "loss": {"alpha": 0.003, "terms": ["same", "sdtw"], "sdtw_divergence": True},
+            "data": {"num_frames": 40, "sample_ratio": [1.0, 1.25]},
+            "model": {"pretrained": "/w.pt", "backbone": "small_cnn"},
+            "optim": {"max_steps": 100},
+        }
+    )
+    d = config_to_dict(c)
+    assert isinstance(d["loss"]["terms"], list)
+    assert config_from_dict(d) == c
+    assert config_from_dict(config_to_dict(Config())) == Config()
+
+
+def test_config_from_dict_with_base():
+    base = config_from_dict({"loss": {"alpha": 0.01}})
+    c = config_from_dict({"loss": {"beta": 1.6}}, base=base)
+    assert c.loss.alpha == 0.01 and c.loss.beta == 1.6
+
+
+# ----------------------------------------------------------------------------- shipped configs
+
+
+def test_configs_directory_is_not_empty():
+    assert sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")) + sorted(CONFIG_DIR.glob("*.yml")), ids=lambda p: p.name)
+def test_every_config_loads_and_starts_with_its_command(path):
+    config = load_config(path)
+    assert isinstance(config, Config)
+    first = path.read_text().splitlines()[0]
+    assert first.startswith("#")
+    assert first.lstrip("#").strip().startswith("lrprop"), first
+    assert path.name in first  # the command runs this very file
+
+
+# ----------------------------------------------------------------------------- names
+
+
+@pytest.mark.parametrize("name", ["run-1.a_b", "a", "A9", "x" * 128, "v1.2.3"])
+def test_check_name_accepts(name):
+    assert check_name(name) == name
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["", "../x", "a/b", "a\\b", ".hidden", "a..b", "x" * 200, "x" * 129, "-flag", "a b", "é", "a\n", ".."],
+)
+def test_check_name_rejects(name):
+    with pytest.raises(ValueError, match="run name"):
+        check_name(name, "run name")
+
+
+def test_check_name_rejects_non_strings():
+    with pytest.raises(ValueError):
+        check_name(None)  # type: ignore[arg-type]
