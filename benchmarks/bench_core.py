@@ -52,7 +52,14 @@ def dtw_rows(repeats: int, B: int = 2, T: int = 240, D: int = 128) -> list[tuple
     rows = []
 
     naive = lambda: ((x[:, :, None, :] - y[:, None, :, :]) ** 2).sum(-1)  # noqa: E731
-    rows.append(("pairwise_sqeuclidean", "(B,T,T,D) expansion", timeit(lambda: dtw.pairwise_sqeuclidean(x, y), repeats), timeit(naive, repeats)))
+    rows.append(
+        (
+            "pairwise_sqeuclidean",
+            "(B,T,T,D) expansion",
+            timeit(lambda: dtw.pairwise_sqeuclidean(x, y), repeats),
+            timeit(naive, repeats),
+        )
+    )
 
     ours_path = lambda: dtw.dtw_path(cost_np)  # noqa: E731
     peer_path = lambda: [dtw_path_from_metric(cost_np[b], metric="precomputed") for b in range(B)]  # noqa: E731
@@ -92,14 +99,22 @@ def train_step_rows(repeats: int) -> list[tuple]:
         total.backward()
         optimizer.step()
 
-    return [("training step (smoke config)", "model fwd+bwd alone", timeit(lambda: step(True), repeats), timeit(lambda: step(False), repeats))]
+    return [
+        (
+            "training step (smoke config)",
+            "model fwd+bwd alone",
+            timeit(lambda: step(True), repeats),
+            timeit(lambda: step(False), repeats),
+        )
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, numpy {np.__version__}")
+    machine = platform.processor() or platform.machine()
+    print(f"machine: {machine}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, numpy {np.__version__}")
     print("| what | ours (ms) | peer | peer (ms) | peer / ours |")
     print("|---|---:|---|---:|---:|")
     for name, peer, ours, theirs in dtw_rows(args.repeats) + train_step_rows(args.repeats):

@@ -48,9 +48,7 @@ def soft_dtw_forward(cost, nx, ny, gamma):
         R[b, 0, 0] = 0.0
         for i in range(1, nx[b] + 1):
             for j in range(1, ny[b] + 1):
-                R[b, i, j] = cost[b, i - 1, j - 1] + _softmin3(
-                    R[b, i - 1, j - 1], R[b, i - 1, j], R[b, i, j - 1], gamma
-                )
+                R[b, i, j] = cost[b, i - 1, j - 1] + _softmin3(R[b, i - 1, j - 1], R[b, i - 1, j], R[b, i, j - 1], gamma)
     return R
 
 

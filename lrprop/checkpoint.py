@@ -24,7 +24,15 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "prune_checkpoints", "export_model", "MODEL_FILE", "CONFIG_FILE"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "prune_checkpoints",
+    "export_model",
+    "MODEL_FILE",
+    "CONFIG_FILE",
+]
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -76,15 +84,18 @@ def save_checkpoint(
             rng[f"cuda{i}"] = s
     save_file(_tensors(rng), tmp / "rng.safetensors")
 
-    _write_json(tmp / "state.json", {
-        "step": step,
-        "epoch": epoch,
-        "batch_in_epoch": batch_in_epoch,
-        "scheduler": scheduler.state_dict(),
-        "optimizer": {"param_groups": opt_state["param_groups"], "scalars": opt_scalars},
-        "config": config,
-        "extra": extra or {},
-    })
+    _write_json(
+        tmp / "state.json",
+        {
+            "step": step,
+            "epoch": epoch,
+            "batch_in_epoch": batch_in_epoch,
+            "scheduler": scheduler.state_dict(),
+            "optimizer": {"param_groups": opt_state["param_groups"], "scalars": opt_scalars},
+            "config": config,
+            "extra": extra or {},
+        },
+    )
     if final.exists():  # the same step saved again (a resumed run): replace it whole
         shutil.rmtree(final)
     os.replace(tmp, final)
@@ -97,13 +108,15 @@ def latest_checkpoint(directory: str | Path) -> Path | None:
     if not directory.is_dir():
         return None
     done = [p for p in directory.glob(f"{_PREFIX}*") if (p / "state.json").is_file()]
-    return max(done, key=lambda p: int(p.name[len(_PREFIX):]), default=None)
+    return max(done, key=lambda p: int(p.name[len(_PREFIX) :]), default=None)
 
 
 def prune_checkpoints(directory: str | Path, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints, and abandoned temporary ones."""
     directory = Path(directory)
-    done = sorted((p for p in directory.glob(f"{_PREFIX}*") if (p / "state.json").is_file()), key=lambda p: int(p.name[len(_PREFIX):]))
+    done = sorted(
+        (p for p in directory.glob(f"{_PREFIX}*") if (p / "state.json").is_file()), key=lambda p: int(p.name[len(_PREFIX) :])
+    )
     for old in done[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     for tmp in directory.glob(".tmp-*"):

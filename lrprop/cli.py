@@ -16,7 +16,7 @@ import json
 import logging
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -42,14 +42,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from lrprop.train import train
 
     config = load_config(args.config, args.set)
-    run_name = check_name(args.run_name or datetime.now(timezone.utc).strftime("run-%Y%m%dT%H%M%SZ"), "run name")
+    run_name = check_name(args.run_name or datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ"), "run name")
     run_dir = _local_store(args.store) / "runs" / run_name
     syn = config.synthetic
     print(f"run {run_name}: {syn.num_classes} synthetic classes -> {run_dir}")
     rows = []
     for class_index in range(syn.num_classes):
         action = action_spec(class_index, syn.seed).name
-        videos = synthetic_videos(class_index, syn.train_videos, seed=syn.seed, size=syn.frame_size, length_range=syn.length_range)
+        videos = synthetic_videos(
+            class_index, syn.train_videos, seed=syn.seed, size=syn.frame_size, length_range=syn.length_range
+        )
         class_dir = run_dir / action
         started = time.perf_counter()
 
@@ -83,8 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_config(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", help="YAML file of overrides of the defaults (see configs/)")
-        p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override one key, e.g. --set loss.alpha=0.01 (repeatable)")
+        p.add_argument(
+            "--set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override one key, e.g. --set loss.alpha=0.01 (repeatable)",
+        )
 
     run = sub.add_parser("run", help="train one model per action class of the generated data set")
     with_config(run)
@@ -100,8 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
     try:
         return args.func(args)
     except (ConfigError, ValueError, FileNotFoundError) as exc:

@@ -289,4 +289,3 @@ class LRPropLoss(nn.Module):
                 total = total + self.alpha * out["sdtw"]
         out["total"] = total
         return out
-

@@ -79,7 +79,7 @@ class ResNet50Backbone(nn.Module):
         }
         return [m for s in stages for m in by_stage[s]]
 
-    def train(self, mode: bool = True) -> "ResNet50Backbone":
+    def train(self, mode: bool = True) -> ResNet50Backbone:
         super().train(mode)
         for module in self._stage_modules(self.frozen_stages):
             module.eval()
@@ -94,7 +94,7 @@ class ResNet50Backbone(nn.Module):
         with torch.no_grad():
             for name in self.frozen_stages:
                 x = self._stage(name, x)
-        for name in RESNET_STAGES[len(self.frozen_stages):]:
+        for name in RESNET_STAGES[len(self.frozen_stages) :]:
             x = self._stage(name, x)
         return x
 
@@ -162,7 +162,7 @@ def load_backbone_weights(backbone: nn.Module, data: bytes, *, name: str = "<wei
             stripped = False
             for prefix in _PREFIXES:
                 if key.startswith(prefix):
-                    key, stripped = key[len(prefix):], True
+                    key, stripped = key[len(prefix) :], True
         if not key.startswith("fc."):
             cleaned[key] = value
     # ResNet50Backbone keeps the torchvision names (conv1, layer1, …); SmallCNN uses net.*.
@@ -170,7 +170,12 @@ def load_backbone_weights(backbone: nn.Module, data: bytes, *, name: str = "<wei
     if result.missing_keys:
         raise ValueError(f"{name}: weights lack {len(result.missing_keys)} backbone keys, e.g. {result.missing_keys[:5]}")
     if result.unexpected_keys:
-        log.warning("%s: ignored %d keys the backbone does not have, e.g. %s", name, len(result.unexpected_keys), result.unexpected_keys[:5])
+        log.warning(
+            "%s: ignored %d keys the backbone does not have, e.g. %s",
+            name,
+            len(result.unexpected_keys),
+            result.unexpected_keys[:5],
+        )
 
 
 class SinusoidalPositions(nn.Module):
@@ -237,21 +242,25 @@ class FrameEncoder(nn.Module):
         self.num_frames = num_frames
         feat = backbone.out_channels
         self.mlp = nn.Sequential(
-            nn.Dropout(dropout), nn.Linear(feat, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
-            nn.Dropout(dropout), nn.Linear(hidden_dim, hidden_dim), nn.BatchNorm1d(hidden_dim), nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(feat, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Dropout(dropout),
+            nn.Linear(hidden_dim, hidden_dim),
+            nn.BatchNorm1d(hidden_dim),
+            nn.ReLU(inplace=True),
             nn.Linear(hidden_dim, model_dim),
         )
         self.positions = SinusoidalPositions(model_dim)
         self.position_dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(
-            model_dim, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True
-        )
-        self.transformer = nn.TransformerEncoder(
-            layer, num_layers, norm=nn.LayerNorm(model_dim), enable_nested_tensor=False
-        )
+        layer = nn.TransformerEncoderLayer(model_dim, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True)
+        self.transformer = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(model_dim), enable_nested_tensor=False)
         self.embed = nn.Linear(model_dim, embedding_dim)
         self.project = nn.Sequential(
-            nn.Linear(embedding_dim, projection_dim), nn.BatchNorm1d(projection_dim), nn.ReLU(inplace=True),
+            nn.Linear(embedding_dim, projection_dim),
+            nn.BatchNorm1d(projection_dim),
+            nn.ReLU(inplace=True),
             nn.Linear(projection_dim, projection_dim),
         )
 

@@ -48,7 +48,7 @@ class TrainResult:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU; anything else as given."""
+    """ "auto" -> CUDA when available, else CPU; anything else as given."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -176,8 +176,14 @@ def train(
 
     def checkpoint(epoch: int, position: int) -> Path:
         path = save_checkpoint(
-            checkpoint_dir, model=model, optimizer=optimizer, scheduler=scheduler,
-            step=step, epoch=epoch, batch_in_epoch=position, config=config_dict,
+            checkpoint_dir,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            step=step,
+            epoch=epoch,
+            batch_in_epoch=position,
+            config=config_dict,
             extra={"history": history, "epoch_sums": sums, "epoch_batches": batches},
         )
         prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
@@ -219,8 +225,14 @@ def train(
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             if config.train.log_every and step % config.train.log_every == 0:
                 rate = (step - result.step) / max(1e-9, time.perf_counter() - started)
-                log.info("step %d epoch %d %s lr %.3g (%.2f steps/s)", step, epoch,
-                         " ".join(f"{k} {v.item():.4f}" for k, v in terms.items()), scheduler.get_last_lr()[0], rate)
+                log.info(
+                    "step %d epoch %d %s lr %.3g (%.2f steps/s)",
+                    step,
+                    epoch,
+                    " ".join(f"{k} {v.item():.4f}" for k, v in terms.items()),
+                    scheduler.get_last_lr()[0],
+                    rate,
+                )
             if step >= max_steps:
                 break
             # Mid-epoch checkpoints only; the end of an epoch (or run) is saved below with its
@@ -237,4 +249,3 @@ def train(
     result.step = step
     model.eval()
     return result
-

@@ -350,9 +350,7 @@ def test_synthetic_videos_reproducible_and_seed_dependent():
     for x, y in zip(a, b):
         assert x.video_id == y.video_id
         assert np.array_equal(x.frames, y.frames) and np.array_equal(x.labels, y.labels)
-    assert any(
-        x.frames.shape != z.frames.shape or not np.array_equal(x.frames, z.frames) for x, z in zip(a, c)
-    )
+    assert any(x.frames.shape != z.frames.shape or not np.array_equal(x.frames, z.frames) for x, z in zip(a, c))
     assert len({v.video_id for v in a}) == 3
 
 

@@ -101,7 +101,7 @@ def test_soft_dtw_value_and_gradient_equal_tslearn():
         assert values[b].item() == pytest.approx(ts.compute(), rel=1e-10)
         np.testing.assert_allclose(c.grad[b, : nx[b], : ny[b]].numpy(), ts.grad(), rtol=1e-9, atol=1e-12)
         # Cells beyond the valid lengths get no gradient.
-        assert c.grad[b, nx[b]:].abs().sum() == 0 and c.grad[b, :, ny[b]:].abs().sum() == 0
+        assert c.grad[b, nx[b] :].abs().sum() == 0 and c.grad[b, :, ny[b] :].abs().sum() == 0
 
 
 def test_soft_dtw_gradcheck_float64():
@@ -129,8 +129,8 @@ def test_padding_beyond_lengths_changes_nothing():
     padded = cost.copy()
     rng = np.random.default_rng(1)
     for b in range(3):
-        padded[b, nx[b]:, :] = rng.random((10 - nx[b], 9)) * 1e3
-        padded[b, :, ny[b]:] = rng.random((10, 9 - ny[b])) * 1e3
+        padded[b, nx[b] :, :] = rng.random((10 - nx[b], 9)) * 1e3
+        padded[b, :, ny[b] :] = rng.random((10, 9 - ny[b])) * 1e3
     assert [p.tolist() for p in dtw.dtw_path(cost, nx, ny)] == [p.tolist() for p in dtw.dtw_path(padded, nx, ny)]
     a, b = torch.from_numpy(cost).requires_grad_(), torch.from_numpy(padded).requires_grad_()
     va, vb = dtw.soft_dtw(a, 0.1, nx, ny), dtw.soft_dtw(b, 0.1, nx, ny)

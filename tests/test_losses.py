@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from scipy.special import log_softmax as np_log_softmax
 from scipy.spatial.distance import cdist
+from scipy.special import log_softmax as np_log_softmax
 from scipy.stats import entropy
 from tslearn.metrics import dtw_path_from_metric
 from tslearn.metrics import soft_dtw as ts_soft_dtw
@@ -106,7 +106,9 @@ def test_propagation_prior_peaks_at_pi_in_view_or_time_stamps():
     stamps = torch.tensor([[0, 3, 9, 12, 20, 31]])
     p_t = losses.propagation_prior(W, y_mask, 1.0, stamps).exp()
     # Row 1: π = 2, so the centre is the time stamp of frame 2 of Y, 9.
-    np.testing.assert_allclose(p_t[0, 1].numpy(), _gauss(np.array([9.0]), stamps[0].numpy().astype(float), 1.0)[0], rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(
+        p_t[0, 1].numpy(), _gauss(np.array([9.0]), stamps[0].numpy().astype(float), 1.0)[0], rtol=1e-5, atol=1e-12
+    )
 
 
 def test_kl_rows_equals_scipy_entropy():
@@ -133,7 +135,7 @@ def test_loss_terms_equal_the_reference(seed):
     same = prop = sdtw = 0.0
     views = [(b, v) for b in range(2) for v in range(2)]
     for k, (b1, v1) in enumerate(views):
-        for b2, v2 in views[k + 1:]:
+        for b2, v2 in views[k + 1 :]:
             zx, hx, tx = view(b1, v1)
             zy, hy, ty = view(b2, v2)
             if b1 == b2:
@@ -215,11 +217,13 @@ def test_propagation_follows_content_not_frame_index():
     loss = losses.LRPropLoss(terms=("prop",))
     for zx, zy, expect_perfect in [
         (content_x, content_y, True),
-        (np.stack([np.cos(np.linspace(0, 1, 20)), np.sin(np.linspace(0, 1, 20))], 1),
-         np.stack([np.cos(np.linspace(0, 1, 20)), np.sin(np.linspace(0, 1, 20))], 1), False),
+        (
+            np.stack([np.cos(np.linspace(0, 1, 20)), np.sin(np.linspace(0, 1, 20))], 1),
+            np.stack([np.cos(np.linspace(0, 1, 20)), np.sin(np.linspace(0, 1, 20))], 1),
+            False,
+        ),
     ]:
         cost = loss.pair_cost(torch.tensor(zx)[None], torch.tensor(zy)[None])
         pi = losses.first_match_positions(dtw_alignment(cost))[0].numpy()
         agree = (labels_y[pi] == labels_x).mean()
         assert (agree == 1.0) == expect_perfect, agree
-

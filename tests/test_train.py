@@ -23,8 +23,15 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "data": {"num_frames": 16, "image_size": 32},
     "model": {
-        "backbone": "small_cnn", "cnn_width": 8, "num_layers": 1, "hidden_dim": 64, "model_dim": 32,
-        "num_heads": 4, "ffn_dim": 64, "embedding_dim": 32, "projection_dim": 32,
+        "backbone": "small_cnn",
+        "cnn_width": 8,
+        "num_layers": 1,
+        "hidden_dim": 64,
+        "model_dim": 32,
+        "num_heads": 4,
+        "ffn_dim": 64,
+        "embedding_dim": 32,
+        "projection_dim": 32,
     },
     "loss": {"alpha": 0.01, "beta": 0.4},
     "optim": {"lr": 1e-3},
@@ -65,7 +72,11 @@ def test_a_stopped_run_resumes_to_the_same_state(tmp_path, videos, checkpoint_ev
     straight = train(_config(optim=base, train={"checkpoint_every": checkpoint_every}), videos, checkpoint_dir=tmp_path / "a")
 
     # Stop part way through epoch 1 (step 8), then resume in a fresh call.
-    part = train(_config(optim={**base, "max_steps": 8}, train={"checkpoint_every": checkpoint_every}), videos, checkpoint_dir=tmp_path / "b")
+    part = train(
+        _config(optim={**base, "max_steps": 8}, train={"checkpoint_every": checkpoint_every}),
+        videos,
+        checkpoint_dir=tmp_path / "b",
+    )
     assert part.step == 8 and len(part.history) == 1
     torch.manual_seed(12345)  # the resumed run must not depend on the global generator's state
     resumed = train(_config(optim=base, train={"checkpoint_every": checkpoint_every}), videos, checkpoint_dir=tmp_path / "b")
@@ -105,8 +116,21 @@ def test_pretrained_backbone_weights_are_loaded_from_a_path(tmp_path):
 
 @pytest.mark.integration
 def test_cli_run_trains_exports_and_resumes(tmp_path, capsys):
-    args = ["run", "--config", str(REPO / "configs" / "smoke.yaml"), "--store", str(tmp_path), "--run-name", "t1",
-            "--set", "optim.epochs=2", "--set", "synthetic.train_videos=6", "--set", "synthetic.length_range=[24, 40]"]
+    args = [
+        "run",
+        "--config",
+        str(REPO / "configs" / "smoke.yaml"),
+        "--store",
+        str(tmp_path),
+        "--run-name",
+        "t1",
+        "--set",
+        "optim.epochs=2",
+        "--set",
+        "synthetic.train_videos=6",
+        "--set",
+        "synthetic.length_range=[24, 40]",
+    ]
     assert main(args) == 0
     run = tmp_path / "runs" / "t1"
     actions = sorted(p.name for p in run.iterdir())

@@ -35,22 +35,26 @@ def train_transform(
 ) -> v2.Compose:
     """(T, 3, H, W) uint8 -> (T, 3, image_size, image_size) float32, normalised."""
     b, c, s, h = jitter
-    return v2.Compose([
-        v2.RandomResizedCrop(image_size, scale=crop_scale, ratio=crop_ratio, antialias=True),
-        v2.RandomHorizontalFlip(flip_p),
-        v2.RandomApply([v2.ColorJitter(b, c, s, h)], p=jitter_p),
-        v2.RandomGrayscale(grayscale_p),
-        v2.RandomApply([v2.GaussianBlur(_blur_kernel(image_size), sigma=(0.1, 2.0))], p=blur_p),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return v2.Compose(
+        [
+            v2.RandomResizedCrop(image_size, scale=crop_scale, ratio=crop_ratio, antialias=True),
+            v2.RandomHorizontalFlip(flip_p),
+            v2.RandomApply([v2.ColorJitter(b, c, s, h)], p=jitter_p),
+            v2.RandomGrayscale(grayscale_p),
+            v2.RandomApply([v2.GaussianBlur(_blur_kernel(image_size), sigma=(0.1, 2.0))], p=blur_p),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )
 
 
 def eval_transform(image_size: int) -> v2.Compose:
     """(T, 3, H, W) uint8 -> (T, 3, image_size, image_size) float32: resize, centre crop, normalise."""
-    return v2.Compose([
-        v2.Resize(image_size, antialias=True),
-        v2.CenterCrop(image_size),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
-    ])
+    return v2.Compose(
+        [
+            v2.Resize(image_size, antialias=True),
+            v2.CenterCrop(image_size),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+        ]
+    )

@@ -30,7 +30,9 @@ class Video:
 
     def __post_init__(self) -> None:
         if self.frames.ndim != 4 or self.frames.shape[-1] != 3 or self.frames.dtype != np.uint8:
-            raise ValueError(f"video {self.video_id!r}: frames must be (L, H, W, 3) uint8, got {self.frames.shape} {self.frames.dtype}")
+            raise ValueError(
+                f"video {self.video_id!r}: frames must be (L, H, W, 3) uint8, got {self.frames.shape} {self.frames.dtype}"
+            )
         if len(self.frames) == 0:
             raise ValueError(f"video {self.video_id!r} has no frames")
         if self.labels is not None and len(self.labels) != len(self.frames):

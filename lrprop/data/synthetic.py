@@ -49,7 +49,14 @@ def action_spec(class_index: int, seed: int = 0) -> ActionSpec:
     num_phases = int(rng.integers(3, 7))
     poses = [np.array([rng.uniform(0.3, 0.7), rng.uniform(0.3, 0.7), rng.uniform(-np.pi, np.pi), rng.uniform(0.2, 0.35)])]
     for _ in range(num_phases):
-        step = np.array([rng.uniform(-0.25, 0.25), rng.uniform(-0.25, 0.25), rng.choice([-1, 1]) * rng.uniform(0.8, 1.8), rng.uniform(-0.08, 0.08)])
+        step = np.array(
+            [
+                rng.uniform(-0.25, 0.25),
+                rng.uniform(-0.25, 0.25),
+                rng.choice([-1, 1]) * rng.uniform(0.8, 1.8),
+                rng.uniform(-0.08, 0.08),
+            ]
+        )
         nxt = poses[-1] + step
         nxt[:2] = np.clip(nxt[:2], 0.25, 0.75)
         nxt[3] = np.clip(nxt[3], 0.15, 0.4)

@@ -105,5 +105,5 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
         generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 0x5A))
         order = torch.randperm(self.num_videos, generator=generator).tolist()
         for b in range(self.start_batch, self.num_videos // self.batch_size):
-            chunk = order[b * self.batch_size:(b + 1) * self.batch_size]
+            chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
             yield [(self.epoch, i) for i in chunk]
