@@ -1,17 +1,22 @@
 """The ``lrprop`` command line.
 
     lrprop run --config configs/smoke.yaml [--store DIR] [--run-name NAME] [--set key=value ...]
+    lrprop synth --dest URI [--config FILE] [--set synthetic.key=value ...]
+    lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --dest STORE_URI [options]
+    lrprop datasets list --store STORE_URI
     lrprop config --config FILE [--set key=value ...]      print the resolved configuration
 
-``run`` trains one model per action class of the generated data set into
-``<store>/runs/<run-name>/<action>/``: ``checkpoints/``, ``model/`` (safetensors + config.json)
-and ``history.json``. Running it again with the same ``--run-name`` resumes each class from its
-newest checkpoint; a finished class trains no further.
+``run`` is the main job: it generates the synthetic data set (once per generator config) under
+``<store>/raw/``, ingests it into ``<store>/datasets/synthetic/`` (no new version when nothing
+changed), and trains one model per action class into ``<store>/runs/<run-name>/<action>/``:
+``checkpoints/``, ``model/`` (safetensors + config.json) and ``history.json``. Running it again
+with the same ``--run-name`` resumes each class from its newest checkpoint.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -21,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from lrprop.config import ConfigError, config_to_dict, load_config
+from lrprop.config import Config, ConfigError, config_to_dict, load_config
 from lrprop.names import check_name
 
 __all__ = ["main"]
@@ -29,29 +34,58 @@ __all__ = ["main"]
 log = logging.getLogger("lrprop")
 
 
-def _local_store(store: str) -> Path:
-    if "://" in store and not store.startswith("file://"):
-        raise SystemExit(f"--store {store!r}: this command writes to a local directory only for now")
-    return Path(store.removeprefix("file://"))
+def _local_store(store_uri: str) -> Path:
+    if "://" in store_uri and not store_uri.startswith("file://"):
+        raise ValueError(f"--store {store_uri!r}: training runs write to a local directory for now")
+    return Path(store_uri.removeprefix("file://"))
+
+
+def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | None = None) -> str:
+    """Generate and ingest the synthetic data set of ``config`` if needed; returns its version."""
+    from lrprop import store
+    from lrprop.ingest.generic import read_generic
+    from lrprop.ingest.synthetic import write_synthetic
+    from lrprop.ingest.writer import ingest
+
+    syn = config_to_dict(config.synthetic)
+    key = hashlib.sha256(json.dumps(syn, sort_keys=True).encode()).hexdigest()[:12]
+    raw = store.join(store_uri, "raw", f"synthetic-{key}")
+    if not store.exists(store.join(raw, "synthetic.json")):  # written last: absent = incomplete
+        print(f"generating synthetic videos into {raw}", flush=True)
+        write_synthetic(raw, config.synthetic, workers=config.ingest.workers)
+    result = ingest(
+        read_generic(raw),
+        store_uri=store_uri,
+        dataset="synthetic",
+        source=raw,
+        frame_size=config.synthetic.frame_size,
+        quality=config.ingest.jpeg_quality,
+        strict=config.ingest.strict,
+        workers=config.ingest.workers,
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+    print(f"dataset synthetic {result.version} ({'new' if result.created else 'unchanged'})", flush=True)
+    return result.version
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from lrprop.checkpoint import export_model
-    from lrprop.data.source import InMemoryVideos
-    from lrprop.data.synthetic import action_spec, synthetic_videos
+    from lrprop.data.parquet import ParquetVideos
     from lrprop.train import train
 
     config = load_config(args.config, args.set)
     run_name = check_name(args.run_name or datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ"), "run name")
     run_dir = _local_store(args.store) / "runs" / run_name
-    syn = config.synthetic
-    print(f"run {run_name}: {syn.num_classes} synthetic classes -> {run_dir}")
+    version = ensure_synthetic_dataset(config, args.store)
     rows = []
-    for class_index in range(syn.num_classes):
-        action = action_spec(class_index, syn.seed).name
-        videos = synthetic_videos(
-            class_index, syn.train_videos, seed=syn.seed, size=syn.frame_size, length_range=syn.length_range
-        )
+    sources = {}
+    for class_index in range(config.synthetic.num_classes):
+        from lrprop.data.synthetic import action_spec
+
+        action = action_spec(class_index, config.synthetic.seed).name
+        sources[action] = ParquetVideos(args.store, "synthetic", version=version, action=action, split="train")
+    print(f"run {run_name}: {len(sources)} classes -> {run_dir}", flush=True)
+    for action, source in sources.items():
         class_dir = run_dir / action
         started = time.perf_counter()
 
@@ -59,9 +93,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             terms = " ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if k.startswith("loss_"))
             print(f"  {action} epoch {metrics['epoch'] + 1}/{config.optim.epochs} step {metrics['step']}: {terms}", flush=True)
 
-        result = train(config, InMemoryVideos(videos), checkpoint_dir=class_dir / "checkpoints", report=progress)
+        result = train(config, source, checkpoint_dir=class_dir / "checkpoints", report=progress)
         seconds = time.perf_counter() - started
-        export_model(class_dir / "model", result.model, config_to_dict(config))
+        export_model(class_dir / "model", result.model, {**config_to_dict(config), "dataset_version": version})
         (class_dir / "history.json").write_text(json.dumps(result.history, indent=2))
         first, last = (result.history[0], result.history[-1]) if result.history else ({}, {})
         rows.append((action, result.step, first.get("loss_total"), last.get("loss_total"), seconds))
@@ -70,6 +104,75 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
         print(f"{action:<10} {steps:>6} {fmt(first):>17} {fmt(last):>16} {seconds:>8.1f}")
     print(f"models in {run_dir}/<action>/model")
+    return 0
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from lrprop.ingest.synthetic import write_synthetic
+
+    config = load_config(args.config, args.set)
+    counts = write_synthetic(args.dest, config.synthetic, workers=config.ingest.workers)
+    for split, per_action in counts.items():
+        for action, n in per_action.items():
+            print(f"{split:<6} {action:<10} {n} videos")
+    print(f"written to {args.dest}")
+    return 0
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from lrprop.ingest.generic import read_generic
+    from lrprop.ingest.pennaction import read_pennaction
+    from lrprop.ingest.pouring import POURING_PHASES, read_pouring
+    from lrprop.ingest.writer import ingest
+
+    config = load_config(args.config, args.set)
+    ing = config.ingest
+    max_label = args.max_label
+    if args.kind == "pennaction":
+        items = read_pennaction(args.src, args.labels)
+    elif args.kind == "pouring":
+        items = read_pouring(args.src)
+        max_label = max_label if max_label is not None else POURING_PHASES
+    else:
+        items = read_generic(args.src)
+    result = ingest(
+        items,
+        store_uri=args.dest,
+        dataset=args.dataset or args.kind,
+        source=args.src,
+        frame_size=args.frame_size or ing.frame_size,
+        quality=ing.jpeg_quality,
+        max_label=max_label,
+        strict=args.strict or ing.strict,
+        workers=ing.workers,
+        progress=sys.stderr.isatty(),
+    )
+    m = result.manifest
+    print(f"{m['dataset']} {result.version} ({'new version' if result.created else 'unchanged: existing version'})")
+    for action, per_split in sorted(m["counts"].items()):
+        for split, c in sorted(per_split.items()):
+            print(f"  {action:<20} {split:<6} {c['videos']:>5} videos {c['frames']:>8} frames")
+    for note in m["notes"]:
+        print(f"  note: {note['file']}: {note['message']}")
+    for p in m["skipped"]:
+        print(f"  skipped: {p['file']}: {p['video_id']}: {p['reason']}")
+    return 0
+
+
+def _cmd_datasets_list(args: argparse.Namespace) -> int:
+    from lrprop import store
+
+    fs, root = store.filesystem(store.join(args.store, "datasets"))
+    names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) if fs.isdir(root) else []
+    print(f"{'dataset':<20} {'latest_version':<34} {'n_versions':>10} {'videos':>7}")
+    for name in names:
+        collection = store.datasets_collection(args.store, name)
+        versions = store.list_versions(collection)
+        if not versions:
+            continue
+        manifest = store.read_manifest(collection, versions[-1])
+        videos = sum(c["videos"] for per_split in manifest["counts"].values() for c in per_split.values())
+        print(f"{name:<20} {versions[-1]:<34} {len(versions):>10} {videos:>7}")
     return 0
 
 
@@ -90,14 +193,39 @@ def build_parser() -> argparse.ArgumentParser:
             action="append",
             default=[],
             metavar="KEY=VALUE",
-            help="override one key, e.g. --set loss.alpha=0.01 (repeatable)",
+            help="override a key, e.g. loss.alpha=0.01 (repeatable)",
         )
 
-    run = sub.add_parser("run", help="train one model per action class of the generated data set")
+    run = sub.add_parser("run", help="the main job: synthetic data -> Parquet -> one model per action class")
     with_config(run)
-    run.add_argument("--store", default="lrprop-store", help="output directory (default: ./lrprop-store)")
+    run.add_argument("--store", default="lrprop-store", help="store directory (default: ./lrprop-store)")
     run.add_argument("--run-name", help="name of the run; an existing run of that name is resumed")
     run.set_defaults(func=_cmd_run)
+
+    synth = sub.add_parser("synth", help="write the synthetic data set (generic layout) to a folder or URI")
+    with_config(synth)
+    synth.add_argument("--dest", required=True, help="destination folder or fsspec URI")
+    synth.set_defaults(func=_cmd_synth)
+
+    ing = sub.add_parser("ingest", help="ingest a data set into a new Parquet version in a store")
+    with_config(ing)
+    ing.add_argument(
+        "kind", choices=["pennaction", "pouring", "generic", "synthetic"], help="source layout (synthetic = generic)"
+    )
+    ing.add_argument("--src", required=True, help="source folder or URI")
+    ing.add_argument("--dest", required=True, help="store root (folder or URI)")
+    ing.add_argument("--dataset", help="data-set name in the store (default: the kind)")
+    ing.add_argument("--labels", help="pennaction: phase-label folder (default <src>/phase_labels)")
+    ing.add_argument("--frame-size", type=int, help="shorter side of stored frames (default ingest.frame_size)")
+    ing.add_argument("--max-label", type=int, help="labels must be < this (pouring: 5)")
+    ing.add_argument("--strict", action="store_true", help="fail at the first bad video instead of skipping it")
+    ing.set_defaults(func=_cmd_ingest)
+
+    ds = sub.add_parser("datasets", help="data sets in a store")
+    ds_sub = ds.add_subparsers(dest="datasets_command", required=True)
+    ds_list = ds_sub.add_parser("list", help="one line per data set: latest version, number of versions")
+    ds_list.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
+    ds_list.set_defaults(func=_cmd_datasets_list)
 
     show = sub.add_parser("config", help="print the resolved configuration")
     with_config(show)
@@ -110,9 +238,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    from lrprop.ingest.records import IngestError
+
     try:
         return args.func(args)
-    except (ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, IngestError, ValueError, FileNotFoundError) as exc:
         print(f"lrprop: error: {exc}", file=sys.stderr)
         return 2
 

@@ -24,6 +24,7 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "SyntheticConfig",
+    "IngestConfig",
     "Config",
     "ConfigError",
     "config_from_dict",
@@ -120,6 +121,16 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class IngestConfig:
+    """How raw videos become a Parquet data set (``lrprop ingest``)."""
+
+    frame_size: int = 256  # shorter side of stored frames, pixels
+    jpeg_quality: int = 95
+    strict: bool = False  # fail at the first bad video instead of skipping and reporting it
+    workers: int = 4  # threads decoding and encoding frames
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -127,6 +138,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    ingest: IngestConfig = field(default_factory=IngestConfig)
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

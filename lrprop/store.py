@@ -1,15 +1,70 @@
-"""The one module that knows about URIs: reading and writing bytes through fsspec.
+"""The one module that knows about URIs: files and immutable versions through fsspec.
 
 A plain path is a local file; ``s3://…``, ``memory://…`` and the other fsspec protocols work the
-same. Credentials come from the environment or the storage library's own config files, never
-from here.
+same. Credentials and endpoints come from the environment (``AWS_*``, ``AWS_ENDPOINT_URL``) or
+the storage library's own config files, or from ``storage_options`` the caller passes; this
+module never logs or writes them.
+
+Versions. A *collection* is a folder holding immutable versions, one folder each:
+
+    <collection>/<version>/...            the version's files, written first
+    <collection>/<version>/_manifest.json written last: the version exists once it is there
+
+Readers list only versions whose manifest exists, so a writer that crashes part way leaves
+nothing that looks complete. Version ids are ``vYYYYMMDDTHHMMSSffffffZ-<8 hex>``: they sort by
+creation time, and the random suffix keeps two writers that start in the same microsecond apart
+without any coordination.
 """
 
 from __future__ import annotations
 
-import fsspec
+import json
+import posixpath
+import re
+import secrets
+import uuid
+from datetime import UTC, datetime
+from typing import Any
 
-__all__ = ["read_bytes"]
+import fsspec
+from fsspec.core import url_to_fs
+
+__all__ = [
+    "MANIFEST",
+    "check_version",
+    "datasets_collection",
+    "exists",
+    "filesystem",
+    "join",
+    "latest_version",
+    "list_versions",
+    "new_version_id",
+    "read_bytes",
+    "read_json",
+    "read_manifest",
+    "remove",
+    "write_bytes",
+    "write_json",
+    "write_manifest",
+]
+
+MANIFEST = "_manifest.json"  # the leading _ keeps pyarrow dataset discovery from reading it
+_VERSION = re.compile(r"^v\d{8}T\d{12}Z-[0-9a-f]{8}$")
+
+
+def filesystem(uri: str, **storage_options) -> tuple[fsspec.AbstractFileSystem, str]:
+    """The fsspec filesystem of ``uri`` and the path within it."""
+    return url_to_fs(uri, **storage_options)
+
+
+def join(uri: str, *parts: str) -> str:
+    """``uri`` with path components appended by '/', whatever the protocol."""
+    return posixpath.join(uri.rstrip("/"), *parts) if parts else uri
+
+
+def exists(uri: str, **storage_options) -> bool:
+    fs, path = filesystem(uri, **storage_options)
+    return fs.exists(path)
 
 
 def read_bytes(uri: str, **storage_options) -> bytes:
@@ -19,3 +74,97 @@ def read_bytes(uri: str, **storage_options) -> bytes:
             return handle.read()
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"no file at {uri!r}") from exc
+
+
+def write_bytes(uri: str, data: bytes, **storage_options) -> None:
+    """Write ``data`` to ``uri`` so that a reader sees the old file or the whole new one.
+
+    Locally through a temporary sibling and a rename; on an object store a single PUT is
+    already all-or-nothing.
+    """
+    fs, path = filesystem(uri, **storage_options)
+    parent = posixpath.dirname(path)
+    if parent:
+        fs.makedirs(parent, exist_ok=True)
+    if "file" in fs.protocol or "local" in fs.protocol:
+        tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
+        fs.pipe_file(tmp, data)
+        fs.mv(tmp, path)
+    else:
+        fs.pipe_file(path, data)
+
+
+def read_json(uri: str, **storage_options) -> Any:
+    data = read_bytes(uri, **storage_options)
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{uri}: not valid JSON ({exc})") from exc
+
+
+def write_json(uri: str, value: Any, **storage_options) -> None:
+    write_bytes(uri, json.dumps(value, indent=2, sort_keys=True).encode(), **storage_options)
+
+
+def remove(uri: str, **storage_options) -> None:
+    """Delete the file or folder at ``uri`` (recursively); nothing there is not an error."""
+    fs, path = filesystem(uri, **storage_options)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def datasets_collection(store_uri: str, dataset: str) -> str:
+    """Where the versions of data set ``dataset`` live under a store: ``<store>/datasets/<dataset>``."""
+    from lrprop.names import check_name
+
+    return join(store_uri, "datasets", check_name(dataset, "dataset name"))
+
+
+def new_version_id(now: datetime | None = None) -> str:
+    """A fresh version id: creation time to the microsecond (UTC) and 32 random bits."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"v{now:%Y%m%dT%H%M%S%f}Z-{secrets.token_hex(4)}"
+
+
+def check_version(version: str) -> str:
+    """``version`` if it is a well-formed version id, else a ValueError naming it."""
+    if not isinstance(version, str) or not _VERSION.match(version):
+        raise ValueError(f"invalid version {version!r}: expected an id like v20261124T230000000000Z-1a2b3c4d")
+    return version
+
+
+def list_versions(collection: str, **storage_options) -> list[str]:
+    """The complete versions of ``collection`` (their manifest exists), oldest first."""
+    fs, path = filesystem(collection, **storage_options)
+    if not fs.exists(path):
+        return []
+    versions = []
+    for entry in fs.ls(path, detail=False):
+        name = posixpath.basename(entry.rstrip("/"))
+        if _VERSION.match(name) and fs.exists(posixpath.join(path, name, MANIFEST)):
+            versions.append(name)
+    return sorted(versions)
+
+
+def latest_version(collection: str, **storage_options) -> str | None:
+    versions = list_versions(collection, **storage_options)
+    return versions[-1] if versions else None
+
+
+def read_manifest(collection: str, version: str | None = None, **storage_options) -> dict:
+    """The manifest of ``version`` (default: the latest complete one) of ``collection``."""
+    if version is None:
+        version = latest_version(collection, **storage_options)
+        if version is None:
+            raise FileNotFoundError(f"no complete version under {collection!r}")
+    check_version(version)
+    uri = join(collection, version, MANIFEST)
+    try:
+        return read_json(uri, **storage_options)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"version {version} of {collection!r} does not exist or is incomplete") from None
+
+
+def write_manifest(collection: str, version: str, manifest: dict, **storage_options) -> None:
+    """Publish ``version``: write its manifest, the last file of a version."""
+    write_json(join(collection, check_version(version), MANIFEST), manifest, **storage_options)

@@ -1,0 +1,129 @@
+"""Generic folders: ``<root>/<split>/<action>/<video_id>/`` frames, or ``<video_id>.<ext>`` videos.
+
+    <root>/<split>/<action>/<video_id>/000000.jpg …   frame images, in file-name order
+    <root>/<split>/<action>/<video_id>.mp4             or a video file (PyAV decodes it)
+    <root>/<split>/<action>/<video_id>.npy             labels beside: one int per frame
+    <root>/<split>/<action>/<video_id>.csv             or as CSV: one int per line (a header
+                                                       line "label" is allowed)
+
+Labels are optional, but within one ``<split>/<action>`` folder either every video has them or
+none does: a video without labels among labelled ones is reported as a missing label file.
+This is also the layout ``lrprop synth`` writes.
+"""
+
+from __future__ import annotations
+
+import io
+import posixpath
+from collections.abc import Iterator
+
+import numpy as np
+
+from lrprop import store
+from lrprop.ingest.records import Frame, Problem, RawVideo
+
+__all__ = ["read_generic", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "decode_video_file", "parse_label_file"]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+LABEL_SUFFIXES = (".npy", ".csv")
+
+
+def parse_label_file(name: str, data: bytes) -> np.ndarray:
+    """Labels from the bytes of a ``.npy`` (no pickle) or ``.csv`` file; ValueError if malformed."""
+    if name.endswith(".npy"):
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False).reshape(-1)
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"{name}: not a readable .npy array ({exc})") from None
+    lines = [ln.strip() for ln in data.decode("utf-8", errors="replace").splitlines() if ln.strip()]
+    if lines and not lines[0].lstrip("-").isdigit():
+        lines = lines[1:]  # a header
+    try:
+        return np.array([int(ln.split(",")[-1]) for ln in lines], dtype=np.int64)
+    except ValueError as exc:
+        raise ValueError(f"{name}: not one integer label per line ({exc})") from None
+
+
+def decode_video_file(uri: str, **storage_options) -> list[Frame]:
+    """Every frame of a video file as (name, (H, W, 3) uint8) with PyAV; ValueError if it fails."""
+    try:
+        import av
+    except ImportError:
+        raise ValueError("decoding video files needs PyAV: pip install 'lrprop[video]'") from None
+    data = store.read_bytes(uri, **storage_options)
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            return [(f"{uri}#{i}", f.to_ndarray(format="rgb24")) for i, f in enumerate(container.decode(video=0))]
+    except (av.error.FFmpegError, ValueError, IndexError) as exc:
+        raise ValueError(f"{uri}: cannot decode video ({exc})") from None
+
+
+def read_generic(root: str, *, resample_mismatch: bool = False, **storage_options) -> Iterator[RawVideo | Problem]:
+    """The videos under ``root`` in the generic layout, in sorted order."""
+    fs, base = store.filesystem(root, **storage_options)
+    if not fs.isdir(base):
+        raise FileNotFoundError(f"no folder at {root!r}")
+    uri_of = lambda path: fs.unstrip_protocol(path)  # noqa: E731
+
+    def folders(path: str) -> list[str]:
+        return sorted(p for p in fs.ls(path, detail=False) if fs.isdir(p) and not posixpath.basename(p).startswith("."))
+
+    for split_dir in folders(base):
+        split = posixpath.basename(split_dir)
+        for action_dir in folders(split_dir):
+            action = posixpath.basename(action_dir)
+            entries = {posixpath.basename(p): p for p in fs.ls(action_dir, detail=False)}
+            labelled = any(n.endswith(LABEL_SUFFIXES) for n in entries)
+            ids = sorted(
+                {n for n, p in entries.items() if fs.isdir(p)}
+                | {posixpath.splitext(n)[0] for n in entries if n.lower().endswith(VIDEO_SUFFIXES)}
+            )
+            for video_id in ids:
+                label_path = next((entries[video_id + s] for s in LABEL_SUFFIXES if video_id + s in entries), None)
+                if video_id in entries and fs.isdir(entries[video_id]):
+                    where = entries[video_id]
+                    load_frames = _frame_folder_loader(fs, where)
+                else:
+                    where = next(
+                        entries[video_id + s]
+                        for s in VIDEO_SUFFIXES + tuple(x.upper() for x in VIDEO_SUFFIXES)
+                        if video_id + s in entries
+                    )
+                    load_frames = _video_file_loader(uri_of(where), storage_options)
+                if label_path is None and labelled:
+                    yield Problem(
+                        action,
+                        split,
+                        video_id,
+                        uri_of(where),
+                        f"missing label file {video_id}.npy/.csv (other videos here have labels)",
+                    )
+                    continue
+                yield RawVideo(
+                    action=action,
+                    split=split,
+                    video_id=video_id,
+                    source=uri_of(where),
+                    load_frames=load_frames,
+                    load_labels=_label_loader(fs, label_path),
+                    resample_mismatch=resample_mismatch,
+                )
+
+
+def _frame_folder_loader(fs, folder: str):
+    def load() -> list[Frame]:
+        names = sorted(p for p in fs.ls(folder, detail=False) if p.lower().endswith(IMAGE_SUFFIXES))
+        return [(fs.unstrip_protocol(p), fs.cat_file(p)) for p in names]
+
+    return load
+
+
+def _video_file_loader(uri: str, storage_options: dict):
+    return lambda: decode_video_file(uri, **storage_options)
+
+
+def _label_loader(fs, path: str | None):
+    if path is None:
+        return lambda: None
+    return lambda: parse_label_file(path, fs.cat_file(path))

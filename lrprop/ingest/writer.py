@@ -1,0 +1,347 @@
+"""Write videos into a versioned Parquet data set through fsspec.
+
+Layout of a version (``<store>/datasets/<dataset>/<version>/``):
+
+    action=<action>/split=<split>/part-0.parquet   one row per frame, one row group per video
+    _manifest.json                                 written last (see :mod:`lrprop.store`)
+
+Columns: dataset, video_id, frame_idx (int32), label (int64, null when unlabelled), height,
+width (int32), jpeg (binary); action and split are the hive partition keys, so
+``pyarrow.dataset.dataset(version_uri, partitioning="hive")`` reads all of them back.
+
+Frames are stored as JPEG with the shorter side resized to ``frame_size``; a JPEG that already
+has that size is kept byte for byte, so a round trip returns exactly the frames that went in.
+
+The content hash is a SHA-256 over the videos in (action, split, video_id) order: ids, labels
+and frame bytes, nothing about files or paths, so the same source gives the same hash on any
+filesystem. Ingesting a source whose hash equals an existing version's writes no new version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, UnidentifiedImageError
+
+from lrprop import __version__, store
+from lrprop.ingest.records import IngestError, Note, Problem, RawVideo
+from lrprop.names import check_name
+
+__all__ = ["FRAME_SCHEMA", "IngestResult", "ProcessedVideo", "ingest", "process_video"]
+
+log = logging.getLogger(__name__)
+
+FRAME_SCHEMA = pa.schema(
+    [
+        ("dataset", pa.string()),
+        ("video_id", pa.string()),
+        ("frame_idx", pa.int32()),
+        ("label", pa.int64()),
+        ("height", pa.int32()),
+        ("width", pa.int32()),
+        ("jpeg", pa.binary()),
+    ]
+)
+MANIFEST_FORMAT = "lrprop-dataset/1"
+
+
+@dataclass
+class ProcessedVideo:
+    """A video ready to write: JPEG frames of the configured size and checked labels."""
+
+    video: RawVideo
+    jpegs: list[bytes]
+    sizes: list[tuple[int, int]]  # (height, width) per frame
+    labels: np.ndarray | None
+    notes: list[Note] = field(default_factory=list)
+
+    def digest(self) -> bytes:
+        """SHA-256 of this video's content (ids, labels, frame bytes)."""
+        h = hashlib.sha256()
+        labels = None if self.labels is None else self.labels.tolist()
+        h.update(json.dumps([*self.video.key, len(self.jpegs), labels]).encode())
+        for jpeg in self.jpegs:
+            h.update(len(jpeg).to_bytes(8, "little"))
+            h.update(jpeg)
+        return h.digest()
+
+    def table(self, dataset: str) -> pa.Table:
+        n = len(self.jpegs)
+        labels = [None] * n if self.labels is None else self.labels.tolist()
+        return pa.table(
+            {
+                "dataset": [dataset] * n,
+                "video_id": [self.video.video_id] * n,
+                "frame_idx": np.arange(n, dtype=np.int32),
+                "label": pa.array(labels, pa.int64()),
+                "height": np.array([s[0] for s in self.sizes], np.int32),
+                "width": np.array([s[1] for s in self.sizes], np.int32),
+                "jpeg": pa.array(self.jpegs, pa.binary()),
+            },
+            schema=FRAME_SCHEMA,
+        )
+
+
+def _to_jpeg(name: str, frame: bytes | np.ndarray, frame_size: int, quality: int) -> tuple[bytes, tuple[int, int]]:
+    """One frame as JPEG bytes with its shorter side at ``frame_size``; raises ValueError."""
+    try:
+        if isinstance(frame, np.ndarray):
+            image = Image.fromarray(frame)
+        else:
+            image = Image.open(io.BytesIO(frame))
+            image.load()  # decode now: a truncated file fails here, not later
+    except (UnidentifiedImageError, OSError, ValueError, TypeError) as exc:
+        raise ValueError(f"unreadable frame {name}: {exc}") from None
+    w, h = image.size
+    if min(w, h) == frame_size and image.format == "JPEG" and image.mode == "RGB" and isinstance(frame, bytes):
+        return frame, (h, w)  # already right: keep the bytes exactly
+    if min(w, h) != frame_size:
+        scale = frame_size / min(w, h)
+        image = image.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.Resampling.BILINEAR)
+    out = io.BytesIO()
+    image.convert("RGB").save(out, format="JPEG", quality=quality)
+    return out.getvalue(), (image.size[1], image.size[0])
+
+
+def _resample(n_from: int, n_to: int) -> np.ndarray:
+    """Nearest indices that take a sequence of n_from items to n_to items."""
+    return np.minimum(np.round(np.linspace(0, n_from - 1, n_to)).astype(int), n_from - 1)
+
+
+def process_video(video: RawVideo, frame_size: int, quality: int = 95, max_label: int | None = None) -> ProcessedVideo | Problem:
+    """Load, check and encode one video; a Problem says why it cannot be used."""
+
+    def problem(reason: str, file: str | None = None) -> Problem:
+        return Problem(video.action, video.split, video.video_id, file or video.source, reason)
+
+    try:
+        frames = video.load_frames()
+    except (OSError, ValueError) as exc:
+        return problem(f"cannot read frames: {exc}")
+    if not frames:
+        return problem("empty video (no frames)")
+    try:
+        labels = video.load_labels()
+    except FileNotFoundError as exc:
+        return problem("missing label file", str(exc.filename or exc))
+    except (OSError, ValueError) as exc:
+        return problem(f"cannot read labels: {exc}")
+    notes = []
+    if labels is not None:
+        labels = np.asarray(labels).reshape(-1)
+        if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+            labels = labels.astype(np.int64)
+        if labels.dtype.kind not in "iu":
+            return problem(f"labels are not integers (dtype {labels.dtype})")
+        labels = labels.astype(np.int64)
+        bad = (labels < -1) | ((labels >= max_label) if max_label is not None else False)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            limit = f"[-1, {max_label - 1}]" if max_label is not None else ">= -1"
+            return problem(f"label {labels[i]} of frame {i} out of range {limit}")
+        if len(labels) != len(frames):
+            if not video.resample_mismatch:
+                return problem(f"{len(labels)} labels for {len(frames)} frames")
+            n = min(len(labels), len(frames))
+            message = f"{len(frames)} frames and {len(labels)} labels: resampled the longer to {n} by nearest index"
+            notes.append(Note(video.video_id, video.source, message))
+            if len(frames) > n:
+                frames = [frames[i] for i in _resample(len(frames), n)]
+            else:
+                labels = labels[_resample(len(labels), n)]
+    jpegs, sizes = [], []
+    for name, frame in frames:
+        try:
+            jpeg, size = _to_jpeg(name, frame, frame_size, quality)
+        except ValueError as exc:
+            return problem(str(exc), name)
+        jpegs.append(jpeg)
+        sizes.append(size)
+    return ProcessedVideo(video, jpegs, sizes, labels, notes)
+
+
+@dataclass
+class IngestResult:
+    """The version an ingestion produced (or found unchanged) and its manifest."""
+
+    version: str
+    manifest: dict
+    created: bool  # False when an existing version had the same content
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only file that hashes and counts what passes through to ``target``."""
+
+    def __init__(self, target) -> None:
+        self.target, self.sha256, self.size = target, hashlib.sha256(), 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self.sha256.update(data)
+        self.size += len(data)
+        self.target.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def ingest(
+    items: Iterable[RawVideo | Problem],
+    *,
+    store_uri: str,
+    dataset: str,
+    source: str,
+    frame_size: int = 256,
+    quality: int = 95,
+    max_label: int | None = None,
+    strict: bool = False,
+    workers: int = 4,
+    progress: bool = True,
+    storage_options: dict | None = None,
+) -> IngestResult:
+    """Ingest the videos a reader yields into a new immutable version of ``dataset``.
+
+    Args:
+        items: the reader's videos and problems.
+        store_uri: the store root (any fsspec URI).
+        dataset: the data set's name (a path component: validated).
+        source: where the data came from, for the manifest (no credentials in it).
+        frame_size: the shorter side of stored frames, in pixels.
+        quality: JPEG quality of re-encoded frames.
+        max_label: labels must lie in [-1, max_label - 1] when given (-1 = unlabelled frame).
+        strict: fail at the first problem instead of skipping the video and reporting it.
+        workers: threads that decode and encode frames.
+        progress: show a progress bar.
+        storage_options: fsspec options for the store (e.g. an endpoint); never written out.
+
+    Returns:
+        the new version, or the existing one whose content hash is the same.
+
+    Raises:
+        IngestError: in strict mode at the first problem; or when nothing could be ingested.
+    """
+    opts = storage_options or {}
+    collection = store.datasets_collection(store_uri, dataset)
+    videos: dict[tuple[str, str, str], RawVideo] = {}
+    seen_ids: dict[str, RawVideo] = {}
+    skipped: list[Problem] = []
+
+    def reject(p: Problem) -> None:
+        if strict:
+            raise IngestError(f"strict ingestion stopped: {p}")
+        log.warning("skipping %s", p)
+        skipped.append(p)
+
+    for item in items:
+        if isinstance(item, Problem):
+            reject(item)
+            continue
+        check_name(item.action, "action name")
+        check_name(item.split, "split name")
+        if item.video_id in seen_ids:
+            first = seen_ids[item.video_id]
+            reject(Problem(item.action, item.split, item.video_id, item.source, f"duplicate video id (also at {first.source})"))
+            continue
+        seen_ids[item.video_id] = item
+        videos[item.key] = item
+
+    version = store.new_version_id()
+    version_uri = store.join(collection, version)
+    fs, _ = store.filesystem(version_uri, **opts)
+    partitions: dict[tuple[str, str], list[RawVideo]] = defaultdict(list)
+    for key in sorted(videos):
+        partitions[key[:2]].append(videos[key])
+
+    digests: list[bytes] = []
+    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
+    phases: dict[str, int] = {}
+    files, notes = [], []
+    bar = _progress(sum(len(v) for v in partitions.values()), progress)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            for (action, split), members in partitions.items():
+                rel = f"action={action}/split={split}/part-0.parquet"
+                path = store.join(version_uri, rel)
+                _, fs_path = store.filesystem(path, **opts)
+                fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
+                n_videos = n_frames = 0
+                with fs.open(fs_path, "wb") as raw:
+                    sink = _HashingWriter(raw)
+                    with pq.ParquetWriter(sink, FRAME_SCHEMA, compression="none") as writer:
+                        # map keeps the order, so files and the hash do not depend on timing.
+                        for done in pool.map(lambda v: process_video(v, frame_size, quality, max_label), members):
+                            bar.update(1)
+                            if isinstance(done, Problem):
+                                reject(done)
+                                continue
+                            writer.write_table(done.table(dataset))
+                            digests.append(done.digest())
+                            notes.extend(n.as_dict() for n in done.notes)
+                            n_videos += 1
+                            n_frames += len(done.jpegs)
+                            if done.labels is not None and len(done.labels):
+                                phases[action] = max(phases.get(action, 0), int(done.labels.max()) + 1)
+                if n_videos == 0:
+                    fs.rm(fs_path)
+                    continue
+                counts[action][split] = {"videos": n_videos, "frames": n_frames}
+                files.append(
+                    {"path": rel, "size": sink.size, "sha256": sink.sha256.hexdigest(), "videos": n_videos, "rows": n_frames}
+                )
+    except BaseException:
+        store.remove(version_uri, **opts)  # no manifest was written: nothing visible; tidy up
+        raise
+    finally:
+        bar.close()
+
+    if not digests:
+        store.remove(version_uri, **opts)
+        reasons = "; ".join(str(p) for p in skipped[:5])
+        raise IngestError(f"no usable video in {source}" + (f" (skipped: {reasons})" if reasons else ""))
+
+    content_hash = hashlib.sha256(b"".join(digests)).hexdigest()
+    for existing in reversed(store.list_versions(collection, **opts)):
+        manifest = store.read_manifest(collection, existing, **opts)
+        if manifest.get("content_hash") == content_hash:
+            store.remove(version_uri, **opts)
+            log.info("%s: unchanged content, keeping version %s", dataset, existing)
+            return IngestResult(existing, manifest, created=False)
+
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "dataset": dataset,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "tool_version": __version__,
+        "source": source,
+        "frame_size": frame_size,
+        "content_hash": content_hash,
+        "counts": counts,
+        "num_phases": phases,
+        "files": files,
+        "skipped": [p.as_dict() for p in skipped],
+        "notes": notes,
+    }
+    store.write_manifest(collection, version, manifest, **opts)
+    return IngestResult(version, manifest, created=True)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="video", desc="ingest", disable=not enabled, leave=False)
