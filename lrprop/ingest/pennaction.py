@@ -76,9 +76,7 @@ def read_pennaction(src: str, phase_labels: str | None = None, **storage_options
             yield Problem(folder_action, split, video_id, fs.unstrip_protocol(mat_path), str(exc))
             continue
         if action in EXCLUDED_ACTIONS:
-            yield Problem(
-                action, split, video_id, fs.unstrip_protocol(mat_path), "action excluded from the benchmark (METHOD.md §6)"
-            )
+            yield Problem(action, split, video_id, fs.unstrip_protocol(mat_path), _EXCLUDED)
             continue
         if action != folder_action:
             yield Problem(
