@@ -141,6 +141,14 @@ def dtw_paths(cost, nx, ny):
             k += 1
             if i == 1 and j == 1:
                 break
+            # On the first row or column only one move is left; this also keeps the walk in
+            # bounds whatever the costs hold (NaN compares false everywhere).
+            if i == 1:
+                j -= 1
+                continue
+            if j == 1:
+                i -= 1
+                continue
             diag = acc[i - 1, j - 1]
             up = acc[i - 1, j]
             left = acc[i, j - 1]

@@ -6,10 +6,11 @@ A checkpoint is a directory ``step_0000123/``:
     rng.safetensors        torch's CPU (and CUDA) generator states
     state.json             step, epoch, batch within the epoch, scheduler state, the optimiser's
                            param groups and scalar state, the config, and anything extra
-It is written under a temporary name and renamed when complete, so a crash mid-write never
-leaves a directory that :func:`latest_checkpoint` would pick.
+It is written under a temporary name, its files synced to disk, and renamed when complete, so a
+crash mid-write never leaves a directory that :func:`latest_checkpoint` would pick.
 
-A trained model for later use is ``model.safetensors`` + ``config.json`` (:func:`export_model`).
+A trained model for later use is ``model.safetensors`` + ``config.json`` (:func:`export_model`),
+written the same way.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
+    "list_checkpoints",
     "prune_checkpoints",
     "export_model",
     "MODEL_FILE",
@@ -48,6 +50,36 @@ def _write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2, sort_keys=True))
 
 
+def _fsync_tree(directory: Path) -> None:
+    """Flush every file of ``directory`` and the directory itself to disk."""
+    for path in directory.iterdir():
+        with open(path, "rb") as handle:
+            os.fsync(handle.fileno())
+    _fsync_dir(directory)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, final: Path) -> None:
+    """Rename the complete ``tmp`` directory to ``final``; an existing ``final`` is replaced
+    only after the new one is in place, so there is never a moment without either."""
+    _fsync_tree(tmp)
+    old = None
+    if final.exists():
+        old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    os.replace(tmp, final)
+    _fsync_dir(final.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def save_checkpoint(
     directory: str | Path,
     *,
@@ -59,8 +91,13 @@ def save_checkpoint(
     batch_in_epoch: int,
     config: dict,
     extra: dict | None = None,
+    cuda_rng: bool = False,
 ) -> Path:
-    """Write a checkpoint of the current training state into ``directory``; returns its path."""
+    """Write a checkpoint of the current training state into ``directory``; returns its path.
+
+    ``cuda_rng`` also saves the CUDA generators (only for runs on a GPU: asking for them
+    otherwise would start a CUDA context on every visible device).
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{_PREFIX}{step:08d}"
@@ -79,7 +116,7 @@ def save_checkpoint(
     save_file(_tensors(opt_tensors), tmp / "optimizer.safetensors")
 
     rng = {"cpu": torch.get_rng_state()}
-    if torch.cuda.is_available():
+    if cuda_rng and torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             rng[f"cuda{i}"] = s
     save_file(_tensors(rng), tmp / "rng.safetensors")
@@ -96,30 +133,32 @@ def save_checkpoint(
             "extra": extra or {},
         },
     )
-    if final.exists():  # the same step saved again (a resumed run): replace it whole
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    _publish(tmp, final)
     return final
+
+
+def list_checkpoints(directory: str | Path) -> list[Path]:
+    """The complete checkpoints in ``directory``, newest (highest step) first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    done = [p for p in directory.glob(f"{_PREFIX}*") if (p / "state.json").is_file()]
+    return sorted(done, key=lambda p: int(p.name[len(_PREFIX) :]), reverse=True)
 
 
 def latest_checkpoint(directory: str | Path) -> Path | None:
     """The complete checkpoint with the highest step in ``directory``, or None."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        return None
-    done = [p for p in directory.glob(f"{_PREFIX}*") if (p / "state.json").is_file()]
-    return max(done, key=lambda p: int(p.name[len(_PREFIX) :]), default=None)
+    found = list_checkpoints(directory)
+    return found[0] if found else None
 
 
 def prune_checkpoints(directory: str | Path, keep: int) -> None:
     """Delete all but the ``keep`` newest checkpoints, and abandoned temporary ones."""
     directory = Path(directory)
-    done = sorted(
-        (p for p in directory.glob(f"{_PREFIX}*") if (p / "state.json").is_file()), key=lambda p: int(p.name[len(_PREFIX) :])
-    )
-    for old in done[:-keep] if keep > 0 else []:
+    for old in list_checkpoints(directory)[keep:] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
-    for tmp in directory.glob(".tmp-*"):
+    # Only this run's single writer (rank 0) writes here, so leftovers are from a crash.
+    for tmp in [*directory.glob(".tmp-*"), *directory.glob(".old-*")]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -140,7 +179,9 @@ def load_checkpoint(
     device = next(model.parameters()).device
     model.load_state_dict(load_file(path / MODEL_FILE, device=str(device)))
     if optimizer is not None:
-        tensors = load_file(path / "optimizer.safetensors", device=str(device))
+        # On the CPU: load_state_dict moves each state to its parameter's device, except Adam's
+        # step counters, which must stay on the CPU (on the GPU they would cost a sync a step).
+        tensors = load_file(path / "optimizer.safetensors", device="cpu")
         per_param: dict[int, dict] = {}
         for key, value in tensors.items():
             pid, name = key.split(".", 1)
@@ -162,7 +203,10 @@ def load_checkpoint(
 def export_model(directory: str | Path, model: torch.nn.Module, config: dict) -> Path:
     """Write ``model.safetensors`` and ``config.json`` for later loading; returns the directory."""
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    save_file(_tensors(model.state_dict()), directory / MODEL_FILE)
-    _write_json(directory / CONFIG_FILE, config)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".tmp-{directory.name}-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    save_file(_tensors(model.state_dict()), tmp / MODEL_FILE)
+    _write_json(tmp / CONFIG_FILE, config)
+    _publish(tmp, directory)
     return directory

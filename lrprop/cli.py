@@ -154,7 +154,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             print(f"  {action:<20} {split:<6} {c['videos']:>5} videos {c['frames']:>8} frames")
     for note in m["notes"]:
         print(f"  note: {note['file']}: {note['message']}")
-    for p in m["skipped"]:
+    for p in result.skipped:
         print(f"  skipped: {p['file']}: {p['video_id']}: {p['reason']}")
     return 0
 

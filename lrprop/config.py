@@ -38,6 +38,11 @@ class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message names the key."""
 
 
+def _require(condition: bool, key: str, message: str) -> None:
+    if not condition:
+        raise ConfigError(f"{key}: {message}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """How training views are made (METHOD.md §1)."""
@@ -49,6 +54,15 @@ class DataConfig:
     sample_ratio: tuple[float, float] = (1.0, 1.5)
     augment: bool = True
     num_workers: int = 0  # DataLoader workers decoding and augmenting off the training loop
+
+    def __post_init__(self) -> None:
+        _require(self.num_frames >= 2, "data.num_frames", f"must be >= 2, got {self.num_frames}")
+        _require(self.num_views >= 1, "data.num_views", f"must be >= 1, got {self.num_views}")
+        _require(self.videos_per_step >= 1, "data.videos_per_step", f"must be >= 1, got {self.videos_per_step}")
+        _require(self.image_size >= 16, "data.image_size", f"must be >= 16, got {self.image_size}")
+        lo, hi = self.sample_ratio
+        _require(1.0 <= lo <= hi, "data.sample_ratio", f"must satisfy 1 <= low <= high, got {self.sample_ratio}")
+        _require(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
 
 
 @dataclass(frozen=True)
@@ -78,11 +92,27 @@ class LossConfig:
     tau: float = 0.1
     sigma2: float = 10.0
     gamma: float = 0.1
-    terms: tuple[str, ...] = ("same", "prop", "sdtw")
+    terms: tuple[Literal["same", "prop", "sdtw"], ...] = ("same", "prop", "sdtw")
     cost: Literal["sqeuclidean", "l2"] = "sqeuclidean"
     prop_positions: Literal["view", "timestamps"] = "view"
     sdtw_normalize: bool = False
     sdtw_divergence: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("tau", "sigma2", "gamma"):
+            value = getattr(self, name)
+            _require(value > 0, f"loss.{name}", f"must be > 0, got {value}")
+        _require(self.alpha >= 0 and self.beta >= 0, "loss.alpha/beta", f"must be >= 0, got {self.alpha}, {self.beta}")
+        _require(
+            len(self.terms) > 0 and len(set(self.terms)) == len(self.terms),
+            "loss.terms",
+            f"must be distinct, non-empty: {self.terms}",
+        )
+        _require(
+            not (self.sdtw_divergence and self.cost != "sqeuclidean"),
+            "loss.sdtw_divergence",
+            "is defined on the squared Euclidean cost only (loss.cost: sqeuclidean)",
+        )
 
 
 @dataclass(frozen=True)
@@ -95,6 +125,13 @@ class OptimConfig:
     max_steps: int | None = None  # stop early (the cosine schedule still spans ``epochs``)
     grad_clip: float = 10.0
     bf16: bool = True  # bf16 autocast on CUDA; ignored on CPU
+
+    def __post_init__(self) -> None:
+        _require(self.lr > 0, "optim.lr", f"must be > 0, got {self.lr}")
+        _require(self.weight_decay >= 0, "optim.weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _require(self.epochs >= 1, "optim.epochs", f"must be >= 1, got {self.epochs}")
+        _require(self.max_steps is None or self.max_steps >= 1, "optim.max_steps", f"must be >= 1 or null, got {self.max_steps}")
+        _require(self.grad_clip > 0, "optim.grad_clip", f"must be > 0, got {self.grad_clip}")
 
 
 @dataclass(frozen=True)
@@ -139,6 +176,18 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+
+    def __post_init__(self) -> None:
+        # A term with no pair of views to act on would leave the objective without gradient.
+        d, terms = self.data, set(self.loss.terms)
+        has_same = d.num_views >= 2 and "same" in terms
+        has_cross = d.videos_per_step >= 2 and bool(terms & {"prop", "sdtw"})
+        _require(
+            has_same or has_cross,
+            "loss.terms",
+            f"{sorted(terms)} act on no pair of views with data.num_views={d.num_views} and "
+            f"data.videos_per_step={d.videos_per_step}: 'same' needs 2 views, 'prop'/'sdtw' need 2 videos",
+        )
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:

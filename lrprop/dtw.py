@@ -72,6 +72,25 @@ def _lengths(lengths, batch: int, full: int, name: str) -> np.ndarray:
     return out
 
 
+def _check_finite(arr: np.ndarray, nx: np.ndarray, ny: np.ndarray) -> None:
+    """Raise FloatingPointError if a pair's valid block holds NaN or inf (padding is ignored)."""
+    _, Tx, Ty = arr.shape
+    valid = (np.arange(Tx)[None, :, None] < nx[:, None, None]) & (np.arange(Ty)[None, None, :] < ny[:, None, None])
+    bad = (~np.isfinite(arr) & valid).any(axis=(1, 2))
+    if bad.any():
+        raise FloatingPointError(f"non-finite cost in the valid cells of pair(s) {np.flatnonzero(bad).tolist()}")
+
+
+def _prepare(cost, x_lengths, y_lengths) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """float64 (B, Tx, Ty) cost, checked lengths and finiteness, and whether it was 2-D."""
+    arr, single = _as_batch(cost)
+    B, Tx, Ty = arr.shape
+    nx = _lengths(x_lengths, B, Tx, "x_lengths")
+    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    _check_finite(arr, nx, ny)
+    return arr, nx, ny, single
+
+
 def dtw_path(cost, x_lengths=None, y_lengths=None):
     """Exact DTW path of each pair.
 
@@ -85,22 +104,19 @@ def dtw_path(cost, x_lengths=None, y_lengths=None):
     Returns:
         For a batch, a list of B int64 arrays (K_b, 2) of (i, j) rows from (0, 0) to
         (x_lengths[b] - 1, y_lengths[b] - 1); for a single (Tx, Ty) cost, one such array.
+
+    Raises:
+        FloatingPointError: a valid cell of the cost is NaN or infinite.
     """
-    arr, single = _as_batch(cost)
-    B, Tx, Ty = arr.shape
-    nx = _lengths(x_lengths, B, Tx, "x_lengths")
-    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    arr, nx, ny, single = _prepare(cost, x_lengths, y_lengths)
     paths, counts, _ = _dtw_kernels.dtw_paths(arr, nx, ny)
-    out = [paths[b, : counts[b]].copy() for b in range(B)]
+    out = [paths[b, : counts[b]].copy() for b in range(len(arr))]
     return out[0] if single else out
 
 
 def dtw_distance(cost, x_lengths=None, y_lengths=None) -> np.ndarray:
     """Accumulated cost of the exact DTW path of each pair: (B,) float64 (or a float for 2-D)."""
-    arr, single = _as_batch(cost)
-    B, Tx, Ty = arr.shape
-    nx = _lengths(x_lengths, B, Tx, "x_lengths")
-    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    arr, nx, ny, single = _prepare(cost, x_lengths, y_lengths)
     _, _, totals = _dtw_kernels.dtw_paths(arr, nx, ny)
     return float(totals[0]) if single else totals
 
@@ -118,11 +134,9 @@ def dtw_alignment(cost: torch.Tensor, x_lengths=None, y_lengths=None) -> torch.T
     Returns:
         (B, Tx, Ty) bool tensor on the device of ``cost``.
     """
-    arr, single = _as_batch(cost)
-    B, Tx, Ty = arr.shape
-    nx = _lengths(x_lengths, B, Tx, "x_lengths")
-    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    arr, nx, ny, single = _prepare(cost, x_lengths, y_lengths)
     paths, counts, _ = _dtw_kernels.dtw_paths(arr, nx, ny)
+    B, Tx, Ty = arr.shape
     W = np.zeros((B, Tx, Ty), dtype=bool)
     valid = np.arange(paths.shape[1])[None, :] < counts[:, None]  # (B, K)
     b_idx = np.broadcast_to(np.arange(B)[:, None], valid.shape)[valid]
@@ -137,6 +151,7 @@ class _SoftDTW(torch.autograd.Function):
     @staticmethod
     def forward(ctx, cost, nx, ny, gamma):
         arr = np.ascontiguousarray(cost.detach().to("cpu", torch.float64).numpy())
+        _check_finite(arr, nx, ny)
         R = _dtw_kernels.soft_dtw_forward(arr, nx, ny, gamma)
         values = R[np.arange(arr.shape[0]), nx, ny]
         ctx.save_for_backward(cost)

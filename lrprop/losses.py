@@ -263,8 +263,11 @@ class LRPropLoss(nn.Module):
             dict of scalar tensors: "total" and each enabled term's unweighted sum over pairs.
         """
         B, V, T, _ = embeddings.shape
-        z = embeddings.reshape(B * V, T, -1).float()
-        h = projections.reshape(B * V, T, -1).float()
+        # At least float32 (bf16 embeddings from autocast are too coarse for the KL terms);
+        # float64 stays float64, so the whole loss can be checked in double precision.
+        dtype = torch.promote_types(embeddings.dtype, torch.float32)
+        z = embeddings.reshape(B * V, T, -1).to(dtype)
+        h = projections.reshape(B * V, T, -1).to(dtype)
         m = mask.reshape(B * V, T).bool()
         t = timestamps.reshape(B * V, T)
         lengths = _check_prefix_mask(m)

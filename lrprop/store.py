@@ -128,7 +128,7 @@ def new_version_id(now: datetime | None = None) -> str:
 
 def check_version(version: str) -> str:
     """``version`` if it is a well-formed version id, else a ValueError naming it."""
-    if not isinstance(version, str) or not _VERSION.match(version):
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
         raise ValueError(f"invalid version {version!r}: expected an id like v20261124T230000000000Z-1a2b3c4d")
     return version
 
@@ -141,7 +141,7 @@ def list_versions(collection: str, **storage_options) -> list[str]:
     versions = []
     for entry in fs.ls(path, detail=False):
         name = posixpath.basename(entry.rstrip("/"))
-        if _VERSION.match(name) and fs.exists(posixpath.join(path, name, MANIFEST)):
+        if _VERSION.fullmatch(name) and fs.exists(posixpath.join(path, name, MANIFEST)):
             versions.append(name)
     return sorted(versions)
 

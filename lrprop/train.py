@@ -6,9 +6,11 @@ a local directory and resumes from the newest one there (or from ``resume_from``
 epoch it calls ``report(metrics, checkpoint_path)``: a local run logs, a Ray worker
 forwards to ``ray.train.report``; nothing here imports Ray.
 
-A resumed run continues exactly: the data of each step is a function of (seed, epoch, video),
-the epoch's order of videos a function of (seed, epoch), and the model's own randomness
-(dropout) comes from torch's generator, saved in the checkpoint.
+A resumed run continues exactly on the CPU (bit for bit; on a GPU up to the nondeterminism of
+its kernels): the data of each step is a function of (seed, epoch, video), the epoch's order of
+videos a function of (seed, epoch), and the model's own randomness (dropout) comes from torch's
+generator, saved in the checkpoint. A checkpoint resumes only under the config and data set it
+was made with, up to run mechanics (:data:`RESUMABLE_CHANGES`).
 """
 
 from __future__ import annotations
@@ -20,21 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
-from lrprop.checkpoint import latest_checkpoint, load_checkpoint, prune_checkpoints, save_checkpoint
-from lrprop.config import Config, LossConfig, config_to_dict
+from lrprop.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from lrprop.config import Config, ConfigError, LossConfig, config_to_dict
 from lrprop.data.augment import eval_transform, train_transform
 from lrprop.data.source import VideoSource
 from lrprop.data.views import EpochBatchSampler, ViewDataset
 from lrprop.losses import LRPropLoss
 from lrprop.model import FrameEncoder, build_backbone, load_backbone_weights
 
-__all__ = ["train", "TrainResult", "build_model", "build_loss", "resolve_device", "make_loader"]
+__all__ = ["train", "TrainResult", "build_model", "build_loss", "resolve_device", "make_loader", "check_resumable"]
 
 log = logging.getLogger(__name__)
 
-ReportFn = Callable[[dict, Path], None]
+ReportFn = Callable[[dict, "Path | None"], None]
 
 
 @dataclass
@@ -117,6 +120,43 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
     )
 
 
+# Keys that may change between a run and its resume: run mechanics, not the model or the data.
+RESUMABLE_CHANGES = ("optim.max_steps", "train.", "data.num_workers")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resumable(saved: dict, current: dict, saved_videos: int | None, current_videos: int, where: str) -> None:
+    """Refuse to resume a checkpoint under a config or data set it was not made with.
+
+    Raises:
+        ConfigError: naming the keys that differ (only RESUMABLE_CHANGES may).
+    """
+    a, b = _flatten(saved), _flatten(current)
+    changed = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k) and not k.startswith(RESUMABLE_CHANGES))
+    if changed:
+        detail = ", ".join(f"{k}: {a.get(k)!r} -> {b.get(k)!r}" for k in changed[:8])
+        raise ConfigError(f"cannot resume {where} under a different config ({detail}); start a new run instead")
+    if saved_videos is not None and saved_videos != current_videos:
+        raise ConfigError(f"cannot resume {where}: it trained on {saved_videos} videos, the source now has {current_videos}")
+
+
+def _apply_thread_budget() -> None:
+    """Let the numba DTW kernels use the threads torch was given, not every core of the node
+    (a Ray worker or Tune trial gets a CPU share and sets torch's threads from it)."""
+    import numba
+
+    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))
+
+
 def train(
     config: Config,
     source: VideoSource,
@@ -124,6 +164,9 @@ def train(
     checkpoint_dir: str | Path,
     resume_from: str | Path | None = None,
     report: ReportFn | None = None,
+    world_rank: int = 0,
+    world_size: int = 1,
+    wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
 ) -> TrainResult:
     """Train one model on ``source`` (one action class) as ``config`` says.
 
@@ -131,50 +174,75 @@ def train(
         config: the whole configuration.
         source: the training videos; each step takes ``config.data.videos_per_step`` of them.
         checkpoint_dir: local directory for checkpoints (created if missing).
-        resume_from: a checkpoint directory to start from; default the newest complete
-            checkpoint in ``checkpoint_dir``, if any.
+        resume_from: a checkpoint directory to start from; default the newest checkpoint in
+            ``checkpoint_dir`` that loads (an unreadable newer one is skipped with a warning).
         report: called after each epoch (and when ``optim.max_steps`` stops a run part way)
-            with the epoch's mean loss terms and the checkpoint written then.
+            with the epoch's mean loss terms and the checkpoint written then (None on ranks
+            other than 0, which write none).
+        world_rank, world_size: this worker's place among data-parallel workers; each takes
+            every world_size-th batch of an epoch.
+        wrap_model: applied to the model after it is built and restored (e.g. Ray Train's
+            ``prepare_model`` for DistributedDataParallel).
 
     Returns:
-        the trained model (in eval mode), the metrics of every whole epoch so far (a resumed
-        run's history includes the epochs before the resume), the last checkpoint.
+        the trained model (unwrapped, in eval mode), the metrics of every whole epoch so far
+        (a resumed run's history includes the epochs before the resume), the last checkpoint.
 
     Raises:
-        FloatingPointError: a loss became NaN or infinite; the last checkpoint is untouched.
+        FloatingPointError: the embeddings, the loss or the gradients became NaN or infinite;
+            the last checkpoint is untouched, so the cause can be looked at from there.
+        ConfigError: a checkpoint to resume from was made under another config or data set.
     """
+    _apply_thread_budget()
     torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
     model = build_model(config).to(device)
     loss_fn = build_loss(config.loss)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    steps_per_epoch = len(source) // config.data.videos_per_step
+    sampler = EpochBatchSampler(
+        len(source), config.data.videos_per_step, seed=config.train.seed, rank=world_rank, world_size=world_size
+    )
+    steps_per_epoch = sampler.batches_per_epoch
     total_steps = config.optim.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=0.0)
-    sampler = EpochBatchSampler(len(source), config.data.videos_per_step, seed=config.train.seed)
     config_dict = config_to_dict(config)
+    is_writer = world_rank == 0
 
     step, start_epoch, start_batch = 0, 0, 0
     history: list[dict] = []
     sums: dict[str, float] = {}  # loss sums of the epoch in progress, carried across a resume
     batches = 0
-    resume_from = resume_from or latest_checkpoint(checkpoint_dir)
-    if resume_from is not None:
-        state = load_checkpoint(resume_from, model=model, optimizer=optimizer, scheduler=scheduler)
+    candidates = [Path(resume_from)] if resume_from is not None else list_checkpoints(checkpoint_dir)
+    resumed_from = None
+    for candidate in candidates:
+        try:
+            state = load_checkpoint(candidate, model=model, optimizer=optimizer, scheduler=scheduler)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+            if resume_from is not None:
+                raise
+            log.warning("skipping unreadable checkpoint %s: %s", candidate, exc)
+            continue
+        extra = state["extra"]
+        check_resumable(state["config"], config_dict, extra.get("num_videos"), len(source), str(candidate))
         step, start_epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
-        history = state["extra"].get("history", [])
-        sums, batches = state["extra"].get("epoch_sums", {}), state["extra"].get("epoch_batches", 0)
+        history = extra.get("history", [])
+        sums, batches = extra.get("epoch_sums", {}), extra.get("epoch_batches", 0)
         if start_batch >= steps_per_epoch:
             start_epoch, start_batch, sums, batches = start_epoch + 1, 0, {}, 0
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", resume_from, step, start_epoch, start_batch)
+        resumed_from = candidate
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", candidate, step, start_epoch, start_batch)
+        break
 
     use_bf16 = device.type == "cuda" and config.optim.bf16
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
     max_steps = config.optim.max_steps if config.optim.max_steps is not None else total_steps
-    result = TrainResult(model=model, history=history, step=step, checkpoint=Path(resume_from) if resume_from else None)
+    result = TrainResult(model=model, history=history, step=step, checkpoint=resumed_from)
+    net = wrap_model(model) if wrap_model is not None else model
 
-    def checkpoint(epoch: int, position: int) -> Path:
+    def checkpoint(epoch: int, position: int) -> Path | None:
+        if not is_writer:
+            return None
         path = save_checkpoint(
             checkpoint_dir,
             model=model,
@@ -184,13 +252,19 @@ def train(
             epoch=epoch,
             batch_in_epoch=position,
             config=config_dict,
-            extra={"history": history, "epoch_sums": sums, "epoch_batches": batches},
+            extra={"history": history, "epoch_sums": sums, "epoch_batches": batches, "num_videos": len(source)},
+            cuda_rng=device.type == "cuda",
         )
         prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
         result.checkpoint = path
         return path
 
-    model.train()
+    def fail(what: str, epoch: int, batch: dict) -> FloatingPointError:
+        return FloatingPointError(
+            f"{what} at step {step} (epoch {epoch}, videos {batch['index'].tolist()}); the last checkpoint is {result.checkpoint}"
+        )
+
+    net.train()
     started = time.perf_counter()
     for epoch in range(start_epoch, config.optim.epochs):
         if step >= max_steps:
@@ -205,17 +279,19 @@ def train(
             timestamps = batch["timestamps"].to(device)
             B, V, T = mask.shape
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                z, h = model(frames.flatten(0, 1), mask.flatten(0, 1))  # (B·V, T, E), (B·V, T, P)
+                z, h = net(frames.flatten(0, 1), mask.flatten(0, 1))  # (B·V, T, E), (B·V, T, P)
+            if not (torch.isfinite(z).all() and torch.isfinite(h).all()):
+                raise fail("non-finite embeddings", epoch, batch)
             terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps)
             total = terms["total"]
             if not torch.isfinite(total):
-                raise FloatingPointError(
-                    f"loss is {total.item()} at step {step} (epoch {epoch}, videos {batch['index'].tolist()}); "
-                    f"the last checkpoint is {result.checkpoint}"
-                )
+                raise fail(f"loss is {total.item()}", epoch, batch)
             optimizer.zero_grad(set_to_none=True)
             total.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
+            try:
+                torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip, error_if_nonfinite=True)
+            except RuntimeError:
+                raise fail("non-finite gradient norm", epoch, batch) from None
             optimizer.step()
             scheduler.step()
             step += 1
@@ -225,14 +301,9 @@ def train(
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             if config.train.log_every and step % config.train.log_every == 0:
                 rate = (step - result.step) / max(1e-9, time.perf_counter() - started)
-                log.info(
-                    "step %d epoch %d %s lr %.3g (%.2f steps/s)",
-                    step,
-                    epoch,
-                    " ".join(f"{k} {v.item():.4f}" for k, v in terms.items()),
-                    scheduler.get_last_lr()[0],
-                    rate,
-                )
+                lr = scheduler.get_last_lr()[0]
+                values = " ".join(f"{k} {v.item():.4f}" for k, v in terms.items())
+                log.info("step %d epoch %d %s lr %.3g (%.2f steps/s)", step, epoch, values, lr, rate)
             if step >= max_steps:
                 break
             # Mid-epoch checkpoints only; the end of an epoch (or run) is saved below with its

@@ -7,6 +7,7 @@ other stays at its default), errors that name the dotted key, and round trips.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -233,3 +234,29 @@ def test_check_name_rejects(name):
 def test_check_name_rejects_non_strings():
     with pytest.raises(ValueError):
         check_name(None)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("loss.gamma=0", "loss.gamma"),
+        ("loss.tau=-1", "loss.tau"),
+        ("loss.terms=[same, bogus]", "loss.terms[1]"),
+        ("loss.terms=[]", "loss.terms"),
+        ("data.sample_ratio=[1.5, 1.0]", "data.sample_ratio"),
+        ("data.num_frames=1", "data.num_frames"),
+        ("optim.epochs=0", "optim.epochs"),
+        ("optim.lr=0", "optim.lr"),
+    ],
+)
+def test_out_of_range_values_name_their_key(override, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(None, [override])
+
+
+def test_terms_that_act_on_no_pair_of_views_are_refused():
+    with pytest.raises(ConfigError, match="data.num_views=1"):
+        load_config(None, ["data.num_views=1", "loss.terms=[same]"])
+    with pytest.raises(ConfigError, match="data.videos_per_step=1"):
+        load_config(None, ["data.videos_per_step=1", "loss.terms=[prop, sdtw]"])
+    assert load_config(None, ["data.videos_per_step=1", "loss.terms=[same, prop]"]).loss.terms == ("same", "prop")

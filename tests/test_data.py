@@ -250,8 +250,8 @@ def test_view_dataset_item_shapes_and_frames_at_timestamps():
             assert torch.equal(mask, stamps < L)
             for v in range(V):
                 _check_view(L, T, stamps[v].clamp(max=L - 1), mask[v], stamps[v])
-            # The pixel value is the frame index read, mod 256: min(t, L - 1) % 256.
-            expected = (stamps.clamp(max=L - 1) % 256).float() / 255.0  # (V, T)
+            # The pixel value of a valid frame is its index mod 256; padded frames are zeros.
+            expected = torch.where(mask, stamps % 256, 0).float() / 255.0  # (V, T)
             assert torch.allclose(item["frames"], expected[:, :, None, None, None].expand_as(item["frames"]), atol=1e-6)
 
 
@@ -399,3 +399,17 @@ def test_synthetic_phase_timing_varies_across_videos():
         starts = [int(np.argmax(v.labels >= 1)) / len(v.labels) for v in videos]
         spread = max(starts) - min(starts)
         assert spread > 0.1, starts
+
+
+def test_batch_sampler_deals_each_epoch_to_the_ranks_without_overlap():
+    single = [v for batch in EpochBatchSampler(13, 2, seed=4) for v in batch]
+    dealt = []
+    for rank in range(3):
+        sampler = EpochBatchSampler(13, 2, seed=4, rank=rank, world_size=3)
+        batches = list(sampler)
+        assert len(batches) == sampler.batches_per_epoch == 2  # 6 batches of 2, 3 workers
+        dealt += [v for batch in batches for v in batch]
+    # Together the ranks see the first 6 batches of the single-worker epoch, each video once.
+    assert sorted(dealt) == sorted(single[:12])
+    with pytest.raises(ValueError, match="rank"):
+        EpochBatchSampler(13, 2, rank=3, world_size=3)

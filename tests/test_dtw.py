@@ -171,3 +171,19 @@ def test_cuda_inputs_give_the_cpu_results():
     torch.testing.assert_close(v_gpu.cpu(), v_cpu)
     torch.testing.assert_close(c_gpu.grad.cpu(), c_cpu.grad)
     assert torch.equal(dtw.dtw_alignment(c_gpu, nx, ny).cpu(), dtw.dtw_alignment(c_cpu, nx, ny))
+
+
+def test_non_finite_costs_raise_instead_of_walking_off_the_matrix():
+    cost, nx, ny = _random_costs(13, B=3)
+    bad = cost.copy()
+    bad[1, 0, 0] = np.nan
+    bad[2, nx[2] - 1, ny[2] - 1] = np.inf
+    for fn in (dtw.dtw_path, dtw.dtw_distance):
+        with pytest.raises(FloatingPointError, match=r"pair\(s\) \[1, 2\]"):
+            fn(bad, nx, ny)
+    with pytest.raises(FloatingPointError):
+        dtw.soft_dtw(torch.from_numpy(bad), 0.1, nx, ny)
+    # NaN in the padding is never read.
+    padded = cost.copy()
+    padded[0, nx[0] :, :] = np.nan
+    assert dtw.dtw_path(padded, nx, ny)[0].tolist() == dtw.dtw_path(cost, nx, ny)[0].tolist()

@@ -227,3 +227,13 @@ def test_propagation_follows_content_not_frame_index():
         pi = losses.first_match_positions(dtw_alignment(cost))[0].numpy()
         agree = (labels_y[pi] == labels_x).mean()
         assert (agree == 1.0) == expect_perfect, agree
+
+
+def test_whole_objective_passes_gradcheck_in_float64():
+    """Gradients of Eq. 12 w.r.t. embeddings and projections (W fixed by the small eps)."""
+    z, h, mask, stamps, _ = _random_step(9, T=6, E=3)
+    loss = losses.LRPropLoss(alpha=0.05, beta=0.4, gamma=0.5)
+    m, s = torch.tensor(mask), torch.tensor(stamps)
+    zt, ht = torch.tensor(z, requires_grad=True), torch.tensor(h, requires_grad=True)
+    assert loss(zt, ht, m, s)["total"].dtype == torch.float64
+    assert torch.autograd.gradcheck(lambda a, b: loss(a, b, m, s)["total"], (zt, ht), eps=1e-6, atol=1e-6)

@@ -375,3 +375,22 @@ def test_load_weights_from_a_whole_encoder_checkpoint(tmp_path):
     _assert_differs(encoder.backbone, target)
     load_backbone_weights(target, path.read_bytes(), name=str(path))
     _assert_same_state(encoder.backbone, target)
+
+
+def test_bf16_autocast_path_gives_finite_gradients_to_trained_layers_only():
+    """The GPU training path (bf16 autocast) exercised on the CPU: model and loss together."""
+    from lrprop.losses import LRPropLoss
+
+    torch.manual_seed(0)
+    model = FrameEncoder(ResNet50Backbone("layer4"), num_frames=4, num_layers=1).train()
+    frames = torch.randn(4, 4, 3, 64, 64)  # 2 videos × 2 views, 4 frames
+    mask = prefix_mask([4, 3, 4, 2], 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        z, h = model(frames, mask)
+    assert z.dtype == torch.bfloat16
+    stamps = torch.arange(4).expand(2, 2, 4)
+    out = LRPropLoss(alpha=0.01, beta=0.4)(z.view(2, 2, 4, -1), h.view(2, 2, 4, -1), mask.view(2, 2, 4), stamps)
+    assert out["total"].dtype == torch.float32 and torch.isfinite(out["total"])
+    out["total"].backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.backbone.layer4.parameters())
+    assert all(p.grad is None for p in model.backbone.layer3.parameters())

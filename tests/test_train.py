@@ -12,7 +12,7 @@ from safetensors.torch import save_file
 
 from lrprop.checkpoint import latest_checkpoint
 from lrprop.cli import main
-from lrprop.config import config_from_dict
+from lrprop.config import ConfigError, config_from_dict
 from lrprop.data.source import InMemoryVideos
 from lrprop.data.synthetic import synthetic_videos
 from lrprop.model import SmallCNNBackbone
@@ -145,3 +145,48 @@ def test_cli_run_trains_exports_and_resumes(tmp_path, capsys):
         assert len(json.loads((run / action / "history.json").read_text())) == 2
     assert main(["run", "--run-name", "../escape", "--store", str(tmp_path)]) == 2
     assert "invalid run name" in capsys.readouterr().err
+
+
+def test_resume_refuses_a_changed_config_or_data_set(tmp_path, videos):
+    train(_config(optim={"epochs": 1}), videos, checkpoint_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"loss.beta: 0.4 -> 1.6"):
+        train(_config(optim={"epochs": 1}, loss={"beta": 1.6}), videos, checkpoint_dir=tmp_path)
+    with pytest.raises(ConfigError, match="optim.epochs"):
+        train(_config(optim={"epochs": 3}), videos, checkpoint_dir=tmp_path)
+    fewer = InMemoryVideos(videos.videos[:10])
+    with pytest.raises(ConfigError, match="12 videos"):
+        train(_config(optim={"epochs": 1}), fewer, checkpoint_dir=tmp_path)
+    # Run mechanics may change: a new log interval resumes (and finds nothing left to do).
+    done = train(_config(optim={"epochs": 1}, train={"log_every": 3}), videos, checkpoint_dir=tmp_path)
+    assert done.step == 6
+
+
+def test_an_unreadable_newest_checkpoint_falls_back_to_the_one_before(tmp_path, videos):
+    straight = train(_config(optim={"epochs": 2}), videos, checkpoint_dir=tmp_path / "a")
+    train(_config(optim={"epochs": 2, "max_steps": 6}), videos, checkpoint_dir=tmp_path / "b")
+    newest = latest_checkpoint(tmp_path / "b")
+    train(_config(optim={"epochs": 2, "max_steps": 9}), videos, checkpoint_dir=tmp_path / "b")
+    broken = latest_checkpoint(tmp_path / "b")
+    assert broken != newest
+    (broken / "model.safetensors").write_bytes(b"torn write")
+    resumed = train(_config(optim={"epochs": 2}), videos, checkpoint_dir=tmp_path / "b")
+    for key, value in _state(straight.model).items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_data_parallel_ranks_split_each_epoch_and_only_rank_0_writes(tmp_path, videos):
+    seen = {}
+    for rank in (0, 1):
+        reports = []
+        result = train(
+            _config(optim={"epochs": 1}),
+            videos,
+            checkpoint_dir=tmp_path / f"rank{rank}",
+            report=lambda m, c, reports=reports: reports.append(c),
+            world_rank=rank,
+            world_size=2,
+        )
+        assert result.step == 3  # 12 videos / 2 per step / 2 workers
+        seen[rank] = reports
+    assert seen[0][0] is not None and seen[1] == [None]
+    assert not (tmp_path / "rank1").exists()

@@ -36,8 +36,8 @@ class ViewDataset(Dataset):
         seed: base seed.
         ratio_range: the temporal sampling ratio range.
 
-    An item is a dict: frames (V, T, 3, S, S) float32, mask (V, T) bool, timestamps (V, T) int64,
-    index () int64.
+    An item is a dict: frames (V, T, 3, S, S) float32 (zeros on padded frames), mask (V, T)
+    bool, timestamps (V, T) int64, index () int64.
     """
 
     def __init__(
@@ -63,14 +63,16 @@ class ViewDataset(Dataset):
         frames, masks, stamps = [], [], []
         for _ in range(self.num_views):
             read, mask, timestamps = sample_view(length, self.num_frames, generator, self.ratio_range)
-            clip = torch.from_numpy(np.ascontiguousarray(self.source.read_frames(index, read.numpy())))
-            clip = clip.permute(0, 3, 1, 2)  # (T, H, W, 3) -> (T, 3, H, W)
+            n_valid = int(mask.sum())  # valid frames are a prefix; padding is never looked at
+            clip = torch.from_numpy(np.ascontiguousarray(self.source.read_frames(index, read[:n_valid].numpy())))
+            clip = clip.permute(0, 3, 1, 2)  # (n, H, W, 3) -> (n, 3, H, W)
             view_seed = int(torch.randint(0, 2**62, (), generator=generator))
             # torchvision draws from the global generator: fork it so workers stay reproducible.
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(view_seed)
                 clip = self.transform(clip) if self.transform is not None else clip.float() / 255.0
-            frames.append(clip)
+            padding = clip.new_zeros(self.num_frames - n_valid, *clip.shape[1:])
+            frames.append(torch.cat([clip, padding]))
             masks.append(mask)
             stamps.append(timestamps)
         return {
@@ -85,25 +87,38 @@ class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
     """Batches of ``batch_size`` distinct videos, a fresh permutation each epoch.
 
     The permutation of epoch e depends on (seed, e) only; ``set_position`` starts an epoch part
-    way through, which is how a resumed run skips the batches it already trained on.
-    The last incomplete batch is dropped (a step needs ``batch_size`` different videos).
+    way through, which is how a resumed run skips the batches it already trained on. The last
+    incomplete batch is dropped (a step needs ``batch_size`` different videos).
+
+    With ``world_size`` > 1 (data-parallel workers), worker ``rank`` takes batches rank,
+    rank + world_size, … of the epoch's batches, and every worker gets the same number.
     """
 
-    def __init__(self, num_videos: int, batch_size: int, seed: int = 0) -> None:
-        if num_videos < batch_size:
-            raise ValueError(f"need at least {batch_size} videos for a step, have {num_videos}")
+    def __init__(self, num_videos: int, batch_size: int, seed: int = 0, *, rank: int = 0, world_size: int = 1) -> None:
+        if num_videos < batch_size * world_size:
+            raise ValueError(
+                f"need at least {batch_size * world_size} videos for a step on {world_size} worker(s), have {num_videos}"
+            )
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside [0, {world_size})")
         self.num_videos, self.batch_size, self.seed = num_videos, batch_size, seed
+        self.rank, self.world_size = rank, world_size
         self.epoch, self.start_batch = 0, 0
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Steps per epoch for this worker."""
+        return (self.num_videos // self.batch_size) // self.world_size
 
     def set_position(self, epoch: int, start_batch: int = 0) -> None:
         self.epoch, self.start_batch = epoch, start_batch
 
     def __len__(self) -> int:
-        return self.num_videos // self.batch_size - self.start_batch
+        return self.batches_per_epoch - self.start_batch
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         generator = torch.Generator().manual_seed(mix_seed(self.seed, self.epoch, 0x5A))
         order = torch.randperm(self.num_videos, generator=generator).tolist()
-        for b in range(self.start_batch, self.num_videos // self.batch_size):
-            chunk = order[b * self.batch_size : (b + 1) * self.batch_size]
-            yield [(self.epoch, i) for i in chunk]
+        for b in range(self.start_batch, self.batches_per_epoch):
+            first = (b * self.world_size + self.rank) * self.batch_size
+            yield [(self.epoch, i) for i in order[first : first + self.batch_size]]

@@ -75,21 +75,18 @@ def read_generic(root: str, *, resample_mismatch: bool = False, **storage_option
             action = posixpath.basename(action_dir)
             entries = {posixpath.basename(p): p for p in fs.ls(action_dir, detail=False)}
             labelled = any(n.endswith(LABEL_SUFFIXES) for n in entries)
-            ids = sorted(
-                {n for n, p in entries.items() if fs.isdir(p)}
-                | {posixpath.splitext(n)[0] for n in entries if n.lower().endswith(VIDEO_SUFFIXES)}
-            )
-            for video_id in ids:
+            # video id -> its frame folder or video file (extensions in any case)
+            sources = {n: p for n, p in entries.items() if fs.isdir(p)}
+            for n, p in entries.items():
+                stem, ext = posixpath.splitext(n)
+                if ext.lower() in VIDEO_SUFFIXES and stem not in sources:
+                    sources[stem] = p
+            for video_id in sorted(sources):
                 label_path = next((entries[video_id + s] for s in LABEL_SUFFIXES if video_id + s in entries), None)
-                if video_id in entries and fs.isdir(entries[video_id]):
-                    where = entries[video_id]
+                where = sources[video_id]
+                if fs.isdir(where):
                     load_frames = _frame_folder_loader(fs, where)
                 else:
-                    where = next(
-                        entries[video_id + s]
-                        for s in VIDEO_SUFFIXES + tuple(x.upper() for x in VIDEO_SUFFIXES)
-                        if video_id + s in entries
-                    )
                     load_frames = _video_file_loader(uri_of(where), storage_options)
                 if label_path is None and labelled:
                     yield Problem(

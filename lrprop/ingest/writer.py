@@ -173,11 +173,13 @@ def process_video(video: RawVideo, frame_size: int, quality: int = 95, max_label
 
 @dataclass
 class IngestResult:
-    """The version an ingestion produced (or found unchanged) and its manifest."""
+    """The version an ingestion produced (or found unchanged), its manifest, and what this
+    ingestion skipped (for an unchanged version the manifest lists what its own run skipped)."""
 
     version: str
     manifest: dict
     created: bool  # False when an existing version had the same content
+    skipped: list[dict] = field(default_factory=list)
 
 
 class _HashingWriter(io.RawIOBase):
@@ -251,8 +253,12 @@ def ingest(
         if isinstance(item, Problem):
             reject(item)
             continue
-        check_name(item.action, "action name")
-        check_name(item.split, "split name")
+        try:
+            check_name(item.action, "action name")
+            check_name(item.split, "split name")
+        except ValueError as exc:  # the names become partition folders
+            reject(Problem(item.action, item.split, item.video_id, item.source, str(exc)))
+            continue
         if item.video_id in seen_ids:
             first = seen_ids[item.video_id]
             reject(Problem(item.action, item.split, item.video_id, item.source, f"duplicate video id (also at {first.source})"))
@@ -320,7 +326,7 @@ def ingest(
         if manifest.get("content_hash") == content_hash:
             store.remove(version_uri, **opts)
             log.info("%s: unchanged content, keeping version %s", dataset, existing)
-            return IngestResult(existing, manifest, created=False)
+            return IngestResult(existing, manifest, created=False, skipped=[p.as_dict() for p in skipped])
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -338,7 +344,7 @@ def ingest(
         "notes": notes,
     }
     store.write_manifest(collection, version, manifest, **opts)
-    return IngestResult(version, manifest, created=True)
+    return IngestResult(version, manifest, created=True, skipped=manifest["skipped"])
 
 
 def _progress(total: int, enabled: bool):
