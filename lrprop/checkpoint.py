@@ -34,10 +34,12 @@ __all__ = [
     "export_model",
     "MODEL_FILE",
     "CONFIG_FILE",
+    "META_FILE",
 ]
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
+META_FILE = "meta.json"
 _PREFIX = "step_"
 
 
@@ -200,13 +202,15 @@ def load_checkpoint(
     return state
 
 
-def export_model(directory: str | Path, model: torch.nn.Module, config: dict) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` for later loading; returns the directory."""
+def export_model(directory: str | Path, model: torch.nn.Module, config: dict, meta: dict | None = None) -> Path:
+    """Write ``model.safetensors``, ``config.json`` (the full config) and ``meta.json`` (where the
+    model came from: data-set version, run, …) for later loading; returns the directory."""
     directory = Path(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".tmp-{directory.name}-{uuid.uuid4().hex[:8]}")
     tmp.mkdir()
     save_file(_tensors(model.state_dict()), tmp / MODEL_FILE)
     _write_json(tmp / CONFIG_FILE, config)
+    _write_json(tmp / META_FILE, meta or {})
     _publish(tmp, directory)
     return directory

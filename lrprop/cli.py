@@ -95,7 +95,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         result = train(config, source, checkpoint_dir=class_dir / "checkpoints", report=progress)
         seconds = time.perf_counter() - started
-        export_model(class_dir / "model", result.model, {**config_to_dict(config), "dataset_version": version})
+        meta = {"dataset": "synthetic", "dataset_version": version, "action": action, "run": run_name, "steps": result.step}
+        export_model(class_dir / "model", result.model, config_to_dict(config), meta)
         (class_dir / "history.json").write_text(json.dumps(result.history, indent=2))
         first, last = (result.history[0], result.history[-1]) if result.history else ({}, {})
         rows.append((action, result.step, first.get("loss_total"), last.get("loss_total"), seconds))
@@ -104,6 +105,43 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
         print(f"{action:<10} {steps:>6} {fmt(first):>17} {fmt(last):>16} {seconds:>8.1f}")
     print(f"models in {run_dir}/<action>/model")
+    _evaluate_and_print({action: run_dir / action / "model" for action in sources}, args.store, run_dir / "evaluation")
+    return 0
+
+
+def _evaluate_and_print(model_dirs: dict, store_uri: str, out_dir: Path) -> None:
+    from lrprop.evaluate import evaluate_models
+    from lrprop.report import PAPER
+
+    print("evaluating", flush=True)
+    summary = evaluate_models(model_dirs, store_uri, out_dir)
+    paper = PAPER.get(str(summary["dataset"]))
+    actions = list(summary["per_class"])
+    from lrprop.report import flatten_metrics
+
+    flat = {a: flatten_metrics(m) for a, m in summary["per_class"].items()}
+    header = f"{'metric (%)':<22}" + "".join(f"{a:>10}" for a in actions) + f"{'mean':>10}" + (f"{'paper':>10}" if paper else "")
+    print(header)
+    for key, mean in summary["mean"].items():
+        row = f"{key:<22}" + "".join(f"{100 * flat[a][key]:>10.2f}" for a in actions) + f"{100 * mean:>10.2f}"
+        if paper:
+            row += f"{paper[key]:>10.2f}" if key in paper else f"{'-':>10}"
+        print(row)
+    print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.run:
+        run_dir = Path(args.run)
+        model_dirs = {p.parent.name: p for p in sorted(run_dir.glob("*/model")) if (p / "model.safetensors").is_file()}
+        if not model_dirs:
+            raise FileNotFoundError(f"no exported models under {run_dir}/<action>/model")
+        out_dir = Path(args.out) if args.out else run_dir / "evaluation"
+    else:
+        model_dir = Path(args.model)
+        model_dirs = {model_dir.parent.name if model_dir.name == "model" else model_dir.name: model_dir}
+        out_dir = Path(args.out) if args.out else model_dir / "evaluation"
+    _evaluate_and_print(model_dirs, args.store, out_dir)
     return 0
 
 
@@ -220,6 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--max-label", type=int, help="labels must be < this (pouring: 5)")
     ing.add_argument("--strict", action="store_true", help="fail at the first bad video instead of skipping it")
     ing.set_defaults(func=_cmd_ingest)
+
+    ev = sub.add_parser("evaluate", help="score trained models: metrics.json and an HTML report")
+    which = ev.add_mutually_exclusive_group(required=True)
+    which.add_argument("--run", help="a run directory: evaluates <run>/<action>/model for every class")
+    which.add_argument("--model", help="one exported model directory")
+    ev.add_argument("--store", default="lrprop-store", help="store holding the data set the models name")
+    ev.add_argument("--out", help="output directory (default <run>/evaluation or <model>/evaluation)")
+    ev.set_defaults(func=_cmd_evaluate)
 
     ds = sub.add_parser("datasets", help="data sets in a store")
     ds_sub = ds.add_subparsers(dest="datasets_command", required=True)

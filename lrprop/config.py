@@ -25,6 +25,7 @@ __all__ = [
     "TrainConfig",
     "SyntheticConfig",
     "IngestConfig",
+    "EvalConfig",
     "Config",
     "ConfigError",
     "config_from_dict",
@@ -135,6 +136,25 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation (METHOD.md §5)."""
+
+    classifier: Literal["svm", "logistic"] = "svm"  # phase classification: the paper's SVM or SCL's
+    fractions: tuple[float, ...] = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)  # of training videos
+    tau_stride: int = 2  # Kendall's tau frame stride: 2 PennAction, 5 Pouring
+    ap_stride: int = 1  # AP@K query/gallery frame stride
+    ap_ks: tuple[int, ...] = (1, 5, 10, 15, 20, 25, 30)
+    max_chunk: int = 512  # longest run of frames embedded in one pass (longer videos go in chunks)
+    val_split: str = "val"  # the split scored; "test" for the real data sets
+
+    def __post_init__(self) -> None:
+        _require(all(0 < f <= 1 for f in self.fractions) and bool(self.fractions), "eval.fractions", "must lie in (0, 1]")
+        _require(self.tau_stride >= 1 and self.ap_stride >= 1, "eval.tau_stride/ap_stride", "must be >= 1")
+        _require(bool(self.ap_ks) and min(self.ap_ks) >= 1, "eval.ap_ks", f"must be >= 1, got {self.ap_ks}")
+        _require(self.max_chunk >= 1, "eval.max_chunk", f"must be >= 1, got {self.max_chunk}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Run mechanics, not method."""
 
@@ -176,6 +196,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
 
     def __post_init__(self) -> None:
         # A term with no pair of views to act on would leave the objective without gradient.

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
+import torch
 import pyarrow.dataset as pds
 import pytest
 import scipy.io
@@ -785,3 +786,23 @@ def test_a_folder_name_unfit_for_a_path_is_skipped_not_fatal(tmp_path):
     assert set(ParquetVideos(str(tmp_path / "store"), "demo", action="act").video_id(i) for i in range(2)) == good
     with pytest.raises(IngestError, match="golf swing"):
         _ingest(read_generic(str(root)), tmp_path / "store2", strict=True)
+
+
+def test_parquet_source_works_in_dataloader_worker_processes(synth_raw, tmp_path):
+    """Views read from Parquet in 2 worker processes equal those read in this process."""
+    from lrprop.data.views import EpochBatchSampler, ViewDataset
+
+    _ingest_synth(synth_raw, tmp_path / "store")
+    source = ParquetVideos(str(tmp_path / "store"), "synthetic", action=store_actions(tmp_path / "store")[0])
+    dataset = ViewDataset(source, 8, num_views=2, transform=None, seed=3)
+    sampler = EpochBatchSampler(len(source), 2, seed=3)
+    inline = list(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=0))
+    workers = list(torch.utils.data.DataLoader(dataset, batch_sampler=sampler, num_workers=2))
+    assert len(inline) == len(workers) > 0
+    for a, b in zip(inline, workers):
+        assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["timestamps"], b["timestamps"])
+
+
+def store_actions(store_root) -> list[str]:
+    manifest = store.read_manifest(store.datasets_collection(str(store_root), "synthetic"))
+    return sorted(manifest["counts"])

@@ -1,0 +1,188 @@
+"""Evaluation of a trained model: embed every frame of every video, then score the embeddings.
+
+    model, config = load_trained_model(model_dir)
+    result = evaluate_class(model, config, train_source, val_source)
+    result.metrics   # {"phase_classification": {f: acc}, "phase_progression": r2, ...}
+
+Embedding follows METHOD.md §5: no augmentation (resize + centre crop), stride 1, the whole
+video in one pass with positions linspace(0, T - 1, L), or in chunks of ``eval.max_chunk``
+consecutive frames with the same positions when the video is longer. Frames with a label < 0
+are dropped after embedding, before scoring.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lrprop import metrics
+from lrprop.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
+from lrprop.config import Config, EvalConfig, config_from_dict
+from lrprop.data.augment import eval_transform
+from lrprop.data.source import VideoSource
+from lrprop.model import FrameEncoder
+from lrprop.train import build_model, resolve_device
+
+__all__ = ["ClassEvaluation", "embed_source", "embed_video", "evaluate_class", "load_trained_model", "score_embeddings"]
+
+
+def load_trained_model(model_dir: str | Path, device: str = "cpu") -> tuple[FrameEncoder, Config, dict]:
+    """The model exported to ``model_dir`` (safetensors + config.json + meta.json), in eval mode."""
+    from safetensors.torch import load_file
+
+    model_dir = Path(model_dir)
+    try:
+        config = config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no trained model at {model_dir} ({CONFIG_FILE} missing)") from None
+    meta_path = model_dir / META_FILE
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    # The trained weights replace the pretrained ones: do not read those again.
+    config = replace(config, model=replace(config.model, pretrained=None))
+    model = build_model(config)
+    model.load_state_dict(load_file(model_dir / MODEL_FILE))
+    return model.to(device).eval(), config, meta
+
+
+@torch.no_grad()
+def embed_video(model: FrameEncoder, frames: np.ndarray, *, image_size: int, max_chunk: int = 512) -> np.ndarray:
+    """Embeddings (L, E) float32 of every frame of one video (frames (L, H, W, 3) uint8)."""
+    device = next(model.parameters()).device
+    transform = eval_transform(image_size)
+    L = len(frames)
+    positions = model.default_positions(L, 1, device)  # (1, L): linspace(0, T - 1, L)
+    out = []
+    for start in range(0, L, max_chunk):
+        chunk = torch.from_numpy(np.ascontiguousarray(frames[start : start + max_chunk])).permute(0, 3, 1, 2)
+        x = transform(chunk).to(device)[None]  # (1, n, 3, S, S)
+        mask = torch.ones(1, x.shape[1], dtype=torch.bool, device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            z, _ = model(x, mask, positions[:, start : start + max_chunk])
+        out.append(z[0].float().cpu().numpy())
+    return np.concatenate(out)
+
+
+def embed_source(model: FrameEncoder, source: VideoSource, *, image_size: int, max_chunk: int = 512) -> tuple[list, list]:
+    """Embeddings and labels of every video of ``source`` (labels -1 where a video has none)."""
+    embs, labels = [], []
+    for i in range(len(source)):
+        frames = source.read_frames(i, np.arange(source.num_frames(i)))
+        embs.append(embed_video(model, frames, image_size=image_size, max_chunk=max_chunk))
+        lab = source.labels(i)
+        labels.append(np.full(len(frames), -1) if lab is None else np.asarray(lab))
+    return embs, labels
+
+
+def score_embeddings(train_embs, train_labels, val_embs, val_labels, config: EvalConfig) -> dict:
+    """All five metrics on embeddings (frames with labels < 0 are dropped first)."""
+    tr_e, tr_l = metrics.drop_unlabelled(train_embs, train_labels)
+    va_e, va_l = metrics.drop_unlabelled(val_embs, val_labels)
+    if len(va_e) < 2 or not tr_e:
+        raise ValueError(f"evaluation needs labelled videos: {len(tr_e)} training, {len(va_e)} validation (2+ needed)")
+    return {
+        "phase_classification": metrics.phase_classification(
+            tr_e, tr_l, va_e, va_l, fractions=config.fractions, classifier=config.classifier
+        ),
+        "phase_progression": metrics.phase_progression(tr_e, tr_l, va_e, va_l),
+        "kendalls_tau": metrics.kendalls_tau(va_e, stride=config.tau_stride),
+        "ap_at_k": metrics.ap_at_k(va_e, va_l, ks=config.ap_ks, stride=config.ap_stride),
+        "dtw_accuracy": metrics.dtw_accuracy(va_e, va_l),
+    }
+
+
+@dataclass
+class ClassEvaluation:
+    """One action class: its metrics, and what the report draws from."""
+
+    metrics: dict
+    val_embs: list[np.ndarray] = field(default_factory=list)
+    val_labels: list[np.ndarray] = field(default_factory=list)
+    val_ids: list[str] = field(default_factory=list)
+
+
+def evaluate_class(
+    model: FrameEncoder, config: Config, train_source: VideoSource, val_source: VideoSource, device: str = "auto"
+) -> ClassEvaluation:
+    """Embed the training and validation videos of one class and score them."""
+    model = model.to(resolve_device(device)).eval()
+    kwargs = {"image_size": config.data.image_size, "max_chunk": config.eval.max_chunk}
+    tr_e, tr_l = embed_source(model, train_source, **kwargs)
+    va_e, va_l = embed_source(model, val_source, **kwargs)
+    scores = score_embeddings(tr_e, tr_l, va_e, va_l, config.eval)
+    ids = [val_source.video_id(i) for i in range(len(val_source))]
+    return ClassEvaluation(scores, va_e, va_l, ids)
+
+
+def evaluate_models(
+    model_dirs: dict[str, Path],
+    store_uri: str,
+    out_dir: str | Path,
+    *,
+    device: str = "auto",
+    storage_options: dict | None = None,
+) -> dict:
+    """Evaluate one exported model per action class and write ``metrics.json`` + ``report.html``.
+
+    Each model's ``meta.json`` names its data set, version and action; the training split
+    fits the classifiers and regressions, ``eval.val_split`` is scored.
+
+    Args:
+        model_dirs: {action: exported model directory}.
+        store_uri: the store holding the data sets.
+        out_dir: where the two files go (local directory).
+
+    Returns:
+        {"dataset", "dataset_version", "per_class": {action: metrics}, "mean": {...}} as written.
+    """
+    from lrprop.data.parquet import ParquetVideos
+    from lrprop.report import mean_over_classes, render_report
+
+    per_class, samples, dataset, versions = {}, {}, None, set()
+    for action, model_dir in sorted(model_dirs.items()):
+        model, config, meta = load_trained_model(model_dir)
+        dataset = meta.get("dataset", dataset)
+        version = meta.get("dataset_version")
+        versions.add(version)
+        opts = {
+            "dataset": meta["dataset"],
+            "version": version,
+            "action": meta.get("action", action),
+            "storage_options": storage_options,
+        }
+        train_source = ParquetVideos(store_uri, split="train", **opts)
+        val_source = ParquetVideos(store_uri, split=config.eval.val_split, **opts)
+        result = evaluate_class(model, config, train_source, val_source, device=device)
+        per_class[action] = result.metrics
+        frames = [val_source.read_frames(i, np.arange(val_source.num_frames(i))) for i in range(min(2, len(val_source)))]
+        shown = min(6, len(result.val_embs))
+        samples[action] = {
+            "embs": result.val_embs[:shown],
+            "labels": result.val_labels[:shown],
+            "ids": result.val_ids[:shown],
+            "frames": frames,
+        }
+    summary = {
+        "dataset": dataset,
+        "dataset_version": sorted(v for v in versions if v),
+        "per_class": per_class,
+        "mean": mean_over_classes(per_class),
+    }
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(summary, indent=2, default=float))
+    page = render_report(
+        f"LRProp evaluation: {dataset}",
+        per_class,
+        dataset=dataset or "",
+        samples=samples,
+        details={
+            "data set version": ", ".join(summary["dataset_version"]),
+            "models": ", ".join(str(p) for p in model_dirs.values()),
+        },
+    )
+    (out_dir / "report.html").write_text(page)
+    return summary
