@@ -16,7 +16,6 @@ with the same ``--run-name`` resumes each class from its newest checkpoint.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -26,7 +25,7 @@ from pathlib import Path
 
 import yaml
 
-from lrprop.config import Config, ConfigError, config_to_dict, load_config
+from lrprop.config import ConfigError, config_to_dict, load_config
 from lrprop.names import check_name
 
 __all__ = ["main"]
@@ -40,34 +39,6 @@ def _local_store(store_uri: str) -> Path:
     return Path(store_uri.removeprefix("file://"))
 
 
-def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | None = None) -> str:
-    """Generate and ingest the synthetic data set of ``config`` if needed; returns its version."""
-    from lrprop import store
-    from lrprop.ingest.generic import read_generic
-    from lrprop.ingest.synthetic import write_synthetic
-    from lrprop.ingest.writer import ingest
-
-    syn = config_to_dict(config.synthetic)
-    key = hashlib.sha256(json.dumps(syn, sort_keys=True).encode()).hexdigest()[:12]
-    raw = store.join(store_uri, "raw", f"synthetic-{key}")
-    if not store.exists(store.join(raw, "synthetic.json")):  # written last: absent = incomplete
-        print(f"generating synthetic videos into {raw}", flush=True)
-        write_synthetic(raw, config.synthetic, workers=config.ingest.workers)
-    result = ingest(
-        read_generic(raw),
-        store_uri=store_uri,
-        dataset="synthetic",
-        source=raw,
-        frame_size=config.synthetic.frame_size,
-        quality=config.ingest.jpeg_quality,
-        strict=config.ingest.strict,
-        workers=config.ingest.workers,
-        progress=sys.stderr.isatty() if progress is None else progress,
-    )
-    print(f"dataset synthetic {result.version} ({'new' if result.created else 'unchanged'})", flush=True)
-    return result.version
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from lrprop.checkpoint import export_model
     from lrprop.data.parquet import ParquetVideos
@@ -76,7 +47,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, args.set)
     run_name = check_name(args.run_name or datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ"), "run name")
     run_dir = _local_store(args.store) / "runs" / run_name
+    from lrprop.ingest.synthetic import ensure_synthetic_dataset
+
     version = ensure_synthetic_dataset(config, args.store)
+    print(f"dataset synthetic {version}", flush=True)
     rows = []
     sources = {}
     for class_index in range(config.synthetic.num_classes):
@@ -105,16 +79,45 @@ def _cmd_run(args: argparse.Namespace) -> int:
         fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
         print(f"{action:<10} {steps:>6} {fmt(first):>17} {fmt(last):>16} {seconds:>8.1f}")
     print(f"models in {run_dir}/<action>/model")
-    _evaluate_and_print({action: run_dir / action / "model" for action in sources}, args.store, run_dir / "evaluation")
+    published = _evaluate_and_print(
+        {action: run_dir / action / "model" for action in sources}, args.store, run_dir / "evaluation", publish=True
+    )
+    for manifest in published:
+        print(
+            f"published embeddings {manifest['dataset']}/{manifest['action']} {manifest['version']} ({manifest['rows']} frames)"
+        )
     return 0
 
 
-def _evaluate_and_print(model_dirs: dict, store_uri: str, out_dir: Path) -> None:
+def _evaluate_and_print(model_dirs: dict, store_uri: str, out_dir: Path, publish: bool = False) -> list[dict]:
+    """Evaluate, print the table, and (``publish``) publish each class's embeddings and model."""
+    from lrprop import store
+    from lrprop.embeddings import publish_embeddings
     from lrprop.evaluate import evaluate_models
     from lrprop.report import PAPER
 
+    published = []
+
+    def publish_class(action, evaluation, meta, model_dir) -> None:
+        dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, meta["dataset"]), meta["dataset_version"])
+        splits = {
+            "train": (evaluation.train_ids, evaluation.train_embs, evaluation.train_labels),
+            "val": (evaluation.val_ids, evaluation.val_embs, evaluation.val_labels),
+        }
+        published.append(
+            publish_embeddings(
+                store_uri,
+                dataset=meta["dataset"],
+                action=meta.get("action", action),
+                splits=splits,
+                model_dir=model_dir,
+                dataset_manifest=dataset_manifest,
+                metrics=evaluation.metrics,
+            )
+        )
+
     print("evaluating", flush=True)
-    summary = evaluate_models(model_dirs, store_uri, out_dir)
+    summary = evaluate_models(model_dirs, store_uri, out_dir, on_class=publish_class if publish else None)
     paper = PAPER.get(str(summary["dataset"]))
     actions = list(summary["per_class"])
     from lrprop.report import flatten_metrics
@@ -128,6 +131,7 @@ def _evaluate_and_print(model_dirs: dict, store_uri: str, out_dir: Path) -> None
             row += f"{paper[key]:>10.2f}" if key in paper else f"{'-':>10}"
         print(row)
     print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
+    return published
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -194,6 +198,30 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         print(f"  note: {note['file']}: {note['message']}")
     for p in result.skipped:
         print(f"  skipped: {p['file']}: {p['video_id']}: {p['reason']}")
+    return 0
+
+
+def _cmd_embeddings_list(args: argparse.Namespace) -> int:
+    from lrprop.embeddings import list_embeddings
+
+    print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}")
+    for e in list_embeddings(args.store):
+        print(f"{e['dataset']:<16} {e['action']:<20} {e['latest_version']:<34} {e['n_versions']:>10}")
+    return 0
+
+
+def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
+    import pyarrow.parquet as pq
+
+    from lrprop.embeddings import pull_embeddings
+
+    table, manifest = pull_embeddings(args.store, args.dataset, args.action, args.version)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(out)  # never a half-written file at --out
+    print(f"{args.dataset}/{args.action} {manifest['version']}: {table.num_rows} frames -> {out} (checksums verified)")
     return 0
 
 
@@ -267,6 +295,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", help="output directory (default <run>/evaluation or <model>/evaluation)")
     ev.set_defaults(func=_cmd_evaluate)
 
+    emb = sub.add_parser("embeddings", help="published embeddings in a store")
+    emb_sub = emb.add_subparsers(dest="embeddings_command", required=True)
+    emb_list = emb_sub.add_parser("list", help="one line per class: dataset action latest_version n_versions")
+    emb_list.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
+    emb_list.set_defaults(func=_cmd_embeddings_list)
+    emb_pull = emb_sub.add_parser("pull", help="write one version (default the latest) to a Parquet file")
+    emb_pull.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
+    emb_pull.add_argument("--dataset", required=True)
+    emb_pull.add_argument("--action", required=True)
+    emb_pull.add_argument("--version", help="a version id (default: the latest complete one)")
+    emb_pull.add_argument("--out", required=True, help="output .parquet file")
+    emb_pull.set_defaults(func=_cmd_embeddings_pull)
+
     ds = sub.add_parser("datasets", help="data sets in a store")
     ds_sub = ds.add_subparsers(dest="datasets_command", required=True)
     ds_list = ds_sub.add_parser("list", help="one line per data set: latest version, number of versions")
@@ -288,7 +329,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
-    except (ConfigError, IngestError, ValueError, FileNotFoundError) as exc:
+    except (ConfigError, IngestError, ValueError, FileNotFoundError) as exc:  # ChecksumError is a ValueError
         print(f"lrprop: error: {exc}", file=sys.stderr)
         return 2
 

@@ -144,7 +144,7 @@ class EvalConfig:
     tau_stride: int = 2  # Kendall's tau frame stride: 2 PennAction, 5 Pouring
     ap_stride: int = 1  # AP@K query/gallery frame stride
     ap_ks: tuple[int, ...] = (1, 5, 10, 15, 20, 25, 30)
-    max_chunk: int = 512  # longest run of frames embedded in one pass (longer videos go in chunks)
+    max_chunk: int = 1000  # longest run of frames embedded in one pass (CARL's); longer go in chunks
     val_split: str = "val"  # the split scored; "test" for the real data sets
 
     def __post_init__(self) -> None:

@@ -13,6 +13,7 @@ are dropped after embedding, before scoring.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -49,7 +50,7 @@ def load_trained_model(model_dir: str | Path, device: str = "cpu") -> tuple[Fram
 
 
 @torch.no_grad()
-def embed_video(model: FrameEncoder, frames: np.ndarray, *, image_size: int, max_chunk: int = 512) -> np.ndarray:
+def embed_video(model: FrameEncoder, frames: np.ndarray, *, image_size: int, max_chunk: int = 1000) -> np.ndarray:
     """Embeddings (L, E) float32 of every frame of one video (frames (L, H, W, 3) uint8)."""
     device = next(model.parameters()).device
     transform = eval_transform(image_size)
@@ -66,7 +67,7 @@ def embed_video(model: FrameEncoder, frames: np.ndarray, *, image_size: int, max
     return np.concatenate(out)
 
 
-def embed_source(model: FrameEncoder, source: VideoSource, *, image_size: int, max_chunk: int = 512) -> tuple[list, list]:
+def embed_source(model: FrameEncoder, source: VideoSource, *, image_size: int, max_chunk: int = 1000) -> tuple[list, list]:
     """Embeddings and labels of every video of ``source`` (labels -1 where a video has none)."""
     embs, labels = [], []
     for i in range(len(source)):
@@ -102,6 +103,9 @@ class ClassEvaluation:
     val_embs: list[np.ndarray] = field(default_factory=list)
     val_labels: list[np.ndarray] = field(default_factory=list)
     val_ids: list[str] = field(default_factory=list)
+    train_embs: list[np.ndarray] = field(default_factory=list)
+    train_labels: list[np.ndarray] = field(default_factory=list)
+    train_ids: list[str] = field(default_factory=list)
 
 
 def evaluate_class(
@@ -113,8 +117,9 @@ def evaluate_class(
     tr_e, tr_l = embed_source(model, train_source, **kwargs)
     va_e, va_l = embed_source(model, val_source, **kwargs)
     scores = score_embeddings(tr_e, tr_l, va_e, va_l, config.eval)
-    ids = [val_source.video_id(i) for i in range(len(val_source))]
-    return ClassEvaluation(scores, va_e, va_l, ids)
+    val_ids = [val_source.video_id(i) for i in range(len(val_source))]
+    train_ids = [train_source.video_id(i) for i in range(len(train_source))]
+    return ClassEvaluation(scores, va_e, va_l, val_ids, tr_e, tr_l, train_ids)
 
 
 def evaluate_models(
@@ -124,6 +129,7 @@ def evaluate_models(
     *,
     device: str = "auto",
     storage_options: dict | None = None,
+    on_class: Callable[[str, ClassEvaluation, dict, Path], None] | None = None,
 ) -> dict:
     """Evaluate one exported model per action class and write ``metrics.json`` + ``report.html``.
 
@@ -134,6 +140,8 @@ def evaluate_models(
         model_dirs: {action: exported model directory}.
         store_uri: the store holding the data sets.
         out_dir: where the two files go (local directory).
+        on_class: called with (action, evaluation, the model's meta, its directory) after each
+            class, e.g. to publish the embeddings it computed.
 
     Returns:
         {"dataset", "dataset_version", "per_class": {action: metrics}, "mean": {...}} as written.
@@ -157,6 +165,8 @@ def evaluate_models(
         val_source = ParquetVideos(store_uri, split=config.eval.val_split, **opts)
         result = evaluate_class(model, config, train_source, val_source, device=device)
         per_class[action] = result.metrics
+        if on_class is not None:
+            on_class(action, result, meta, Path(model_dir))
         frames = [val_source.read_frames(i, np.arange(val_source.num_frames(i))) for i in range(min(2, len(val_source)))]
         shown = min(6, len(result.val_embs))
         samples[action] = {

@@ -65,7 +65,7 @@ def phase_classification(
 
     Args:
         classifier: "svm" (RBF kernel, C = 1, one-vs-one; the paper) or "logistic"
-            (multinomial logistic regression; SCL's option).
+            (multinomial logistic regression, C = 1; SCL/CARL's choice).
 
     Returns:
         {f: accuracy}.

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import fsspec
 import numpy as np
-import torch
 import pyarrow.dataset as pds
 import pytest
 import scipy.io
+import torch
 from PIL import Image
 from tfrecord.writer import TFRecordWriter
 

@@ -133,8 +133,11 @@ def test_cli_run_trains_exports_and_resumes(tmp_path, capsys):
     ]
     assert main(args) == 0
     run = tmp_path / "runs" / "t1"
-    actions = sorted(p.name for p in run.iterdir())
+    actions = sorted(p.name for p in run.iterdir() if (p / "model").is_dir())
     assert len(actions) == 2
+    summary = json.loads((run / "evaluation" / "metrics.json").read_text())
+    assert sorted(summary["per_class"]) == actions and "dtw_accuracy" in summary["mean"]
+    assert "<img" in (run / "evaluation" / "report.html").read_text()
     for action in actions:
         assert (run / action / "model" / "model.safetensors").is_file()
         assert json.loads((run / action / "model" / "config.json").read_text())["optim"]["epochs"] == 2

@@ -10,17 +10,25 @@ Frames are JPEG (quality 95) at the generator's size, so ingesting them with the
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
+import logging
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
 
 from lrprop import store
-from lrprop.config import SyntheticConfig, config_to_dict
+from lrprop.config import Config, SyntheticConfig, config_to_dict
 from lrprop.data.synthetic import action_spec, synthetic_videos
+from lrprop.ingest.generic import read_generic
+from lrprop.ingest.writer import ingest
 
-__all__ = ["write_synthetic"]
+__all__ = ["ensure_synthetic_dataset", "write_synthetic"]
+
+log = logging.getLogger(__name__)
 
 
 def _jpeg(frame: np.ndarray) -> bytes:
@@ -61,3 +69,26 @@ def write_synthetic(dest: str, config: SyntheticConfig, *, workers: int = 4, **s
                 counts.setdefault(split, {})[action] = len(videos)
     store.write_json(store.join(dest, "synthetic.json"), {"config": config_to_dict(config), "counts": counts}, **storage_options)
     return counts
+
+
+def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | None = None) -> str:
+    """Generate and ingest the synthetic data set of ``config`` if needed; returns its version."""
+    syn = config_to_dict(config.synthetic)
+    key = hashlib.sha256(json.dumps(syn, sort_keys=True).encode()).hexdigest()[:12]
+    raw = store.join(store_uri, "raw", f"synthetic-{key}")
+    if not store.exists(store.join(raw, "synthetic.json")):  # written last: absent = incomplete
+        log.info("generating synthetic videos into %s", raw)
+        write_synthetic(raw, config.synthetic, workers=config.ingest.workers)
+    result = ingest(
+        read_generic(raw),
+        store_uri=store_uri,
+        dataset="synthetic",
+        source=raw,
+        frame_size=config.synthetic.frame_size,
+        quality=config.ingest.jpeg_quality,
+        strict=config.ingest.strict,
+        workers=config.ingest.workers,
+        progress=sys.stderr.isatty() if progress is None else progress,
+    )
+    log.info("dataset synthetic %s (%s)", result.version, "new" if result.created else "unchanged")
+    return result.version

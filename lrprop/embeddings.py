@@ -1,0 +1,238 @@
+"""Versioned embeddings in a store: publish a trained class, list what is there, pull a version.
+
+Layout (one immutable version per publish, see :mod:`lrprop.store`):
+
+    <store>/embeddings/<dataset>/<action>/<version>/
+        embeddings.parquet     video_id, frame_idx, split, label, embedding (fixed-size list of float32)
+        model/model.safetensors, model/config.json, model/meta.json   the model that made them
+        _manifest.json         written last
+
+The manifest holds the version, created_at, the data set's version and content hash, the
+model's config and files, the metrics, and each file's size, sha256 and row count. Pulling
+verifies every checksum before returning anything, so a reader never uses a damaged or
+half-copied version. Version ids sort by time and never collide between concurrent publishers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lrprop import __version__, store
+
+__all__ = [
+    "EMBEDDINGS_FILE",
+    "ChecksumError",
+    "SplitEmbeddings",
+    "embedding_schema",
+    "embeddings_collection",
+    "list_embeddings",
+    "load_published_model",
+    "publish_embeddings",
+    "pull_embeddings",
+    "to_numpy",
+]
+
+EMBEDDINGS_FILE = "embeddings.parquet"
+MODEL_FILES = ("model.safetensors", "config.json", "meta.json")
+MANIFEST_FORMAT = "lrprop-embeddings/1"
+
+
+class ChecksumError(ValueError):
+    """A published file does not match its manifest (damaged, truncated or replaced)."""
+
+
+# (video ids, per-video embeddings (L, D), per-video labels (L,) with -1 = unlabelled)
+SplitEmbeddings = tuple[Sequence[str], Sequence[np.ndarray], Sequence[np.ndarray]]
+
+
+def embeddings_collection(store_uri: str, dataset: str, action: str) -> str:
+    """``<store>/embeddings/<dataset>/<action>``, both names validated as path components."""
+    from lrprop.names import check_name
+
+    return store.join(store_uri, "embeddings", check_name(dataset, "dataset name"), check_name(action, "action name"))
+
+
+def embedding_schema(dim: int) -> pa.Schema:
+    return pa.schema(
+        [
+            ("video_id", pa.string()),
+            ("frame_idx", pa.int32()),
+            ("split", pa.string()),
+            ("label", pa.int64()),
+            ("embedding", pa.list_(pa.float32(), dim)),
+        ]
+    )
+
+
+def _table(splits: Mapping[str, SplitEmbeddings]) -> pa.Table:
+    dims = {e.shape[1] for _, embs, _ in splits.values() for e in embs}
+    if len(dims) != 1:
+        raise ValueError(f"embeddings must share one width, got {sorted(dims)}")
+    dim = dims.pop()
+    columns: dict[str, list] = {"video_id": [], "frame_idx": [], "split": [], "label": [], "embedding": []}
+    for split in sorted(splits):
+        ids, embs, labels = splits[split]
+        for vid, emb, lab in sorted(zip(ids, embs, labels), key=lambda t: t[0]):
+            n = len(emb)
+            columns["video_id"] += [vid] * n
+            columns["frame_idx"].append(np.arange(n, dtype=np.int32))
+            columns["split"] += [split] * n
+            lab = np.asarray(lab)
+            columns["label"] += [int(v) if v >= 0 else None for v in lab]
+            columns["embedding"].append(np.asarray(emb, dtype=np.float32))
+    flat = np.concatenate(columns["embedding"]) if columns["embedding"] else np.zeros((0, dim), np.float32)
+    return pa.table(
+        {
+            "video_id": pa.array(columns["video_id"], pa.string()),
+            "frame_idx": pa.array(np.concatenate(columns["frame_idx"]) if columns["frame_idx"] else [], pa.int32()),
+            "split": pa.array(columns["split"], pa.string()),
+            "label": pa.array(columns["label"], pa.int64()),
+            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(flat.reshape(-1)), dim),
+        },
+        schema=embedding_schema(dim),
+    )
+
+
+def _put(uri: str, data: bytes, opts: dict) -> dict:
+    store.write_bytes(uri, data, **opts)
+    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def publish_embeddings(
+    store_uri: str,
+    *,
+    dataset: str,
+    action: str,
+    splits: Mapping[str, SplitEmbeddings],
+    model_dir: str | Path,
+    dataset_manifest: Mapping,
+    metrics: Mapping | None = None,
+    storage_options: dict | None = None,
+) -> dict:
+    """Write a new immutable version of a class's embeddings and the model that made them.
+
+    Args:
+        store_uri: the store root.
+        dataset, action: where the version goes.
+        splits: {split: (video ids, embeddings per video (L, D), labels per video)}.
+        model_dir: an exported model (``lrprop.checkpoint.export_model``) on local disk.
+        dataset_manifest: the manifest of the data-set version the embeddings came from.
+        metrics: evaluation metrics to record.
+
+    Returns:
+        the manifest written.
+    """
+    opts = storage_options or {}
+    collection = embeddings_collection(store_uri, dataset, action)
+    version = store.new_version_id()
+    root = store.join(collection, version)
+    table = _table(splits)
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    files = [{"path": EMBEDDINGS_FILE, "rows": table.num_rows, **_put(store.join(root, EMBEDDINGS_FILE), buf.getvalue(), opts)}]
+    model_dir = Path(model_dir)
+    for name in MODEL_FILES:
+        data = (model_dir / name).read_bytes()
+        files.append({"path": f"model/{name}", **_put(store.join(root, "model", name), data, opts)})
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "tool_version": __version__,
+        "dataset": dataset,
+        "action": action,
+        "dataset_version": dataset_manifest.get("version"),
+        "dataset_content_hash": dataset_manifest.get("content_hash"),
+        "model": {
+            "config": json.loads((model_dir / "config.json").read_text()),
+            "meta": json.loads((model_dir / "meta.json").read_text()),
+        },
+        "metrics": json.loads(json.dumps(metrics or {}, default=float)),
+        "rows": table.num_rows,
+        "embedding_dim": table.schema.field("embedding").type.list_size,
+        "splits": {s: len(ids) for s, (ids, _, _) in splits.items()},
+        "files": files,
+    }
+    store.write_manifest(collection, version, manifest, **opts)
+    return manifest
+
+
+def _verified(root: str, entry: Mapping, opts: dict) -> bytes:
+    data = store.read_bytes(store.join(root, entry["path"]), **opts)
+    if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise ChecksumError(f"{store.join(root, entry['path'])}: size or sha256 differs from the manifest")
+    return data
+
+
+def pull_embeddings(
+    store_uri: str, dataset: str, action: str, version: str | None = None, *, storage_options: dict | None = None
+) -> tuple[pa.Table, dict]:
+    """A version's embeddings (default: the latest complete one), checksum-verified, and its manifest."""
+    opts = storage_options or {}
+    collection = embeddings_collection(store_uri, dataset, action)
+    manifest = store.read_manifest(collection, version, **opts)
+    root = store.join(collection, manifest["version"])
+    entry = next(f for f in manifest["files"] if f["path"] == EMBEDDINGS_FILE)
+    table = pq.read_table(io.BytesIO(_verified(root, entry, opts)))
+    if table.num_rows != manifest["rows"]:
+        raise ChecksumError(f"{root}: {table.num_rows} rows, the manifest says {manifest['rows']}")
+    return table, manifest
+
+
+def to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
+    """Columns as numpy: embedding (N, D) float32, video_id, split (object), frame_idx, label (-1 = none)."""
+    dim = table.schema.field("embedding").type.list_size
+    return {
+        "embedding": table.column("embedding").combine_chunks().flatten().to_numpy().reshape(-1, dim),
+        "video_id": np.asarray(table.column("video_id").to_pylist(), dtype=object),
+        "split": np.asarray(table.column("split").to_pylist(), dtype=object),
+        "frame_idx": table.column("frame_idx").to_numpy(),
+        "label": table.column("label").fill_null(-1).to_numpy(),
+    }
+
+
+def list_embeddings(store_uri: str, *, storage_options: dict | None = None) -> list[dict]:
+    """One entry per (dataset, action) with published versions: latest_version, n_versions."""
+    opts = storage_options or {}
+    fs, root = store.filesystem(store.join(store_uri, "embeddings"), **opts)
+    if not fs.isdir(root):
+        return []
+    out = []
+    for dataset_dir in sorted(fs.ls(root, detail=False)):
+        if not fs.isdir(dataset_dir):
+            continue
+        for action_dir in sorted(fs.ls(dataset_dir, detail=False)):
+            dataset, action = dataset_dir.rstrip("/").rsplit("/", 1)[-1], action_dir.rstrip("/").rsplit("/", 1)[-1]
+            versions = store.list_versions(fs.unstrip_protocol(action_dir), **opts)
+            if versions:
+                out.append({"dataset": dataset, "action": action, "latest_version": versions[-1], "n_versions": len(versions)})
+    return out
+
+
+def load_published_model(
+    store_uri: str, dataset: str, action: str, version: str | None = None, *, storage_options: dict | None = None
+):
+    """The model published with a version of embeddings (checksums verified), in eval mode."""
+    import tempfile
+
+    from lrprop.evaluate import load_trained_model
+
+    opts = storage_options or {}
+    collection = embeddings_collection(store_uri, dataset, action)
+    manifest = store.read_manifest(collection, version, **opts)
+    root = store.join(collection, manifest["version"])
+    with tempfile.TemporaryDirectory() as tmp:
+        for entry in manifest["files"]:
+            if entry["path"].startswith("model/"):
+                (Path(tmp) / entry["path"][len("model/") :]).write_bytes(_verified(root, entry, opts))
+        model, _, _ = load_trained_model(tmp)
+    return model
