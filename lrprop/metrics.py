@@ -85,7 +85,9 @@ def phase_classification(
             scores[f] = float(np.mean(y_val == y[0]))
             continue
         model = (
-            SVC(kernel="rbf", C=1.0, decision_function_shape="ovo") if classifier == "svm" else LogisticRegression(max_iter=1000)
+            SVC(kernel="rbf", C=1.0, decision_function_shape="ovo")
+            if classifier == "svm"
+            else LogisticRegression(C=1.0, max_iter=100_000)  # lbfgs, multinomial: as CARL
         )
         model.fit(x, y)
         scores[f] = float(np.mean(model.predict(x_val) == y_val))
@@ -226,16 +228,19 @@ def dtw_accuracy(val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray
 
     For every unordered pair of videos: exact DTW on the squared-Euclidean cost of their
     embeddings; the score is the fraction of path cells (i, j) with labels_a[i] == labels_b[j].
-    Pairs are batched (``chunk_pairs`` at a time) through the DTW kernels.
+    Pairs are batched (``chunk_pairs`` at a time, fewer for long videos so the padded cost
+    batch stays near 256 MB) through the DTW kernels.
     """
     n = len(val_embs)
     pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
     if not pairs:
         return float("nan")
     T = max(len(e) for e in val_embs)
+    # Bound the padded cost batch to about 256 MB, whatever the video lengths.
+    per_chunk = max(1, min(chunk_pairs, (256 << 20) // (8 * T * T)))
     scores = []
-    for start in range(0, len(pairs), chunk_pairs):
-        chunk = pairs[start : start + chunk_pairs]
+    for start in range(0, len(pairs), per_chunk):
+        chunk = pairs[start : start + per_chunk]
         cost = np.zeros((len(chunk), T, T))
         for p, (a, b) in enumerate(chunk):
             cost[p, : len(val_embs[a]), : len(val_embs[b])] = _sqdist(val_embs[a], val_embs[b])

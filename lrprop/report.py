@@ -132,7 +132,9 @@ def _trajectories(embs: list[np.ndarray], labels: list[np.ndarray], ids: list[st
     for emb, lab in zip(embs, labels):
         xy = (emb - centre) @ vt[:2].T
         ax.plot(xy[:, 0], xy[:, 1], color="grey", linewidth=0.5, alpha=0.6)
-        points = ax.scatter(xy[:, 0], xy[:, 1], c=lab, cmap="tab10", s=8, vmin=0, vmax=9)
+        labelled = lab >= 0
+        ax.scatter(xy[~labelled, 0], xy[~labelled, 1], color="lightgrey", s=6)  # unlabelled frames
+        points = ax.scatter(xy[labelled, 0], xy[labelled, 1], c=lab[labelled], cmap="tab10", s=8, vmin=0, vmax=9)
     ax.set_title(f"embeddings of {len(embs)} videos, PCA, coloured by phase")
     fig.colorbar(points, ax=ax, label="phase")
     return _png(fig)

@@ -1,0 +1,402 @@
+"""Evaluation of trained models (lrprop/evaluate.py), the HTML report (lrprop/report.py) and
+``lrprop evaluate``.
+
+Oracles: the model's own ``forward`` called here with explicitly built inputs and positions
+(the preprocessing written out from its definition: /255, ImageNet mean and std); the state
+dict that went into an export; numbers formatted and averaged here with numpy.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from lrprop.checkpoint import export_model
+from lrprop.cli import main
+from lrprop.config import EvalConfig, SyntheticConfig, config_from_dict, config_to_dict
+from lrprop.evaluate import embed_video, load_trained_model, score_embeddings
+from lrprop.report import mean_over_classes, render_report
+from lrprop.train import build_model
+
+# Copied from tests/test_train.py: a model that runs in milliseconds on a CPU.
+TINY = {
+    "data": {"num_frames": 16, "image_size": 32},
+    "model": {
+        "backbone": "small_cnn",
+        "cnn_width": 8,
+        "num_layers": 1,
+        "hidden_dim": 64,
+        "model_dim": 32,
+        "num_heads": 4,
+        "ffn_dim": 64,
+        "embedding_dim": 32,
+        "projection_dim": 32,
+    },
+    "loss": {"alpha": 0.01, "beta": 0.4},
+    "optim": {"lr": 1e-3},
+    "train": {"log_every": 0},
+    "synthetic": {"frame_size": 32},
+}
+
+MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def _config(**sections):
+    merged = {k: dict(v) for k, v in TINY.items()}
+    for key, value in sections.items():
+        merged.setdefault(key, {}).update(value)
+    return config_from_dict(merged)
+
+
+def _model(seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_model(_config())
+    # Non-trivial BatchNorm statistics, so eval mode really differs from train mode.
+    for module in model.modules():
+        if isinstance(module, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def _frames(length: int, seed: int = 0, size: int = 32) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (length, size, size, 3), dtype=np.uint8)
+
+
+def _inputs(frames: np.ndarray) -> torch.Tensor:
+    """(1, L, 3, H, W) model input of frames already at the model's image size: scale to [0, 1],
+    normalise with the ImageNet mean and std."""
+    x = (frames.astype(np.float32) / 255.0 - MEAN) / STD
+    return torch.from_numpy(x).permute(0, 3, 1, 2)[None].contiguous()
+
+
+def _forward(model, frames: np.ndarray, positions: torch.Tensor | None) -> np.ndarray:
+    x = _inputs(frames)
+    mask = torch.ones(1, x.shape[1], dtype=torch.bool)
+    with torch.no_grad():
+        z, _ = model(x, mask, positions)
+    return z[0].numpy()
+
+
+# ----------------------------------------------------------------------------- embed_video
+
+
+def test_embed_video_gives_unit_rows_and_one_pass_equals_forward_with_default_positions():
+    model = _model()
+    frames = _frames(23)
+    z = embed_video(model, frames, image_size=32)
+    assert z.shape == (23, 32) and z.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(z, _forward(model, frames, None), atol=1e-5)
+    # Default positions are linspace(0, T - 1, L) with T = data.num_frames = 16.
+    explicit = torch.linspace(0, 15, 23)[None]
+    np.testing.assert_allclose(z, _forward(model, frames, explicit), atol=1e-5)
+
+
+def test_embed_video_in_chunks_uses_the_slices_of_the_global_positions():
+    model = _model(1)
+    L, chunk = 23, 8
+    frames = _frames(L, seed=3)
+    z = embed_video(model, frames, image_size=32, max_chunk=chunk)
+    assert z.shape == (L, 32)
+    np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
+    positions = torch.linspace(0, 15, L)  # the whole video's positions
+    for start in range(0, L, chunk):
+        stop = min(L, start + chunk)
+        expected = _forward(model, frames[start:stop], positions[start:stop][None])
+        np.testing.assert_allclose(z[start:stop], expected, atol=1e-5, err_msg=f"chunk at {start}")
+    # The positions matter: the last chunk embedded with its own default positions differs.
+    own = _forward(model, frames[16:], None)
+    assert np.abs(own - z[16:]).max() > 1e-3
+
+
+# ----------------------------------------------------------------------------- load_trained_model
+
+
+def test_an_exported_model_loads_back_with_the_same_weights_in_eval_mode(tmp_path):
+    model = _model(2)
+    config = _config()
+    meta = {"dataset": "synthetic", "dataset_version": "v-test", "action": "a0"}
+    export_model(tmp_path / "model", model, config_to_dict(config), meta)
+    loaded, loaded_config, loaded_meta = load_trained_model(tmp_path / "model")
+    assert not loaded.training and all(not m.training for m in loaded.modules())
+    assert loaded_meta == meta
+    assert loaded_config.model.embedding_dim == 32 and loaded_config.data.num_frames == 16
+    want, got = model.state_dict(), loaded.state_dict()
+    assert want.keys() == got.keys()
+    for key in want:
+        torch.testing.assert_close(got[key], want[key], rtol=0, atol=0, msg=key)
+    frames = _frames(12, seed=4)
+    np.testing.assert_allclose(embed_video(loaded, frames, image_size=32), embed_video(model, frames, image_size=32), atol=1e-6)
+
+
+def test_loading_a_missing_model_names_the_directory(tmp_path):
+    missing = tmp_path / "nowhere" / "model"
+    with pytest.raises(FileNotFoundError, match=re.escape(str(missing))):
+        load_trained_model(missing)
+
+
+# ----------------------------------------------------------------------------- score_embeddings
+
+
+def _labelled_videos(seed: int, n: int, num_phases: int = 3):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num_phases, 8))
+    embs, labels = [], []
+    for _ in range(n):
+        L = int(rng.integers(20, 30))
+        lab = np.minimum(np.arange(L) * num_phases // L, num_phases - 1)
+        embs.append(centres[lab] + 0.5 * rng.normal(size=(L, 8)))
+        labels.append(lab)
+    return embs, labels
+
+
+def test_score_embeddings_returns_the_five_metrics():
+    embs, labels = _labelled_videos(0, 7)
+    labels[0] = labels[0].copy()
+    labels[0][:3] = -1  # unlabelled frames are dropped, not scored
+    config = EvalConfig(fractions=(0.5, 1.0), ap_ks=(1, 5), tau_stride=2, ap_stride=1)
+    scores = score_embeddings(embs[:4], labels[:4], embs[4:], labels[4:], config)
+    assert set(scores) == {"phase_classification", "phase_progression", "kendalls_tau", "ap_at_k", "dtw_accuracy"}
+    assert set(scores["phase_classification"]) == {0.5, 1.0}
+    assert set(scores["ap_at_k"]) == {1, 5}
+    for value in [*scores["phase_classification"].values(), *scores["ap_at_k"].values(), scores["dtw_accuracy"]]:
+        assert 0.0 <= value <= 1.0
+    assert -1.0 <= scores["kendalls_tau"] <= 1.0 and scores["phase_progression"] <= 1.0
+
+
+def test_score_embeddings_needs_two_labelled_validation_videos():
+    embs, labels = _labelled_videos(1, 5)
+    config = EvalConfig(fractions=(1.0,), ap_ks=(1,))
+    with pytest.raises(ValueError, match="validation"):
+        score_embeddings(embs[:3], labels[:3], embs[3:4], labels[3:4], config)
+    # Two validation videos, but one has no labelled frame.
+    unlabelled = [labels[3], np.full_like(labels[4], -1)]
+    with pytest.raises(ValueError, match="validation"):
+        score_embeddings(embs[:3], labels[:3], embs[3:], unlabelled, config)
+
+
+# ----------------------------------------------------------------------------- report
+
+PER_CLASS = {
+    "reach": {
+        "phase_classification": {0.1: 0.812345, 1.0: 0.93456},
+        "phase_progression": 0.701234,
+        "kendalls_tau": 0.955555,
+        "ap_at_k": {5: 0.8811, 10: 0.8622},
+        "dtw_accuracy": 0.77777,
+    },
+    "throw": {
+        "phase_classification": {0.1: 0.61234, 1.0: 0.71999},
+        "phase_progression": 0.5,
+        "kendalls_tau": 0.88123,
+        "ap_at_k": {5: 0.70005, 10: 0.69},
+        "dtw_accuracy": 0.66,
+    },
+}
+KEYS = {  # flattened name -> how to read it from a metrics dict
+    "classification@0.1": lambda m: m["phase_classification"][0.1],
+    "classification@1.0": lambda m: m["phase_classification"][1.0],
+    "phase_progression": lambda m: m["phase_progression"],
+    "kendalls_tau": lambda m: m["kendalls_tau"],
+    "ap@5": lambda m: m["ap_at_k"][5],
+    "ap@10": lambda m: m["ap_at_k"][10],
+    "dtw_accuracy": lambda m: m["dtw_accuracy"],
+}
+
+
+def _samples():
+    rng = np.random.default_rng(0)
+    out = {}
+    for n, action in enumerate(PER_CLASS):
+        lengths = [18, 22, 25]
+        labels = [np.minimum(np.arange(L) * 3 // L, 2) for L in lengths]
+        embs = [rng.normal(size=(L, 8)) + lab[:, None] for L, lab in zip(lengths, labels)]
+        frames = [_frames(L, seed=10 * n + i, size=16) for i, L in enumerate(lengths[:2])]
+        out[action] = {"embs": embs, "labels": labels, "ids": [f"{action}_{i}" for i in range(3)], "frames": frames}
+    return out
+
+
+def _table_rows(page: str) -> dict[str, list[str]]:
+    table = re.search(r"<table>.*?</table>", page, re.S).group(0)
+    rows = {}
+    for key, cells in re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", table):
+        tds = re.findall(r"<td>(?:<b>)?(.*?)(?:</b>)?</td>", cells)
+        if tds:
+            rows[key] = tds
+    return rows
+
+
+def test_mean_over_classes_is_the_mean_of_each_metric():
+    mean = mean_over_classes(PER_CLASS)
+    assert set(mean) == set(KEYS)
+    for key, get in KEYS.items():
+        assert mean[key] == pytest.approx(float(np.mean([get(m) for m in PER_CLASS.values()])), abs=1e-12), key
+
+
+@pytest.mark.parametrize("dataset, paper", [("synthetic", False), ("pouring", True), ("pennaction", True)])
+def test_report_has_the_table_and_every_plot(dataset, paper):
+    page = render_report("evaluation", PER_CLASS, dataset=dataset, samples=_samples(), details={"run": "r1"})
+    assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
+    header = re.search(r"<table><tr>(.*?)</tr>", page, re.S).group(1)
+    assert ("paper" in header) == paper
+    rows = _table_rows(page)
+    assert set(rows) == set(KEYS)
+    for key, get in KEYS.items():
+        values = [get(m) for m in PER_CLASS.values()]
+        expected = [f"{100 * v:.2f}" for v in values] + [f"{100 * np.mean(values):.2f}"]
+        assert rows[key][:3] == expected, key
+        assert len(rows[key]) == (4 if paper else 3)
+    if dataset == "pouring":
+        assert rows["kendalls_tau"][3] == "99.46" and rows["ap@5"][3] == "92.41"
+        assert rows["classification@0.1"][3] == "92.70"
+    if dataset == "pennaction":
+        assert rows["dtw_accuracy"][3] == "90.16"
+    # One bar chart, then per class: cost matrix with its path, aligned strip, trajectories.
+    images = re.findall(r"<img alt='([^']*)' src='data:image/png;base64,([^']*)'>", page)
+    assert len(images) == page.count("<img") == 1 + 3 * len(PER_CLASS)
+    alts = [alt for alt, _ in images]
+    assert alts.count("metrics per class") == 1
+    for alt in ("cost matrix and DTW path", "aligned frames", "embedding trajectories"):
+        assert alts.count(alt) == len(PER_CLASS), alt
+    for _, data in images:
+        assert base64.b64decode(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    for action in PER_CLASS:
+        assert f"<h2>{action}</h2>" in page
+
+
+def test_report_without_samples_has_the_table_and_the_bars_only():
+    page = render_report("t", {"reach": PER_CLASS["reach"]}, dataset="synthetic")
+    assert page.count("<img") == 1
+    rows = _table_rows(page)
+    assert rows["dtw_accuracy"] == ["77.78"]  # one class: no mean column
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+SYN = SyntheticConfig(num_classes=2, train_videos=4, val_videos=3, frame_size=32, length_range=(20, 40), seed=5)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """A store with the synthetic data set and a run with one exported model per action."""
+    from lrprop.data.parquet import ParquetVideos
+    from lrprop.ingest.generic import read_generic
+    from lrprop.ingest.synthetic import write_synthetic
+    from lrprop.ingest.writer import ingest
+    from lrprop.train import train
+
+    root = tmp_path_factory.mktemp("evaluate-cli")
+    raw, store = root / "raw", str(root / "store")
+    write_synthetic(str(raw), SYN, workers=2)
+    result = ingest(
+        read_generic(str(raw)), store_uri=store, dataset="synthetic", source=str(raw), frame_size=32, progress=False, workers=2
+    )
+    actions = sorted(result.manifest["counts"])
+    assert len(actions) == 2
+    config = _config(optim={"epochs": 1})
+    run_dir = root / "runs" / "r1"
+    for action in actions:
+        source = ParquetVideos(store, "synthetic", version=result.version, action=action, split="train")
+        trained = train(config, source, checkpoint_dir=run_dir / action / "checkpoints")
+        meta = {"dataset": "synthetic", "dataset_version": result.version, "action": action}
+        export_model(run_dir / action / "model", trained.model, config_to_dict(config), meta)
+    return {"store": store, "run": run_dir, "actions": actions, "version": result.version, "config": config}
+
+
+def _check_metrics(summary: dict, actions: list[str], config) -> None:
+    assert summary["dataset"] == "synthetic"
+    assert sorted(summary["per_class"]) == actions
+    for action in actions:
+        m = summary["per_class"][action]
+        assert {float(f) for f in m["phase_classification"]} == set(config.eval.fractions)
+        assert {int(k) for k in m["ap_at_k"]} == set(config.eval.ap_ks)
+        for v in [*m["phase_classification"].values(), *m["ap_at_k"].values(), m["dtw_accuracy"]]:
+            assert 0.0 <= v <= 1.0
+        assert -1.0 <= m["kendalls_tau"] <= 1.0
+    # The mean over classes, recomputed here.
+    mean = summary["mean"]
+    expect = {
+        "phase_progression": np.mean([summary["per_class"][a]["phase_progression"] for a in actions]),
+        "kendalls_tau": np.mean([summary["per_class"][a]["kendalls_tau"] for a in actions]),
+        "dtw_accuracy": np.mean([summary["per_class"][a]["dtw_accuracy"] for a in actions]),
+        "classification@1.0": np.mean([summary["per_class"][a]["phase_classification"]["1.0"] for a in actions]),
+        "ap@5": np.mean([summary["per_class"][a]["ap_at_k"]["5"] for a in actions]),
+    }
+    for key, value in expect.items():
+        assert mean[key] == pytest.approx(float(value), abs=1e-9), key
+
+
+@pytest.mark.integration
+def test_cli_evaluates_every_class_of_a_run(tiny_run, capsys):
+    run = tiny_run["run"]
+    assert main(["evaluate", "--run", str(run), "--store", tiny_run["store"]]) == 0
+    out_dir = run / "evaluation"
+    summary = json.loads((out_dir / "metrics.json").read_text())
+    _check_metrics(summary, tiny_run["actions"], tiny_run["config"])
+    assert summary["dataset_version"] == [tiny_run["version"]]
+    page = (out_dir / "report.html").read_text()
+    assert page.count("<img") == 1 + 3 * len(tiny_run["actions"])
+    rows = _table_rows(page)
+    for n, action in enumerate(tiny_run["actions"]):
+        assert rows["dtw_accuracy"][n] == f"{100 * summary['per_class'][action]['dtw_accuracy']:.2f}"
+    assert "paper" not in re.search(r"<table><tr>(.*?)</tr>", page, re.S).group(1)
+    printed = capsys.readouterr().out
+    assert "dtw_accuracy" in printed and str(out_dir / "report.html") in printed
+
+
+@pytest.mark.integration
+def test_cli_evaluates_one_model(tiny_run, tmp_path):
+    action = tiny_run["actions"][1]
+    out = tmp_path / "one"
+    model_dir = tiny_run["run"] / action / "model"
+    assert main(["evaluate", "--model", str(model_dir), "--store", tiny_run["store"], "--out", str(out)]) == 0
+    summary = json.loads((out / "metrics.json").read_text())
+    _check_metrics(summary, [action], tiny_run["config"])
+    assert (out / "report.html").read_text().count("<img") == 1 + 3
+    # Two metrics recomputed end to end: the model's forward on the stored validation frames
+    # (one pass, default positions), then scipy's Kendall's tau and tslearn's DTW.
+    from scipy.spatial.distance import cdist
+    from scipy.stats import kendalltau
+    from tslearn.metrics import dtw_path_from_metric
+
+    from lrprop.data.parquet import ParquetVideos
+
+    model, config, _ = load_trained_model(model_dir)
+    val = ParquetVideos(tiny_run["store"], "synthetic", version=tiny_run["version"], action=action, split="val")
+    embs, labels = [], []
+    for i in range(len(val)):
+        keep = np.asarray(val.labels(i)) >= 0
+        frames = val.read_frames(i, np.arange(val.num_frames(i)))
+        embs.append(_forward(model, frames, None)[keep])
+        labels.append(np.asarray(val.labels(i))[keep])
+    s = config.eval.tau_stride
+    taus = []
+    for i in range(len(embs)):
+        for j in range(len(embs)):
+            if i != j:
+                nn = cdist(embs[i][::s], embs[j][::s], "sqeuclidean").argmin(1)
+                taus.append(kendalltau(np.arange(len(nn)), nn).statistic)
+    taus = np.array(taus)
+    assert summary["per_class"][action]["kendalls_tau"] == pytest.approx(float(np.mean(taus[~np.isnan(taus)])), abs=1e-4)
+    accuracies = []
+    for a in range(len(embs)):
+        for b in range(a + 1, len(embs)):
+            path, _ = dtw_path_from_metric(cdist(embs[a], embs[b], "sqeuclidean"), metric="precomputed")
+            path = np.asarray(path)
+            accuracies.append(np.mean(labels[a][path[:, 0]] == labels[b][path[:, 1]]))
+    assert summary["per_class"][action]["dtw_accuracy"] == pytest.approx(float(np.mean(accuracies)), abs=1e-4)
+
+
+def test_cli_evaluate_on_a_run_without_models_is_an_error(tmp_path, capsys):
+    (tmp_path / "run" / "reach" / "checkpoints").mkdir(parents=True)
+    assert main(["evaluate", "--run", str(tmp_path / "run"), "--store", str(tmp_path / "store")]) == 2
+    assert "no exported models" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "evaluation").exists()
