@@ -1,16 +1,21 @@
 """The ``lrprop`` command line.
 
-    lrprop run --config configs/smoke.yaml [--store DIR] [--run-name NAME] [--set key=value ...]
+    lrprop run --config configs/smoke.yaml [--store URI] [--run-name NAME] [--ray-address ADDR] [--set key=value ...]
+    lrprop tune --config configs/tune.yaml [--store URI] [--action A] [--ray-address ADDR]
     lrprop synth --dest URI [--config FILE] [--set synthetic.key=value ...]
     lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --dest STORE_URI [options]
-    lrprop datasets list --store STORE_URI
+    lrprop evaluate (--run RUN_DIR | --model MODEL_DIR) --store STORE
+    lrprop embeddings list --store URI
+    lrprop embeddings pull --store URI --dataset D --action A [--version V] --out FILE.parquet
+    lrprop datasets list --store URI
     lrprop config --config FILE [--set key=value ...]      print the resolved configuration
 
-``run`` is the main job: it generates the synthetic data set (once per generator config) under
-``<store>/raw/``, ingests it into ``<store>/datasets/synthetic/`` (no new version when nothing
-changed), and trains one model per action class into ``<store>/runs/<run-name>/<action>/``:
-``checkpoints/``, ``model/`` (safetensors + config.json) and ``history.json``. Running it again
-with the same ``--run-name`` resumes each class from its newest checkpoint.
+``run`` is the main job, the Prefect flow ``retrain_and_evaluate`` (:mod:`lrprop.flows`):
+ingest the configured data set (the synthetic one by default, generated once), train every
+action class as its own Ray Train job, all at once, evaluate them, publish each class's
+embeddings and model as a new version, and write ``metrics.json`` and ``report.html`` under
+``<store>/runs/<run-name>/evaluation/``. With no Prefect server and no Ray address it all runs
+on this machine. The same ``--run-name`` resumes a run from its checkpoints.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import json
 import logging
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import yaml
@@ -39,53 +43,55 @@ def _local_store(store_uri: str) -> Path:
     return Path(store_uri.removeprefix("file://"))
 
 
+def _with_ray_address(config, address: str | None):
+    if address is None:
+        return config
+    from dataclasses import replace
+
+    return replace(config, ray=replace(config.ray, address=address))
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lrprop.checkpoint import export_model
-    from lrprop.data.parquet import ParquetVideos
-    from lrprop.train import train
+    from lrprop.flows import retrain_and_evaluate
+    from lrprop.report import PAPER, flatten_metrics
 
-    config = load_config(args.config, args.set)
-    run_name = check_name(args.run_name or datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ"), "run name")
-    run_dir = _local_store(args.store) / "runs" / run_name
-    from lrprop.ingest.synthetic import ensure_synthetic_dataset
+    config = _with_ray_address(load_config(args.config, args.set), args.ray_address)
+    run_name = check_name(args.run_name, "run name") if args.run_name else None
+    started = time.perf_counter()
+    result = retrain_and_evaluate(config_to_dict(config), args.store, run_name)
+    seconds = time.perf_counter() - started
+    summary = json.loads(_read(result["metrics"]))
+    paper = PAPER.get(str(summary["dataset"]))
+    actions = sorted(summary["per_class"])
+    flat = {a: flatten_metrics(summary["per_class"][a]) for a in actions}
+    print(f"run {result['run_name']} on {summary['dataset']} {result['dataset_version']} ({seconds:.0f} s)")
+    header = f"{'metric (%)':<22}" + "".join(f"{a:>10}" for a in actions) + f"{'mean':>10}" + (f"{'paper':>10}" if paper else "")
+    print(header)
+    for key, mean in summary["mean"].items():
+        row = f"{key:<22}" + "".join(f"{100 * flat[a][key]:>10.2f}" for a in actions) + f"{100 * mean:>10.2f}"
+        if paper:
+            row += f"{paper[key]:>10.2f}" if key in paper else f"{'-':>10}"
+        print(row)
+    for action, version in sorted(result["published"].items()):
+        print(f"published embeddings {summary['dataset']}/{action} {version}")
+    print(f"metrics: {result['metrics']}\nreport:  {result['report']}")
+    return 0
 
-    version = ensure_synthetic_dataset(config, args.store)
-    print(f"dataset synthetic {version}", flush=True)
-    rows = []
-    sources = {}
-    for class_index in range(config.synthetic.num_classes):
-        from lrprop.data.synthetic import action_spec
 
-        action = action_spec(class_index, config.synthetic.seed).name
-        sources[action] = ParquetVideos(args.store, "synthetic", version=version, action=action, split="train")
-    print(f"run {run_name}: {len(sources)} classes -> {run_dir}", flush=True)
-    for action, source in sources.items():
-        class_dir = run_dir / action
-        started = time.perf_counter()
+def _read(uri: str) -> bytes:
+    from lrprop import store
 
-        def progress(metrics: dict, checkpoint: Path, action: str = action) -> None:
-            terms = " ".join(f"{k[5:]} {v:.4f}" for k, v in metrics.items() if k.startswith("loss_"))
-            print(f"  {action} epoch {metrics['epoch'] + 1}/{config.optim.epochs} step {metrics['step']}: {terms}", flush=True)
+    return store.read_bytes(uri)
 
-        result = train(config, source, checkpoint_dir=class_dir / "checkpoints", report=progress)
-        seconds = time.perf_counter() - started
-        meta = {"dataset": "synthetic", "dataset_version": version, "action": action, "run": run_name, "steps": result.step}
-        export_model(class_dir / "model", result.model, config_to_dict(config), meta)
-        (class_dir / "history.json").write_text(json.dumps(result.history, indent=2))
-        first, last = (result.history[0], result.history[-1]) if result.history else ({}, {})
-        rows.append((action, result.step, first.get("loss_total"), last.get("loss_total"), seconds))
-    print(f"{'action':<10} {'steps':>6} {'loss first epoch':>17} {'loss last epoch':>16} {'seconds':>8}")
-    for action, steps, first, last, seconds in rows:
-        fmt = lambda v: f"{v:.4f}" if v is not None else "-"  # noqa: E731
-        print(f"{action:<10} {steps:>6} {fmt(first):>17} {fmt(last):>16} {seconds:>8.1f}")
-    print(f"models in {run_dir}/<action>/model")
-    published = _evaluate_and_print(
-        {action: run_dir / action / "model" for action in sources}, args.store, run_dir / "evaluation", publish=True
-    )
-    for manifest in published:
-        print(
-            f"published embeddings {manifest['dataset']}/{manifest['action']} {manifest['version']} ({manifest['rows']} frames)"
-        )
+
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from lrprop.flows import tune_flow
+
+    config = _with_ray_address(load_config(args.config, args.set), args.ray_address)
+    best = tune_flow(config_to_dict(config), args.store, args.action, args.run_name)
+    print(f"best of {best['trials']} trials ({best['stopped_early']} stopped early by ASHA): {best['params']}")
+    print(f"{best['metric']} = {best['value']:.4f}")
+    print(f"config: {best['config_uri']}  (lrprop run --config <that file>)")
     return 0
 
 
@@ -262,11 +268,22 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a key, e.g. loss.alpha=0.01 (repeatable)",
         )
 
-    run = sub.add_parser("run", help="the main job: synthetic data -> Parquet -> one model per action class")
+    run = sub.add_parser("run", help="the pipeline: ingest, train every class on Ray, evaluate, publish embeddings")
     with_config(run)
-    run.add_argument("--store", default="lrprop-store", help="store directory (default: ./lrprop-store)")
+    run.add_argument(
+        "--store", default="lrprop-store", help="store root: a folder or s3://bucket/prefix (default ./lrprop-store)"
+    )
     run.add_argument("--run-name", help="name of the run; an existing run of that name is resumed")
+    run.add_argument("--ray-address", help="Ray cluster address (default: config ray.address, else a local Ray)")
     run.set_defaults(func=_cmd_run)
+
+    tune = sub.add_parser("tune", help="search T, alpha, beta for one class with Ray Tune (ASHA)")
+    with_config(tune)
+    tune.add_argument("--store", default="lrprop-store", help="store root: a folder or s3://bucket/prefix")
+    tune.add_argument("--action", help="the class to tune (default: the first)")
+    tune.add_argument("--run-name", help="name of the search")
+    tune.add_argument("--ray-address", help="Ray cluster address (default: config ray.address, else a local Ray)")
+    tune.set_defaults(func=_cmd_tune)
 
     synth = sub.add_parser("synth", help="write the synthetic data set (generic layout) to a folder or URI")
     with_config(synth)

@@ -24,8 +24,10 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "SyntheticConfig",
+    "DatasetConfig",
     "IngestConfig",
     "EvalConfig",
+    "RayConfig",
     "Config",
     "ConfigError",
     "config_from_dict",
@@ -155,6 +157,29 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class RayConfig:
+    """How training jobs run on Ray (``lrprop run``, ``lrprop tune``)."""
+
+    address: str | None = None  # None: a local Ray started for the run; "auto" or ray://host:10001 for a cluster
+    num_workers: int = 1  # data-parallel workers per action class
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0  # fractions share a GPU between classes, e.g. 0.5
+    max_failures: int = 2  # a lost worker resumes from the latest checkpoint this many times
+    validate_every: int = 5  # epochs between validation metrics (Tune's early stopping reads them)
+    tune_samples: int = 8  # trials of a search
+    tune_max_concurrent: int = 2
+    tune_grace_epochs: int = 5  # ASHA stops no trial before this many epochs
+
+    def __post_init__(self) -> None:
+        _require(self.num_workers >= 1, "ray.num_workers", f"must be >= 1, got {self.num_workers}")
+        _require(self.cpus_per_worker > 0, "ray.cpus_per_worker", f"must be > 0, got {self.cpus_per_worker}")
+        _require(self.gpus_per_worker >= 0, "ray.gpus_per_worker", f"must be >= 0, got {self.gpus_per_worker}")
+        _require(self.max_failures >= 0, "ray.max_failures", f"must be >= 0, got {self.max_failures}")
+        _require(self.validate_every >= 1, "ray.validate_every", f"must be >= 1, got {self.validate_every}")
+        _require(self.tune_samples >= 1 and self.tune_max_concurrent >= 1, "ray.tune_samples", "must be >= 1")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Run mechanics, not method."""
 
@@ -178,6 +203,25 @@ class SyntheticConfig:
 
 
 @dataclass(frozen=True)
+class DatasetConfig:
+    """Which data set a pipeline run trains on, and where it comes from."""
+
+    name: str = "synthetic"  # the data set's name in the store
+    kind: Literal["synthetic", "pennaction", "pouring", "generic"] = "synthetic"  # how to ingest it
+    source: str | None = None  # raw data (path or URI) to ingest first; None: use what the store has
+    labels: str | None = None  # pennaction: the phase-label folder
+    version: str | None = None  # a data-set version to use; None: the latest (after ingesting)
+
+    def __post_init__(self) -> None:
+        from lrprop.names import check_name
+
+        try:
+            check_name(self.name, "dataset.name")
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True)
 class IngestConfig:
     """How raw videos become a Parquet data set (``lrprop ingest``)."""
 
@@ -195,8 +239,10 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         # A term with no pair of views to act on would leave the objective without gradient.

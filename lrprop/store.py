@@ -39,6 +39,7 @@ __all__ = [
     "latest_version",
     "list_versions",
     "new_version_id",
+    "ray_storage",
     "read_bytes",
     "read_json",
     "read_manifest",
@@ -118,6 +119,21 @@ def datasets_collection(store_uri: str, dataset: str) -> str:
     from lrprop.names import check_name
 
     return join(store_uri, "datasets", check_name(dataset, "dataset name"))
+
+
+def ray_storage(uri: str, **storage_options) -> tuple[str, Any]:
+    """``(storage_path, storage_filesystem)`` for Ray's ``RunConfig`` pointing at ``uri``.
+
+    A local path goes as an absolute path with no filesystem. Any other protocol goes through
+    fsspec wrapped for pyarrow, with the path inside the filesystem (``bucket/prefix``), so Ray
+    writes checkpoints with the same credentials and endpoint as the rest of the store.
+    """
+    fs, path = filesystem(uri, **storage_options)
+    if "file" in fs.protocol or "local" in fs.protocol:
+        return path, None
+    import pyarrow.fs as pafs
+
+    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
 def new_version_id(now: datetime | None = None) -> str:

@@ -167,6 +167,8 @@ def train(
     world_rank: int = 0,
     world_size: int = 1,
     wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None,
+    validate: Callable[[FrameEncoder], dict] | None = None,
+    validate_every: int = 1,
 ) -> TrainResult:
     """Train one model on ``source`` (one action class) as ``config`` says.
 
@@ -183,6 +185,9 @@ def train(
             every world_size-th batch of an epoch.
         wrap_model: applied to the model after it is built and restored (e.g. Ray Train's
             ``prepare_model`` for DistributedDataParallel).
+        validate: called with the model (in eval mode, no grad) every ``validate_every``
+            whole epochs and after the last; its numbers join that epoch's metrics, prefixed
+            ``val_`` (what Ray Tune's early stopping watches).
 
     Returns:
         the trained model (unwrapped, in eval mode), the metrics of every whole epoch so far
@@ -312,7 +317,14 @@ def train(
                 checkpoint(epoch, position)
         metrics = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0]}
         metrics.update({f"loss_{k}": v / max(1, batches) for k, v in sums.items()})
-        if position >= steps_per_epoch:  # only whole epochs enter the history
+        whole = position >= steps_per_epoch
+        last = epoch + 1 == config.optim.epochs or step >= max_steps
+        if validate is not None and whole and ((epoch + 1) % max(1, validate_every) == 0 or last):
+            model.eval()
+            with torch.no_grad():
+                metrics.update({f"val_{k}": float(v) for k, v in validate(model).items()})
+            net.train()
+        if whole:  # only whole epochs enter the history
             history.append(metrics)
         saved = checkpoint(epoch, position)
         if report is not None:

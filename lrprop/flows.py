@@ -1,0 +1,194 @@
+"""Prefect flows: ingest → train every class on Ray → evaluate → publish, and a T/α/β search.
+
+    retrain_and_evaluate(config=config_dict, store="s3://bucket/lrprop", ray_address="auto")
+
+The flows only sequence; each task is small, passes URIs (never tensors) and can run again
+without harm: ingestion returns the existing version for an unchanged source, training resumes
+its run from Ray's checkpoints, evaluation and publishing write new files or new versions. Tasks
+that only touch storage retry on transient storage errors. Results go to Prefect artifacts:
+a markdown table of the metrics with the report's address.
+
+With no Prefect server configured these run in-process against Prefect's temporary local
+server; with ``PREFECT_API_URL`` set they report to that server. ``flows/`` holds the
+deployment entry points (see ``infra/prefect.yaml``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from lrprop import store
+from lrprop.config import config_from_dict
+from lrprop.names import check_name
+
+__all__ = ["evaluate_and_publish", "ingest_flow", "retrain_and_evaluate", "train_flow", "tune_flow"]
+
+STORAGE_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
+
+
+def _transient(task, task_run, state) -> bool:
+    """Retry on storage hiccups (connection, timeout, throttling), not on bad input."""
+    try:
+        state.result()
+    except (ConnectionError, TimeoutError):
+        return True
+    except OSError as exc:
+        return "throttl" in str(exc).lower() or "timeout" in str(exc).lower() or "slow down" in str(exc).lower()
+    except Exception:  # noqa: BLE001 - anything else is not transient
+        return False
+    return False
+
+
+def _new_run_name() -> str:
+    return datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ")
+
+
+@task(name="ingest", retry_condition_fn=_transient, **STORAGE_RETRIES)
+def ingest_task(config: dict, store_uri: str) -> str:
+    """Ingest the configured data set if asked (``config.dataset``); returns the version to use."""
+    from lrprop.ingest.from_config import dataset_version
+
+    return dataset_version(config_from_dict(config), store_uri)
+
+
+@task(name="list-actions", retry_condition_fn=_transient, **STORAGE_RETRIES)
+def list_actions(store_uri: str, dataset: str, version: str) -> list[str]:
+    """The action classes of a data-set version that have training videos."""
+    manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
+    return sorted(a for a, splits in manifest["counts"].items() if "train" in splits)
+
+
+@task(name="train-classes")
+def train_classes_task(config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str) -> dict:
+    """One Ray Train job per class, all at once; returns {action: checkpoint URI} and timings."""
+    from lrprop.distributed import train_classes
+
+    runs = train_classes(
+        config_from_dict(config), store_uri, dataset=dataset, version=version, actions=actions, run_name=run_name
+    )
+    get_run_logger().info("trained %s", {a: r.checkpoint_uri for a, r in runs.items()})
+    return {a: {"checkpoint": r.checkpoint_uri, "started": r.started, "finished": r.finished} for a, r in runs.items()}
+
+
+@task(name="evaluate-and-publish", retry_condition_fn=_transient, **STORAGE_RETRIES)
+def evaluate_and_publish_task(store_uri: str, dataset: str, version: str, checkpoints: dict, run_name: str) -> dict:
+    """Export each class's model, evaluate it, publish its embeddings; write the report to the store."""
+    from lrprop.distributed import export_checkpoint
+    from lrprop.embeddings import publish_embeddings
+    from lrprop.evaluate import evaluate_models
+
+    dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
+    published = {}
+
+    def publish(action, evaluation, meta, model_dir) -> None:
+        splits = {
+            "train": (evaluation.train_ids, evaluation.train_embs, evaluation.train_labels),
+            "val": (evaluation.val_ids, evaluation.val_embs, evaluation.val_labels),
+        }
+        manifest = publish_embeddings(
+            store_uri,
+            dataset=dataset,
+            action=action,
+            splits=splits,
+            model_dir=model_dir,
+            dataset_manifest=dataset_manifest,
+            metrics=evaluation.metrics,
+        )
+        published[action] = manifest["version"]
+
+    with tempfile.TemporaryDirectory(prefix="lrprop-eval-") as tmp:
+        model_dirs = {}
+        for action, info in sorted(checkpoints.items()):
+            meta = {"dataset": dataset, "dataset_version": version, "action": action, "run": run_name}
+            model_dirs[action] = export_checkpoint(info["checkpoint"], Path(tmp) / action / "model", meta)
+        summary = evaluate_models(model_dirs, store_uri, Path(tmp) / "evaluation", on_class=publish)
+        out = store.join(store_uri, "runs", run_name, "evaluation")
+        for name in ("metrics.json", "report.html"):
+            store.write_bytes(store.join(out, name), (Path(tmp) / "evaluation" / name).read_bytes())
+    _metrics_artifact(summary, store.join(out, "report.html"), run_name)
+    return {"metrics": store.join(out, "metrics.json"), "report": store.join(out, "report.html"), "published": published}
+
+
+def _metrics_artifact(summary: dict, report_uri: str, run_name: str) -> None:
+    from lrprop.report import flatten_metrics
+
+    actions = sorted(summary["per_class"])
+    flat = {a: flatten_metrics(summary["per_class"][a]) for a in actions}
+    lines = [
+        f"# {run_name}: {summary['dataset']}",
+        f"Report: [{report_uri}]({report_uri})",
+        "",
+        "| metric (%) | " + " | ".join(actions) + " | mean |",
+        "|---|" + "---:|" * (len(actions) + 1),
+    ]
+    for key, mean in summary["mean"].items():
+        lines.append(f"| {key} | " + " | ".join(f"{100 * flat[a][key]:.2f}" for a in actions) + f" | {100 * float(mean):.2f} |")
+    create_markdown_artifact("\n".join(lines), key=f"metrics-{run_name.lower().replace('_', '-').replace('.', '-')}")
+
+
+@flow(name="ingest")
+def ingest_flow(config: dict, store_uri: str) -> str:
+    """Ingest the configured data set; returns its version."""
+    return ingest_task(config, store_uri)
+
+
+@flow(name="train")
+def train_flow(config: dict, store_uri: str, dataset: str, version: str, run_name: str) -> dict:
+    """Train every action class of a data-set version, in parallel on Ray."""
+    actions = list_actions(store_uri, dataset, version)
+    return train_classes_task(config, store_uri, dataset, version, actions, run_name)
+
+
+@flow(name="evaluate-and-publish")
+def evaluate_and_publish(store_uri: str, dataset: str, version: str, checkpoints: dict, run_name: str) -> dict:
+    """Evaluate trained classes, publish their embeddings and models, record the metrics."""
+    return evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name)
+
+
+@flow(name="retrain-and-evaluate")
+def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = None) -> dict:
+    """The whole pipeline: ingest → train all classes → evaluate → publish.
+
+    Args:
+        config: a full config as a dict (``config_to_dict``); ``config["ray"]["address"]``
+            picks the cluster (None: a local Ray).
+        store_uri: the store root (local path or ``s3://…``).
+        run_name: reuse a name to resume that run; default a new time-stamped name.
+
+    Returns:
+        {"run_name", "dataset_version", "checkpoints", "metrics", "report", "published", "timings"}.
+    """
+    started = time.time()
+    run_name = check_name(run_name or _new_run_name(), "run name")
+    dataset = config["dataset"]["name"]
+    version = ingest_flow(config, store_uri)
+    ingested = time.time()
+    checkpoints = train_flow(config, store_uri, dataset, version, run_name)
+    trained = time.time()
+    evaluated = evaluate_and_publish(store_uri, dataset, version, checkpoints, run_name)
+    timings = {"ingest_s": ingested - started, "train_s": trained - ingested, "evaluate_publish_s": time.time() - trained}
+    return {"run_name": run_name, "dataset_version": version, "checkpoints": checkpoints, "timings": timings, **evaluated}
+
+
+@flow(name="tune")
+def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name: str | None = None) -> dict:
+    """Search T, α, β for one class (default: the first) with ASHA; records the best in the store."""
+    from lrprop.tune import tune_class
+
+    run_name = check_name(run_name or _new_run_name(), "run name")
+    dataset = config["dataset"]["name"]
+    version = ingest_flow(config, store_uri)
+    action = action or list_actions(store_uri, dataset, version)[0]
+    best = tune_class(config_from_dict(config), store_uri, dataset=dataset, version=version, action=action, run_name=run_name)
+    create_markdown_artifact(
+        f"# tune {run_name} {action}\n\nbest: `{best['params']}`\n\n{best['metric']} = {best['value']:.4f}\n\n"
+        f"config: {best['config_uri']}",
+        key=f"tune-{run_name.lower().replace('_', '-').replace('.', '-')}",
+    )
+    return best

@@ -1,0 +1,151 @@
+"""Ray Tune over T, α, β for one action class, with ASHA early stopping (METHOD.md §4).
+
+Each trial is a function trainable that builds the class's TorchTrainer (:mod:`lrprop.distributed`)
+with the trial's T, α, β and calls ``fit()``; Ray Train reports each epoch's metrics, with the
+validation metrics, to Tune through ``TuneReportCallback``. The trial itself holds no CPU (its
+Train workers do), which is what keeps a trial that waits on its workers from starving them.
+
+The best trial is recorded in the store under ``<store>/tune/<run_name>/<action>/``:
+``best.json`` (parameters, metrics, checkpoint) and ``best.yaml``, a complete config that a
+normal run takes as it is: ``lrprop run --config best.yaml``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import yaml
+
+from lrprop import store
+from lrprop.config import Config, config_from_dict, config_to_dict
+
+__all__ = ["TUNE_METRIC", "apply_params", "frame_choices", "search_space", "tune_class"]
+
+log = logging.getLogger(__name__)
+
+TUNE_METRIC = "val_dtw_accuracy"
+
+
+def frame_choices(shortest_video: int, step: int = 20, largest: int = 240) -> list[int]:
+    """T ∈ {20, 40, 60, …} up to the class's shortest video (at least one choice)."""
+    choices = [t for t in range(step, largest + 1, step) if t <= shortest_video]
+    return choices or [max(2, shortest_video)]
+
+
+def search_space(shortest_video: int) -> dict:
+    """METHOD.md §4: T from :func:`frame_choices`, α log-uniform [1e-4, 1e-1], β log-uniform [0.1, 3.2]."""
+    from ray import tune  # Ray
+
+    return {
+        "num_frames": tune.choice(frame_choices(shortest_video)),
+        "alpha": tune.loguniform(1e-4, 1e-1),
+        "beta": tune.loguniform(0.1, 3.2),
+    }
+
+
+def apply_params(config: Config, params: dict) -> Config:
+    """``config`` with a trial's T, α, β."""
+    overrides = config_to_dict(config)
+    overrides["data"]["num_frames"] = int(params["num_frames"])
+    overrides["loss"]["alpha"] = float(params["alpha"])
+    overrides["loss"]["beta"] = float(params["beta"])
+    overrides["ray"]["validate_every"] = 1  # ASHA needs the metric in every result
+    return config_from_dict(overrides)
+
+
+def _trial(params: dict, *, base: dict, store_uri: str, dataset: str, version: str, action: str, run_name: str) -> None:
+    """One Tune trial: a Ray Train job of this class with the trial's parameters."""
+    from ray import tune  # Ray
+    from ray.tune.integration.ray_train import TuneReportCallback  # Ray
+
+    from lrprop.distributed import make_trainer
+
+    config = apply_params(config_from_dict(base), params)
+    trial = tune.get_context().get_trial_id()  # Ray
+    trainer = make_trainer(
+        config,
+        store_uri,
+        dataset=dataset,
+        version=version,
+        action=action,
+        run_name=f"{run_name}-{trial}",
+        validate=True,
+        callbacks=[TuneReportCallback()],  # Ray: each Train report becomes a Tune result
+    )
+    trainer.fit()  # Ray
+
+
+def tune_class(
+    config: Config,
+    store_uri: str,
+    *,
+    dataset: str,
+    version: str,
+    action: str,
+    run_name: str,
+    storage_options: dict | None = None,
+) -> dict:
+    """Search T, α, β for ``action`` and record the best trial in the store.
+
+    Returns:
+        {"params", "metric", "value", "metrics", "checkpoint", "config_uri", "trials"}.
+    """
+    from functools import partial
+
+    from ray import tune  # Ray
+    from ray.tune.schedulers import ASHAScheduler  # Ray
+
+    from lrprop.data.parquet import ParquetVideos
+    from lrprop.distributed import ensure_ray
+
+    ensure_ray(config.ray.address)
+    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train", storage_options=storage_options)
+    shortest = min(source.num_frames(i) for i in range(len(source)))
+    trainable = partial(
+        _trial,
+        base=config_to_dict(config),
+        store_uri=store_uri,
+        dataset=dataset,
+        version=version,
+        action=action,
+        run_name=run_name,
+    )
+    storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "tune", run_name), **(storage_options or {}))
+    tuner = tune.Tuner(  # Ray
+        # No CPU for the trial itself: its Train workers take theirs (a trial holding one while
+        # waiting for them deadlocks on a small machine).
+        tune.with_resources(trainable, {"cpu": 0, "memory": 256 * 1024**2}),
+        param_space=search_space(shortest),
+        tune_config=tune.TuneConfig(
+            metric=TUNE_METRIC,
+            mode="max",
+            scheduler=ASHAScheduler(
+                max_t=config.optim.epochs, grace_period=min(config.ray.tune_grace_epochs, config.optim.epochs)
+            ),
+            num_samples=config.ray.tune_samples,
+            max_concurrent_trials=config.ray.tune_max_concurrent,
+        ),
+        run_config=tune.RunConfig(name=action, storage_path=storage_path, storage_filesystem=storage_filesystem),
+    )
+    results = tuner.fit()  # Ray
+    best = results.get_best_result(metric=TUNE_METRIC, mode="max")
+    params = {k: (int(v) if k == "num_frames" else float(v)) for k, v in best.config.items()}
+    metrics = {k: float(v) for k, v in (best.metrics or {}).items() if isinstance(v, (int, float, np.floating))}
+    out = store.join(store_uri, "tune", run_name, action)
+    best_config = config_to_dict(apply_params(config, params))
+    best_config["ray"]["validate_every"] = config.ray.validate_every
+    header = f"# lrprop run --config best.yaml\n# The best of {len(results)} trials of tune run {run_name}, class {action}.\n"
+    store.write_bytes(store.join(out, "best.yaml"), (header + yaml.safe_dump(best_config, sort_keys=False)).encode())
+    record = {
+        "params": params,
+        "metric": TUNE_METRIC,
+        "value": metrics.get(TUNE_METRIC, float("nan")),
+        "metrics": metrics,
+        "checkpoint": (best.metrics or {}).get("checkpoint_path"),
+        "config_uri": store.join(out, "best.yaml"),
+        "trials": len(results),
+        "stopped_early": sum(1 for r in results if r.metrics and r.metrics.get("epoch", 0) + 1 < config.optim.epochs),
+    }
+    store.write_json(store.join(out, "best.json"), record)
+    return record
