@@ -9,6 +9,7 @@ is an error naming its dotted key. Command-line overrides use the same keys:
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -147,7 +148,7 @@ class EvalConfig:
     ap_stride: int = 1  # AP@K query/gallery frame stride
     ap_ks: tuple[int, ...] = (1, 5, 10, 15, 20, 25, 30)
     max_chunk: int = 1000  # longest run of frames embedded in one pass (CARL's); longer go in chunks
-    val_split: str = "val"  # the split scored; "test" for the real data sets
+    val_split: str = "val"  # the split scored (CARL scores Penn Action and Pouring on "val")
 
     def __post_init__(self) -> None:
         _require(all(0 < f <= 1 for f in self.fractions) and bool(self.fractions), "eval.fractions", "must lie in (0, 1]")
@@ -243,8 +244,22 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    # Per action class overrides of the sections below, e.g. the paper's Table 5:
+    # {"jumping_jacks": {"data": {"num_frames": 20}, "loss": {"alpha": 0.01, "beta": 0.4}}}
+    classes: dict[str, dict] = field(default_factory=dict, hash=False)  # hashing skips it; == does not
+
+    CLASS_SECTIONS = ("data", "model", "loss", "optim", "eval")
+
+    def for_class(self, action: str) -> Config:
+        """This config with ``classes[action]`` merged in (and no per-class table left)."""
+        return _merge(dataclasses.replace(self, classes={}), self.classes.get(action, {}), f"classes.{action}.")
 
     def __post_init__(self) -> None:
+        for action, overrides in self.classes.items():
+            _require(isinstance(overrides, dict), f"classes.{action}", "must be a mapping of section overrides")
+            bad = sorted(set(overrides) - set(self.CLASS_SECTIONS))
+            _require(not bad, f"classes.{action}", f"may override only {list(self.CLASS_SECTIONS)}, not {bad}")
+            self.for_class(action)  # every override must be a valid key and value
         # A term with no pair of views to act on would leave the objective without gradient.
         d, terms = self.data, set(self.loss.terms)
         has_same = d.num_views >= 2 and "same" in terms
@@ -294,6 +309,10 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         return float(value)
+    if origin is dict:
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key}: expected a mapping with string keys, got {value!r}")
+        return json.loads(json.dumps(value))  # a private deep copy
     if tp is str:
         if not isinstance(value, str):
             raise ConfigError(f"{key}: expected a string, got {value!r}")

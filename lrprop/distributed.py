@@ -56,7 +56,9 @@ def ensure_ray(address: str | None) -> None:
     # with epochs shorter than that, reporting each epoch would dominate a small run.
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)  # Ray
+        # Keep the dashboard (the default with ray[default]): Ray Train cleans up a finished
+        # run's placement group through its State API, and without it later jobs starve.
+        ray.init(address=address, log_to_driver=False)  # Ray
 
 
 def validation_metrics(config: Config, train_source, val_source):
@@ -180,7 +182,13 @@ def train_classes(
     def fit(action: str) -> ClassRun:
         started = time.time()
         trainer = make_trainer(
-            config, store_uri, dataset=dataset, version=version, action=action, run_name=run_name, storage_options=storage_options
+            config.for_class(action),  # the class's own T, alpha, beta, … (config.classes)
+            store_uri,
+            dataset=dataset,
+            version=version,
+            action=action,
+            run_name=run_name,
+            storage_options=storage_options,
         )
         result = trainer.fit()  # Ray: blocks until this class is done
         if result.checkpoint is None:

@@ -11,7 +11,6 @@ import torch
 from safetensors.torch import save_file
 
 from lrprop.checkpoint import latest_checkpoint
-from lrprop.cli import main
 from lrprop.config import ConfigError, config_from_dict
 from lrprop.data.source import InMemoryVideos
 from lrprop.data.synthetic import synthetic_videos
@@ -112,42 +111,6 @@ def test_pretrained_backbone_weights_are_loaded_from_a_path(tmp_path):
     torch.testing.assert_close(model.backbone.net[0].weight, source.net[0].weight)
     with pytest.raises(FileNotFoundError, match="missing.safetensors"):
         build_model(_config(model={"pretrained": str(tmp_path / "missing.safetensors")}))
-
-
-@pytest.mark.integration
-def test_cli_run_trains_exports_and_resumes(tmp_path, capsys):
-    args = [
-        "run",
-        "--config",
-        str(REPO / "configs" / "smoke.yaml"),
-        "--store",
-        str(tmp_path),
-        "--run-name",
-        "t1",
-        "--set",
-        "optim.epochs=2",
-        "--set",
-        "synthetic.train_videos=6",
-        "--set",
-        "synthetic.length_range=[24, 40]",
-    ]
-    assert main(args) == 0
-    run = tmp_path / "runs" / "t1"
-    actions = sorted(p.name for p in run.iterdir() if (p / "model").is_dir())
-    assert len(actions) == 2
-    summary = json.loads((run / "evaluation" / "metrics.json").read_text())
-    assert sorted(summary["per_class"]) == actions and "dtw_accuracy" in summary["mean"]
-    assert "<img" in (run / "evaluation" / "report.html").read_text()
-    for action in actions:
-        assert (run / action / "model" / "model.safetensors").is_file()
-        assert json.loads((run / action / "model" / "config.json").read_text())["optim"]["epochs"] == 2
-        assert len(json.loads((run / action / "history.json").read_text())) == 2
-    # The same run name again: everything is done, nothing trains, and the history is kept.
-    assert main(args) == 0
-    for action in actions:
-        assert len(json.loads((run / action / "history.json").read_text())) == 2
-    assert main(["run", "--run-name", "../escape", "--store", str(tmp_path)]) == 2
-    assert "invalid run name" in capsys.readouterr().err
 
 
 def test_resume_refuses_a_changed_config_or_data_set(tmp_path, videos):

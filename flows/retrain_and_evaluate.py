@@ -1,0 +1,33 @@
+"""Deployment entry point: the whole pipeline from a config file (see infra/prefect.yaml).
+
+python flows/retrain_and_evaluate.py configs/smoke.yaml lrprop-store     # run it once, here
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import replace
+
+from prefect import flow
+
+from lrprop.config import config_to_dict, load_config
+from lrprop.flows import retrain_and_evaluate
+
+
+@flow(name="retrain-and-evaluate-from-file")
+def retrain_and_evaluate_from_file(
+    config_path: str,
+    store_uri: str,
+    ray_address: str | None = None,
+    overrides: list[str] | None = None,
+    run_name: str | None = None,
+) -> dict:
+    """Load ``config_path`` (plus ``key=value`` overrides) and run the pipeline on ``store_uri``."""
+    config = load_config(config_path, overrides or [])
+    if ray_address is not None:
+        config = replace(config, ray=replace(config.ray, address=ray_address))
+    return retrain_and_evaluate(config_to_dict(config), store_uri, run_name)
+
+
+if __name__ == "__main__":
+    retrain_and_evaluate_from_file(sys.argv[1], sys.argv[2])

@@ -1,0 +1,119 @@
+"""The whole pipeline against a real S3 API on loopback, a local Ray of 2 CPUs and Prefect.
+
+Integration tests (``pytest -m integration``; CI runs them): two classes train in parallel,
+embeddings are published and pulled, a second publish makes a new version while the first
+stays readable, and a 3-trial search finishes under ASHA.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lrprop import store
+from lrprop.cli import main
+from lrprop.config import config_from_dict, config_to_dict
+from lrprop.embeddings import list_embeddings, pull_embeddings
+
+pytestmark = pytest.mark.integration
+
+TINY_PIPELINE = {
+    "data": {"num_frames": 8, "image_size": 32},
+    "model": {
+        "backbone": "small_cnn",
+        "cnn_width": 8,
+        "num_layers": 1,
+        "hidden_dim": 64,
+        "model_dim": 32,
+        "num_heads": 4,
+        "ffn_dim": 64,
+        "embedding_dim": 32,
+        "projection_dim": 32,
+    },
+    "loss": {"alpha": 0.01, "beta": 0.4},
+    "optim": {"epochs": 2, "lr": 1e-3},
+    "train": {"log_every": 0},
+    "synthetic": {"num_classes": 2, "train_videos": 4, "val_videos": 3, "length_range": [20, 36], "frame_size": 32},
+    "eval": {"fractions": [0.5, 1.0], "ap_ks": [1, 5]},
+    "ray": {"validate_every": 1, "tune_samples": 3, "tune_max_concurrent": 2, "tune_grace_epochs": 1},
+}
+
+
+def _config(**changes):
+    merged = json.loads(json.dumps(TINY_PIPELINE))
+    for section, values in changes.items():
+        merged.setdefault(section, {}).update(values)
+    return config_to_dict(config_from_dict(merged))
+
+
+def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_bucket, local_ray, prefect_harness):
+    from lrprop.flows import evaluate_and_publish, retrain_and_evaluate
+
+    root = f"{s3_bucket}/lrprop"
+    result = retrain_and_evaluate(_config(), root, "t1")
+    runs = result["checkpoints"]
+    assert sorted(runs) == ["reach", "swing"]
+    # The two Ray Train jobs ran at the same time: each started before the other finished.
+    assert max(r["started"] for r in runs.values()) < min(r["finished"] for r in runs.values())
+    for info in runs.values():
+        assert info["checkpoint"].startswith("s3://") and store.exists(store.join(info["checkpoint"], "model.safetensors"))
+    summary = json.loads(store.read_bytes(result["metrics"]))
+    assert sorted(summary["per_class"]) == ["reach", "swing"] and "dtw_accuracy" in summary["mean"]
+    assert b"<img" in store.read_bytes(result["report"])
+
+    # Published: one version per class, pulled back with checksums verified.
+    first = result["published"]
+    table, manifest = pull_embeddings(root, "synthetic", "reach")
+    assert manifest["version"] == first["reach"] and table.num_rows == manifest["rows"] > 0
+    assert manifest["dataset_version"] == result["dataset_version"]
+
+    # A second publish (the same trained models) is a new version; the first stays readable.
+    again = evaluate_and_publish(root, "synthetic", result["dataset_version"], runs, "t1")
+    assert again["published"]["reach"] > first["reach"]
+    assert pull_embeddings(root, "synthetic", "reach", first["reach"])[0].num_rows == table.num_rows
+    listed = {(e["action"], e["n_versions"]) for e in list_embeddings(root)}
+    assert listed == {("reach", 2), ("swing", 2)}
+
+    # The same run name resumes: the finished classes train no further.
+    resumed = retrain_and_evaluate(_config(), root, "t1")
+    assert {a: r["checkpoint"] for a, r in resumed["checkpoints"].items()} != {}
+    steps = [
+        json.loads(store.read_bytes(store.join(r["checkpoint"], "state.json")))["step"] for r in resumed["checkpoints"].values()
+    ]
+    assert steps == [4, 4]  # 4 videos / 2 per step × 2 epochs, unchanged
+
+
+def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_ray, prefect_harness):
+    from lrprop.flows import tune_flow
+
+    root = f"{s3_bucket}/lrprop"
+    best = tune_flow(_config(optim={"epochs": 3}), root, "reach", "tune1")
+    assert best["trials"] == 3 and best["metric"] == "val_dtw_accuracy"
+    assert 0.0 <= best["value"] <= 1.0
+    assert (
+        best["params"]["num_frames"] in (20,) and 1e-4 <= best["params"]["alpha"] <= 1e-1 and 0.1 <= best["params"]["beta"] <= 3.2
+    )
+    record = json.loads(store.read_bytes(store.join(root, "tune", "tune1", "reach", "best.json")))
+    assert record["params"] == best["params"]
+    promoted = store.read_bytes(best["config_uri"]).decode()
+    assert promoted.startswith("# lrprop run --config")
+    import yaml
+
+    assert config_from_dict(yaml.safe_load(promoted)).loss.alpha == pytest.approx(best["params"]["alpha"])
+
+
+def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, local_ray, prefect_harness, capsys):
+    config = tmp_path / "tiny.yaml"
+    import yaml
+
+    config.write_text("# lrprop run --config tiny.yaml\n" + yaml.safe_dump(TINY_PIPELINE))
+    store_dir = tmp_path / "store"
+    assert main(["run", "--config", str(config), "--store", str(store_dir), "--run-name", "cli1"]) == 0
+    out = capsys.readouterr().out
+    assert "dtw_accuracy" in out and "published embeddings synthetic/reach" in out
+    assert (store_dir / "runs" / "cli1" / "evaluation" / "report.html").is_file()
+    assert main(["embeddings", "list", "--store", str(store_dir)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    assert sorted(line.split()[1] for line in lines) == ["reach", "swing"]
+    assert main(["run", "--run-name", "../escape", "--store", str(store_dir)]) == 2
