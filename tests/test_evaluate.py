@@ -15,6 +15,7 @@ import re
 import numpy as np
 import pytest
 import torch
+from tiny import tiny
 
 from lrprop.checkpoint import export_model
 from lrprop.cli import main
@@ -23,25 +24,7 @@ from lrprop.evaluate import embed_video, load_trained_model, score_embeddings
 from lrprop.report import mean_over_classes, render_report
 from lrprop.train import build_model
 
-# Copied from tests/test_train.py: a model that runs in milliseconds on a CPU.
-TINY = {
-    "data": {"num_frames": 16, "image_size": 32},
-    "model": {
-        "backbone": "small_cnn",
-        "cnn_width": 8,
-        "num_layers": 1,
-        "hidden_dim": 64,
-        "model_dim": 32,
-        "num_heads": 4,
-        "ffn_dim": 64,
-        "embedding_dim": 32,
-        "projection_dim": 32,
-    },
-    "loss": {"alpha": 0.01, "beta": 0.4},
-    "optim": {"lr": 1e-3},
-    "train": {"log_every": 0},
-    "synthetic": {"frame_size": 32},
-}
+TINY = tiny()
 
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)

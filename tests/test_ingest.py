@@ -26,6 +26,7 @@ import scipy.io
 import torch
 from PIL import Image
 from tfrecord.writer import TFRecordWriter
+from tiny import tiny
 
 from lrprop import store
 from lrprop.cli import main
@@ -723,24 +724,7 @@ def test_cli_ingest_missing_src_is_an_error_naming_it(tmp_path, capsys):
 # ----------------------------------------------------------------------------- the trainer
 
 
-TINY = {
-    "data": {"num_frames": 16, "image_size": 32},
-    "model": {
-        "backbone": "small_cnn",
-        "cnn_width": 8,
-        "num_layers": 1,
-        "hidden_dim": 64,
-        "model_dim": 32,
-        "num_heads": 4,
-        "ffn_dim": 64,
-        "embedding_dim": 32,
-        "projection_dim": 32,
-    },
-    "loss": {"alpha": 0.01, "beta": 0.4},
-    "optim": {"lr": 1e-3, "epochs": 1},
-    "train": {"log_every": 0},
-    "synthetic": {"frame_size": 32},
-}
+TINY = tiny(optim={"epochs": 1})
 
 
 def test_parquet_videos_feed_the_trainer(synth_raw, tmp_path):

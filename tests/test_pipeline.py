@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from tiny import TINY_MODEL
 
 from lrprop import store
 from lrprop.cli import main
@@ -20,17 +21,7 @@ pytestmark = pytest.mark.integration
 
 TINY_PIPELINE = {
     "data": {"num_frames": 8, "image_size": 32},
-    "model": {
-        "backbone": "small_cnn",
-        "cnn_width": 8,
-        "num_layers": 1,
-        "hidden_dim": 64,
-        "model_dim": 32,
-        "num_heads": 4,
-        "ffn_dim": 64,
-        "embedding_dim": 32,
-        "projection_dim": 32,
-    },
+    "model": TINY_MODEL,
     "loss": {"alpha": 0.01, "beta": 0.4},
     "optim": {"epochs": 2, "lr": 1e-3},
     "train": {"log_every": 0},

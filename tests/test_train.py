@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from tiny import tiny
 
 from lrprop.checkpoint import latest_checkpoint
 from lrprop.config import ConfigError, config_from_dict
@@ -19,24 +20,7 @@ from lrprop.train import build_model, train
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = {
-    "data": {"num_frames": 16, "image_size": 32},
-    "model": {
-        "backbone": "small_cnn",
-        "cnn_width": 8,
-        "num_layers": 1,
-        "hidden_dim": 64,
-        "model_dim": 32,
-        "num_heads": 4,
-        "ffn_dim": 64,
-        "embedding_dim": 32,
-        "projection_dim": 32,
-    },
-    "loss": {"alpha": 0.01, "beta": 0.4},
-    "optim": {"lr": 1e-3},
-    "train": {"log_every": 0},
-    "synthetic": {"frame_size": 32},
-}
+TINY = tiny()
 
 
 def _config(**sections):
