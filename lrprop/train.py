@@ -151,7 +151,9 @@ def check_resumable(saved: dict, current: dict, saved_videos: int | None, curren
 
 def _apply_thread_budget() -> None:
     """Let the numba DTW kernels use the threads torch was given, not every core of the node
-    (a Ray worker or Tune trial gets a CPU share and sets torch's threads from it)."""
+    (a Ray worker or Tune trial gets a CPU share and sets torch's threads from it). This caps
+    the threads a kernel uses; the pool itself is sized by NUMBA_NUM_THREADS, which the Ray
+    worker sets before numba loads (lrprop.distributed)."""
     import numba
 
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))
