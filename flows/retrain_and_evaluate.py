@@ -6,11 +6,10 @@ python flows/retrain_and_evaluate.py configs/smoke.yaml lrprop-store     # run i
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 from prefect import flow
 
-from lrprop.config import config_to_dict, load_config
+from lrprop.config import config_to_dict, load_config, with_ray_address
 from lrprop.flows import retrain_and_evaluate
 
 
@@ -23,9 +22,7 @@ def retrain_and_evaluate_from_file(
     run_name: str | None = None,
 ) -> dict:
     """Load ``config_path`` (plus ``key=value`` overrides) and run the pipeline on ``store_uri``."""
-    config = load_config(config_path, overrides or [])
-    if ray_address is not None:
-        config = replace(config, ray=replace(config.ray, address=ray_address))
+    config = with_ray_address(load_config(config_path, overrides or []), ray_address)
     return retrain_and_evaluate(config_to_dict(config), store_uri, run_name)
 
 

@@ -6,11 +6,10 @@ python flows/tune.py configs/tune.yaml lrprop-store reach     # run it once, her
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 
 from prefect import flow
 
-from lrprop.config import config_to_dict, load_config
+from lrprop.config import config_to_dict, load_config, with_ray_address
 from lrprop.flows import tune_flow
 
 
@@ -24,9 +23,7 @@ def tune_from_file(
     run_name: str | None = None,
 ) -> dict:
     """Load ``config_path`` (plus ``key=value`` overrides) and search one class's T, alpha, beta."""
-    config = load_config(config_path, overrides or [])
-    if ray_address is not None:
-        config = replace(config, ray=replace(config.ray, address=ray_address))
+    config = with_ray_address(load_config(config_path, overrides or []), ray_address)
     return tune_flow(config_to_dict(config), store_uri, action, run_name)
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from lrprop.config import ConfigError, config_to_dict, load_config
+from lrprop.config import ConfigError, config_to_dict, load_config, with_ray_address
 from lrprop.names import check_name
 
 __all__ = ["main"]
@@ -43,19 +43,11 @@ def _local_store(store_uri: str) -> Path:
     return Path(store_uri.removeprefix("file://"))
 
 
-def _with_ray_address(config, address: str | None):
-    if address is None:
-        return config
-    from dataclasses import replace
-
-    return replace(config, ray=replace(config.ray, address=address))
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from lrprop.flows import retrain_and_evaluate
     from lrprop.report import PAPER, flatten_metrics
 
-    config = _with_ray_address(load_config(args.config, args.set), args.ray_address)
+    config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     run_name = check_name(args.run_name, "run name") if args.run_name else None
     started = time.perf_counter()
     result = retrain_and_evaluate(config_to_dict(config), args.store, run_name)
@@ -87,7 +79,7 @@ def _read(uri: str) -> bytes:
 def _cmd_tune(args: argparse.Namespace) -> int:
     from lrprop.flows import tune_flow
 
-    config = _with_ray_address(load_config(args.config, args.set), args.ray_address)
+    config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     best = tune_flow(config_to_dict(config), args.store, args.action, args.run_name)
     print(f"best of {best['trials']} trials ({best['stopped_early']} stopped early by ASHA): {best['params']}")
     print(f"{best['metric']} = {best['value']:.4f}")

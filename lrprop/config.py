@@ -35,6 +35,7 @@ __all__ = [
     "config_to_dict",
     "load_config",
     "parse_override",
+    "with_ray_address",
 ]
 
 
@@ -378,6 +379,13 @@ def _deep_update(target: dict, extra: dict) -> dict:
         else:
             target[k] = v
     return target
+
+
+def with_ray_address(config: Config, address: str | None) -> Config:
+    """``config`` with ``ray.address`` replaced when ``address`` is given (a CLI or deployment flag)."""
+    if address is None:
+        return config
+    return dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:

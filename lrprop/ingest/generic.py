@@ -22,7 +22,15 @@ import numpy as np
 from lrprop import store
 from lrprop.ingest.records import Frame, Problem, RawVideo
 
-__all__ = ["read_generic", "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "decode_video_file", "parse_label_file"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "VIDEO_SUFFIXES",
+    "decode_video_file",
+    "frame_folder_loader",
+    "label_loader",
+    "parse_label_file",
+    "read_generic",
+]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -85,7 +93,7 @@ def read_generic(root: str, *, resample_mismatch: bool = False, **storage_option
                 label_path = next((entries[video_id + s] for s in LABEL_SUFFIXES if video_id + s in entries), None)
                 where = sources[video_id]
                 if fs.isdir(where):
-                    load_frames = _frame_folder_loader(fs, where)
+                    load_frames = frame_folder_loader(fs, where)
                 else:
                     load_frames = _video_file_loader(uri_of(where), storage_options)
                 if label_path is None and labelled:
@@ -103,12 +111,14 @@ def read_generic(root: str, *, resample_mismatch: bool = False, **storage_option
                     video_id=video_id,
                     source=uri_of(where),
                     load_frames=load_frames,
-                    load_labels=_label_loader(fs, label_path),
+                    load_labels=label_loader(fs, label_path),
                     resample_mismatch=resample_mismatch,
                 )
 
 
-def _frame_folder_loader(fs, folder: str):
+def frame_folder_loader(fs, folder: str):
+    """A loader of the image files of ``folder``, in file-name order."""
+
     def load() -> list[Frame]:
         names = sorted(p for p in fs.ls(folder, detail=False) if p.lower().endswith(IMAGE_SUFFIXES))
         return [(fs.unstrip_protocol(p), fs.cat_file(p)) for p in names]
@@ -120,7 +130,8 @@ def _video_file_loader(uri: str, storage_options: dict):
     return lambda: decode_video_file(uri, **storage_options)
 
 
-def _label_loader(fs, path: str | None):
+def label_loader(fs, path: str | None):
+    """A loader of the labels in ``path`` (.npy or .csv), or of None when there is no file."""
     if path is None:
         return lambda: None
     return lambda: parse_label_file(path, fs.cat_file(path))

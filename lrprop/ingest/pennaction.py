@@ -20,8 +20,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from lrprop import store
-from lrprop.ingest.generic import IMAGE_SUFFIXES, parse_label_file
-from lrprop.ingest.records import Frame, Problem, RawVideo
+from lrprop.ingest.generic import frame_folder_loader, label_loader
+from lrprop.ingest.records import Problem, RawVideo
 
 __all__ = ["read_pennaction", "EXCLUDED_ACTIONS"]
 
@@ -95,19 +95,7 @@ def read_pennaction(src: str, phase_labels: str | None = None, **storage_options
             split=split,
             video_id=video_id,
             source=fs.unstrip_protocol(frames_dir),
-            load_frames=_frames(fs, frames_dir),
-            load_labels=_labels(lfs, label_file),
+            load_frames=frame_folder_loader(fs, frames_dir),
+            load_labels=label_loader(lfs, label_file),
             resample_mismatch=True,
         )
-
-
-def _frames(fs, folder: str):
-    def load() -> list[Frame]:
-        names = sorted(p for p in fs.ls(folder, detail=False) if p.lower().endswith(IMAGE_SUFFIXES))
-        return [(fs.unstrip_protocol(p), fs.cat_file(p)) for p in names]
-
-    return load
-
-
-def _labels(fs, path: str):
-    return lambda: parse_label_file(path, fs.cat_file(path))
