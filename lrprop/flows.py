@@ -1,6 +1,8 @@
 """Prefect flows: ingest → train every class on Ray → evaluate → publish, and a T/α/β search.
 
-    retrain_and_evaluate(config=config_dict, store="s3://bucket/lrprop", ray_address="auto")
+    retrain_and_evaluate(config_to_dict(config), "s3://bucket/lrprop", run_name="nightly-1")
+
+(``config.ray.address`` picks the Ray cluster; None starts a local Ray.)
 
 The flows only sequence; each task is small, passes URIs (never tensors) and can run again
 without harm: ingestion returns the existing version for an unchanged source, training resumes
