@@ -4,8 +4,8 @@
 
 Runs the smoke config twice on a fresh temporary store: once as the pipeline
 (``retrain_and_evaluate``: Prefect's temporary server, a local Ray, one Ray Train job per
-class), once as the same work in this process without either (train the classes one after
-another, then evaluate and publish). Prints a table of the phases; the latest figures live in
+class), once as the same work in this process without either (ingest, train the classes one
+after another, then evaluate and publish their embeddings). Prints a table of the phases; the latest figures live in
 docs/benchmarks.md.
 """
 
@@ -23,9 +23,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 def direct(config, store_uri: str) -> dict:
     """The pipeline's work with no Prefect and no Ray: the peer of this benchmark."""
+    from lrprop import store
     from lrprop.checkpoint import export_model
     from lrprop.config import config_to_dict
     from lrprop.data.parquet import ParquetVideos
+    from lrprop.embeddings import publish_embeddings
     from lrprop.evaluate import evaluate_models
     from lrprop.ingest.synthetic import ensure_synthetic_dataset
     from lrprop.train import train
@@ -41,7 +43,24 @@ def direct(config, store_uri: str) -> dict:
             meta = {"dataset": "synthetic", "dataset_version": version, "action": action}
             model_dirs[action] = export_model(Path(tmp) / action / "model", model, config_to_dict(config), meta)
         t2 = time.perf_counter()
-        evaluate_models(model_dirs, store_uri, Path(tmp) / "evaluation")
+        dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, "synthetic"), version)
+
+        def publish(action, evaluation, meta, model_dir) -> None:
+            splits = {
+                "train": (evaluation.train_ids, evaluation.train_embs, evaluation.train_labels),
+                "val": (evaluation.val_ids, evaluation.val_embs, evaluation.val_labels),
+            }
+            publish_embeddings(
+                store_uri,
+                dataset="synthetic",
+                action=action,
+                splits=splits,
+                model_dir=model_dir,
+                dataset_manifest=dataset_manifest,
+                metrics=evaluation.metrics,
+            )
+
+        evaluate_models(model_dirs, store_uri, Path(tmp) / "evaluation", on_class=publish)
     t3 = time.perf_counter()
     return {"ingest_s": t1 - t0, "train_s": t2 - t1, "evaluate_publish_s": t3 - t2, "total_s": t3 - t0}
 
