@@ -11,13 +11,19 @@ __all__ = ["dataset_version"]
 def dataset_version(config: Config, store_uri: str, *, progress: bool = False) -> str:
     """The data-set version to train on.
 
-    - ``kind: synthetic`` with no ``source``: generate (once) and ingest the synthetic set;
-    - a ``source``: ingest it with the reader of ``kind`` (no new version if unchanged);
-    - otherwise: ``version``, or the latest version already in the store.
+    - a ``version``: that version (it must exist and be complete);
+    - else ``kind: synthetic`` with no ``source``: generate (once) and ingest the synthetic set
+      under ``dataset.name``;
+    - else a ``source``: ingest it with the reader of ``kind`` (no new version if unchanged);
+    - else the latest version already in the store.
     """
     from lrprop.ingest.writer import ingest
 
     d = config.dataset
+    collection = store.datasets_collection(store_uri, d.name)
+    if d.version is not None:
+        store.read_manifest(collection, d.version)  # exists and is complete, or a clear error
+        return d.version
     if d.kind == "synthetic" and d.source is None:
         from lrprop.ingest.synthetic import ensure_synthetic_dataset
 
@@ -46,10 +52,6 @@ def dataset_version(config: Config, store_uri: str, *, progress: bool = False) -
             progress=progress,
         )
         return result.version
-    collection = store.datasets_collection(store_uri, d.name)
-    if d.version is not None:
-        store.read_manifest(collection, d.version)  # exists and is complete, or a clear error
-        return d.version
     latest = store.latest_version(collection)
     if latest is None:
         raise FileNotFoundError(f"no version of data set {d.name!r} under {store_uri}; ingest it or set dataset.source")

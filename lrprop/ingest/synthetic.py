@@ -72,7 +72,8 @@ def write_synthetic(dest: str, config: SyntheticConfig, *, workers: int = 4, **s
 
 
 def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | None = None) -> str:
-    """Generate and ingest the synthetic data set of ``config`` if needed; returns its version."""
+    """Generate and ingest the synthetic data set of ``config`` (as ``config.dataset.name``, by
+    default "synthetic") if needed; returns its version."""
     syn = config_to_dict(config.synthetic)
     key = hashlib.sha256(json.dumps(syn, sort_keys=True).encode()).hexdigest()[:12]
     raw = store.join(store_uri, "raw", f"synthetic-{key}")
@@ -82,7 +83,7 @@ def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | No
     result = ingest(
         read_generic(raw),
         store_uri=store_uri,
-        dataset="synthetic",
+        dataset=config.dataset.name,
         source=raw,
         frame_size=config.synthetic.frame_size,
         quality=config.ingest.jpeg_quality,
@@ -90,5 +91,5 @@ def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | No
         workers=config.ingest.workers,
         progress=sys.stderr.isatty() if progress is None else progress,
     )
-    log.info("dataset synthetic %s (%s)", result.version, "new" if result.created else "unchanged")
+    log.info("dataset %s %s (%s)", config.dataset.name, result.version, "new" if result.created else "unchanged")
     return result.version
