@@ -120,8 +120,9 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
     )
 
 
-# Keys that may change between a run and its resume: run mechanics, not the model or the data.
-RESUMABLE_CHANGES = ("optim.max_steps", "train.", "data.num_workers")
+# Keys that may change between a run and its resume: run mechanics (where it runs, how it is
+# evaluated and ingested), not the model, the objective or the data it trains on.
+RESUMABLE_CHANGES = ("optim.max_steps", "train.", "data.num_workers", "ray.", "eval.", "ingest.")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
