@@ -182,6 +182,7 @@ def train_classes(
         RuntimeError: naming the classes whose job failed (after Ray's retries).
     """
     ensure_ray(config.ray.address)
+    store_uri = store.absolute(store_uri)  # the workers run in other directories
 
     def fit(action: str) -> ClassRun:
         started = time.time()

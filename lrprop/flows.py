@@ -168,6 +168,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     """
     started = time.time()
     run_name = check_name(run_name or _new_run_name(), "run name")
+    store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
     dataset = config["dataset"]["name"]
     version = ingest_flow(config, store_uri)
     ingested = time.time()
@@ -184,6 +185,7 @@ def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name:
     from lrprop.tune import tune_class
 
     run_name = check_name(run_name or _new_run_name(), "run name")
+    store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
     dataset = config["dataset"]["name"]
     version = ingest_flow(config, store_uri)
     action = action or list_actions(store_uri, dataset, version)[0]

@@ -31,6 +31,7 @@ from fsspec.core import url_to_fs
 
 __all__ = [
     "MANIFEST",
+    "absolute",
     "check_version",
     "datasets_collection",
     "exists",
@@ -56,6 +57,16 @@ _VERSION = re.compile(r"^v\d{8}T\d{12}Z-[0-9a-f]{8}$")
 def filesystem(uri: str, **storage_options) -> tuple[fsspec.AbstractFileSystem, str]:
     """The fsspec filesystem of ``uri`` and the path within it."""
     return url_to_fs(uri, **storage_options)
+
+
+def absolute(uri: str) -> str:
+    """A local path made absolute (other processes, e.g. Ray workers, run in other working
+    directories); any other URI unchanged."""
+    import os
+
+    if "://" in uri and not uri.startswith("file://"):
+        return uri
+    return os.path.abspath(uri.removeprefix("file://"))
 
 
 def join(uri: str, *parts: str) -> str:

@@ -100,6 +100,7 @@ def tune_class(
     from lrprop.distributed import ensure_ray
 
     ensure_ray(config.ray.address)
+    store_uri = store.absolute(store_uri)  # the trials and workers run in other directories
     config = config.for_class(action)  # search around the class's own settings
     source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train", storage_options=storage_options)
     shortest = min(source.num_frames(i) for i in range(len(source)))

@@ -94,13 +94,14 @@ def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_
     assert config_from_dict(yaml.safe_load(promoted)).loss.alpha == pytest.approx(best["params"]["alpha"])
 
 
-def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, local_ray, prefect_harness, capsys):
+def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, local_ray, prefect_harness, capsys, monkeypatch):
     config = tmp_path / "tiny.yaml"
     import yaml
 
     config.write_text("# lrprop run --config tiny.yaml\n" + yaml.safe_dump(TINY_PIPELINE))
     store_dir = tmp_path / "store"
-    assert main(["run", "--config", str(config), "--store", str(store_dir), "--run-name", "cli1"]) == 0
+    monkeypatch.chdir(tmp_path)  # a relative --store, as in the README: Ray workers run elsewhere
+    assert main(["run", "--config", str(config), "--store", "store", "--run-name", "cli1"]) == 0
     out = capsys.readouterr().out
     assert "dtw_accuracy" in out and "published embeddings synthetic/reach" in out
     assert (store_dir / "runs" / "cli1" / "evaluation" / "report.html").is_file()
