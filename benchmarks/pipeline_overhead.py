@@ -46,15 +46,11 @@ def direct(config, store_uri: str) -> dict:
         dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, "synthetic"), version)
 
         def publish(action, evaluation, meta, model_dir) -> None:
-            splits = {
-                "train": (evaluation.train_ids, evaluation.train_embs, evaluation.train_labels),
-                "val": (evaluation.val_ids, evaluation.val_embs, evaluation.val_labels),
-            }
             publish_embeddings(
                 store_uri,
                 dataset="synthetic",
                 action=action,
-                splits=splits,
+                splits=evaluation.splits(),
                 model_dir=model_dir,
                 dataset_manifest=dataset_manifest,
                 metrics=evaluation.metrics,

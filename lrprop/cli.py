@@ -37,15 +37,8 @@ __all__ = ["main"]
 log = logging.getLogger("lrprop")
 
 
-def _local_store(store_uri: str) -> Path:
-    if "://" in store_uri and not store_uri.startswith("file://"):
-        raise ValueError(f"--store {store_uri!r}: training runs write to a local directory for now")
-    return Path(store_uri.removeprefix("file://"))
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     from lrprop.flows import retrain_and_evaluate
-    from lrprop.report import PAPER, flatten_metrics
 
     config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     run_name = check_name(args.run_name, "run name") if args.run_name else None
@@ -53,17 +46,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     result = retrain_and_evaluate(config_to_dict(config), args.store, run_name)
     seconds = time.perf_counter() - started
     summary = json.loads(_read(result["metrics"]))
-    paper = PAPER.get(str(summary["dataset"]))
-    actions = sorted(summary["per_class"])
-    flat = {a: flatten_metrics(summary["per_class"][a]) for a in actions}
     print(f"run {result['run_name']} on {summary['dataset']} {result['dataset_version']} ({seconds:.0f} s)")
-    header = f"{'metric (%)':<22}" + "".join(f"{a:>10}" for a in actions) + f"{'mean':>10}" + (f"{'paper':>10}" if paper else "")
-    print(header)
-    for key, mean in summary["mean"].items():
-        row = f"{key:<22}" + "".join(f"{100 * flat[a][key]:>10.2f}" for a in actions) + f"{100 * mean:>10.2f}"
-        if paper:
-            row += f"{paper[key]:>10.2f}" if key in paper else f"{'-':>10}"
-        print(row)
+    _print_metrics(summary)
     for action, version in sorted(result["published"].items()):
         print(f"published embeddings {summary['dataset']}/{action} {version}")
     print(f"metrics: {result['metrics']}\nreport:  {result['report']}")
@@ -87,49 +71,19 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_and_print(model_dirs: dict, store_uri: str, out_dir: Path, publish: bool = False) -> list[dict]:
-    """Evaluate, print the table, and (``publish``) publish each class's embeddings and model."""
-    from lrprop import store
-    from lrprop.embeddings import publish_embeddings
-    from lrprop.evaluate import evaluate_models
-    from lrprop.report import PAPER
+def _print_metrics(summary: dict) -> None:
+    """The metrics table of an evaluation summary: classes, their mean, the paper's numbers."""
+    from lrprop.report import PAPER, flatten_metrics
 
-    published = []
-
-    def publish_class(action, evaluation, meta, model_dir) -> None:
-        dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, meta["dataset"]), meta["dataset_version"])
-        splits = {
-            "train": (evaluation.train_ids, evaluation.train_embs, evaluation.train_labels),
-            "val": (evaluation.val_ids, evaluation.val_embs, evaluation.val_labels),
-        }
-        published.append(
-            publish_embeddings(
-                store_uri,
-                dataset=meta["dataset"],
-                action=meta.get("action", action),
-                splits=splits,
-                model_dir=model_dir,
-                dataset_manifest=dataset_manifest,
-                metrics=evaluation.metrics,
-            )
-        )
-
-    print("evaluating", flush=True)
-    summary = evaluate_models(model_dirs, store_uri, out_dir, on_class=publish_class if publish else None)
     paper = PAPER.get(str(summary["dataset"]))
-    actions = list(summary["per_class"])
-    from lrprop.report import flatten_metrics
-
-    flat = {a: flatten_metrics(m) for a, m in summary["per_class"].items()}
-    header = f"{'metric (%)':<22}" + "".join(f"{a:>10}" for a in actions) + f"{'mean':>10}" + (f"{'paper':>10}" if paper else "")
-    print(header)
+    actions = sorted(summary["per_class"])
+    flat = {a: flatten_metrics(summary["per_class"][a]) for a in actions}
+    print(f"{'metric (%)':<22}" + "".join(f"{a:>10}" for a in actions) + f"{'mean':>10}" + (f"{'paper':>10}" if paper else ""))
     for key, mean in summary["mean"].items():
         row = f"{key:<22}" + "".join(f"{100 * flat[a][key]:>10.2f}" for a in actions) + f"{100 * mean:>10.2f}"
         if paper:
             row += f"{paper[key]:>10.2f}" if key in paper else f"{'-':>10}"
         print(row)
-    print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
-    return published
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
@@ -143,7 +97,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model_dir = Path(args.model)
         model_dirs = {model_dir.parent.name if model_dir.name == "model" else model_dir.name: model_dir}
         out_dir = Path(args.out) if args.out else model_dir / "evaluation"
-    _evaluate_and_print(model_dirs, args.store, out_dir)
+    from lrprop.evaluate import evaluate_models
+
+    print("evaluating", flush=True)
+    _print_metrics(evaluate_models(model_dirs, args.store, out_dir))
+    print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
     return 0
 
 

@@ -107,6 +107,13 @@ class ClassEvaluation:
     train_labels: list[np.ndarray] = field(default_factory=list)
     train_ids: list[str] = field(default_factory=list)
 
+    def splits(self) -> dict:
+        """{split: (video ids, embeddings, labels)}, as :func:`lrprop.embeddings.publish_embeddings` takes them."""
+        return {
+            "train": (self.train_ids, self.train_embs, self.train_labels),
+            "val": (self.val_ids, self.val_embs, self.val_labels),
+        }
+
 
 def evaluate_class(
     model: FrameEncoder, config: Config, train_source: VideoSource, val_source: VideoSource, device: str = "auto"

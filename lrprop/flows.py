@@ -89,15 +89,11 @@ def evaluate_and_publish_task(store_uri: str, dataset: str, version: str, checkp
     published = {}
 
     def publish(action, evaluation, meta, model_dir) -> None:
-        splits = {
-            "train": (evaluation.train_ids, evaluation.train_embs, evaluation.train_labels),
-            "val": (evaluation.val_ids, evaluation.val_embs, evaluation.val_labels),
-        }
         manifest = publish_embeddings(
             store_uri,
             dataset=dataset,
             action=action,
-            splits=splits,
+            splits=evaluation.splits(),
             model_dir=model_dir,
             dataset_manifest=dataset_manifest,
             metrics=evaluation.metrics,
