@@ -162,15 +162,23 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     Returns:
         {"run_name", "dataset_version", "checkpoints", "metrics", "report", "published", "timings"}.
     """
+    from lrprop.distributed import ensure_ray
+
     started = time.time()
     run_name = check_name(run_name or _new_run_name(), "run name")
     store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
     dataset = config["dataset"]["name"]
-    version = ingest_flow(config, store_uri)
+    # The same tasks as the separate flows, called from here rather than as subflows: each
+    # subflow costs about a second of Prefect bookkeeping. Ray starts while ingestion runs, in
+    # this thread: a local Ray started from a thread that then ends lost its processes here.
+    ingesting = ingest_task.submit(config, store_uri)
+    ensure_ray(config["ray"]["address"])
+    version = ingesting.result()
     ingested = time.time()
-    checkpoints = train_flow(config, store_uri, dataset, version, run_name)
+    actions = list_actions(store_uri, dataset, version)
+    checkpoints = train_classes_task(config, store_uri, dataset, version, actions, run_name)
     trained = time.time()
-    evaluated = evaluate_and_publish(store_uri, dataset, version, checkpoints, run_name)
+    evaluated = evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name)
     timings = {"ingest_s": ingested - started, "train_s": trained - ingested, "evaluate_publish_s": time.time() - trained}
     return {"run_name": run_name, "dataset_version": version, "checkpoints": checkpoints, "timings": timings, **evaluated}
 
