@@ -18,86 +18,114 @@ import numpy as np
 _INF = np.inf
 
 
+# Far from the optimal path the softmin weights underflow. Arithmetic on subnormal doubles
+# costs about a hundred cycles on x86, and with them the kernel ran twice as slow on trained
+# embeddings (costs 0-4, γ = 0.1) as on random ones. Weights and gradients below 1e-290 are
+# flushed to zero instead: 280 orders of magnitude below the 1e-9 the gradients are held to.
+_TINY = 1e-290
+_EXP_FLOOR = math.log(_TINY)
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _exp_neg(x):
+    """exp(x) for x <= 0, flushed to zero where it would fall below _TINY."""
+    return math.exp(x) if x > _EXP_FLOOR else 0.0
+
+
 @numba.njit(cache=True, nogil=True)
-def _softmin3(a: float, b: float, c: float, gamma: float) -> float:
-    """softmin_γ(a, b, c) = -γ log(e^{-a/γ} + e^{-b/γ} + e^{-c/γ}), stable for inf inputs."""
-    m = min(a, min(b, c))
-    if m == _INF:
-        return _INF
-    s = math.exp(-(a - m) / gamma) + math.exp(-(b - m) / gamma) + math.exp(-(c - m) / gamma)
-    return m - gamma * math.log(s)
+def _soft_dtw_pair(cost, n, m, gamma, want_grad, E):
+    """Soft-DTW of one pair, and its expected alignment when ``want_grad``.
+
+    Args:
+        cost: (Tx, Ty) float64, of which the block [:n, :m] is used.
+        n, m: the valid lengths.
+        gamma: smoothing γ > 0.
+        want_grad: also compute E = ∂R[n-1, m-1] / ∂cost.
+        E: (Tx, Ty) float64 zeros, written in [:n, :m] when want_grad.
+
+    Returns:
+        R[n-1, m-1], the soft-DTW value.
+    """
+    inv_gamma = 1.0 / gamma
+    # R in rolling anti-diagonals indexed by row + 1 (index 0 is the boundary row -1, +inf). The
+    # cells of one diagonal do not depend on each other, so the CPU overlaps their exp and log
+    # instead of waiting on the left neighbour as a row-by-row walk does (2.5x faster here).
+    r2 = np.full(n + 1, _INF)  # diagonal d - 2
+    r1 = np.full(n + 1, _INF)  # diagonal d - 1
+    r0 = np.full(n + 1, _INF)  # diagonal d
+    # P[i, j] = the softmin weights cell (i, j) gives its predecessors (↘ from (i-1, j-1),
+    # ↓ from (i-1, j), → from (i, j-1)), i.e. ∂R_ij / ∂R_pred. With them the backward pass is
+    # multiply-adds only; it is Cuturi & Blondel's Algorithm 2 without its three exp per cell.
+    P = np.empty((n, m, 3)) if want_grad else np.empty((1, 1, 3))
+    r0[1] = cost[0, 0]
+    if want_grad:
+        P[0, 0, 0] = 0.0
+        P[0, 0, 1] = 0.0
+        P[0, 0, 2] = 0.0
+    for d in range(1, n + m - 1):
+        r2, r1, r0 = r1, r0, r2
+        # Only row d of diagonal d - 1 and row d - 1 of diagonal d - 2 (column -1) are read
+        # outside the cells written so far; no diagonal has written them, so they are +inf.
+        for i in range(max(0, d - m + 1), min(n - 1, d) + 1):
+            j = d - i
+            a = r2[i]  # R[i-1, j-1]
+            b = r1[i]  # R[i-1, j]
+            c = r1[i + 1]  # R[i, j-1]
+            # softmin_γ(a, b, c) = min - γ log Σ exp((min - ·)/γ); the minimum's term is 1.
+            if a <= b and a <= c:
+                low, wa, wb, wc = a, 1.0, _exp_neg((a - b) * inv_gamma), _exp_neg((a - c) * inv_gamma)
+            elif b <= c:
+                low, wa, wb, wc = b, _exp_neg((b - a) * inv_gamma), 1.0, _exp_neg((b - c) * inv_gamma)
+            else:
+                low, wa, wb, wc = c, _exp_neg((c - a) * inv_gamma), _exp_neg((c - b) * inv_gamma), 1.0
+            total = wa + wb + wc
+            r0[i + 1] = cost[i, j] + low - gamma * math.log(total)
+            if want_grad:
+                inv_total = 1.0 / total
+                P[i, j, 0] = wa * inv_total
+                P[i, j, 1] = wb * inv_total
+                P[i, j, 2] = wc * inv_total
+    if want_grad:
+        # E_ij = Σ over the successors s of (i, j) of E_s · (the weight s gives (i, j)).
+        E[n - 1, m - 1] = 1.0
+        for i in range(n - 1, -1, -1):
+            for j in range(m - 1, -1, -1):
+                if i == n - 1 and j == m - 1:
+                    continue
+                e = 0.0
+                if i + 1 < n:
+                    e += E[i + 1, j] * P[i + 1, j, 1]
+                    if j + 1 < m:
+                        e += E[i + 1, j + 1] * P[i + 1, j + 1, 0]
+                if j + 1 < m:
+                    e += E[i, j + 1] * P[i, j + 1, 2]
+                E[i, j] = e if e > _TINY else 0.0  # no subnormals (see _exp_neg)
+    return r0[n]
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
-def soft_dtw_forward(cost, nx, ny, gamma):
-    """Soft-DTW accumulated costs.
+def soft_dtw(cost, nx, ny, gamma, want_grad):
+    """Soft-DTW of each pair, and its gradient with respect to the cost, in one pass.
+
+    R_ij = cost_ij + softmin_γ(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1}); the value is R at the last
+    valid cell; the gradient is the expected alignment E (Cuturi & Blondel 2017).
 
     Args:
         cost: (B, Tx, Ty) float64.
         nx, ny: (B,) int64 valid lengths, 1 <= nx <= Tx, 1 <= ny <= Ty.
         gamma: smoothing γ > 0.
+        want_grad: compute E too (else E is a (B, 1, 1) placeholder).
 
     Returns:
-        R: (B, Tx + 2, Ty + 2) float64 with R[b, i + 1, j + 1] the soft-DTW value of the prefix
-        pair (i, j); row/column 0 is the boundary (R[b, 0, 0] = 0, the rest +inf). The backward
-        kernel reuses R, so it is returned whole.
-    """
-    B, Tx, Ty = cost.shape
-    R = np.full((B, Tx + 2, Ty + 2), _INF)
-    for b in numba.prange(B):
-        R[b, 0, 0] = 0.0
-        for i in range(1, nx[b] + 1):
-            for j in range(1, ny[b] + 1):
-                R[b, i, j] = cost[b, i - 1, j - 1] + _softmin3(R[b, i - 1, j - 1], R[b, i - 1, j], R[b, i, j - 1], gamma)
-    return R
-
-
-@numba.njit(parallel=True, cache=True, nogil=True)
-def soft_dtw_backward(cost, R, nx, ny, gamma):
-    """Expected alignment E = ∂R[n, m] / ∂cost (Cuturi & Blondel 2017, Algorithm 2).
-
-    E_ij = Σ over the successors (i', j') ∈ {(i+1, j), (i, j+1), (i+1, j+1)} of
-    E_i'j' · exp((R_i'j' - R_ij - cost_i'j') / γ), with E at the last valid cell equal to 1.
-
-    Args:
-        cost: (B, Tx, Ty) float64.
-        R: (B, Tx + 2, Ty + 2) float64 from :func:`soft_dtw_forward`.
-        nx, ny: (B,) int64 valid lengths.
-        gamma: the γ of the forward pass.
-
-    Returns:
+        values: (B,) float64.
         E: (B, Tx, Ty) float64, zero outside each pair's valid block.
     """
     B, Tx, Ty = cost.shape
-    E_out = np.zeros((B, Tx, Ty))
+    values = np.empty(B)
+    E = np.zeros((B, Tx, Ty)) if want_grad else np.zeros((B, 1, 1))
     for b in numba.prange(B):
-        n = nx[b]
-        m = ny[b]
-        # Local padded copies: index (i, j) here is cell (i-1, j-1) of the pair, with one
-        # extra row/column after the valid block whose R is -inf so it contributes nothing.
-        E = np.zeros((n + 2, m + 2))
-        Rl = np.empty((n + 2, m + 2))
-        D = np.zeros((n + 2, m + 2))
-        for i in range(n + 2):
-            for j in range(m + 2):
-                Rl[i, j] = -_INF
-        for i in range(1, n + 1):
-            for j in range(1, m + 1):
-                Rl[i, j] = R[b, i, j]
-                D[i, j] = cost[b, i - 1, j - 1]
-        Rl[n + 1, m + 1] = R[b, n, m]
-        E[n + 1, m + 1] = 1.0
-        for i in range(n, 0, -1):
-            for j in range(m, 0, -1):
-                r = Rl[i, j]
-                a = math.exp((Rl[i + 1, j] - r - D[i + 1, j]) / gamma)
-                c = math.exp((Rl[i, j + 1] - r - D[i, j + 1]) / gamma)
-                d = math.exp((Rl[i + 1, j + 1] - r - D[i + 1, j + 1]) / gamma)
-                E[i, j] = E[i + 1, j] * a + E[i, j + 1] * c + E[i + 1, j + 1] * d
-        for i in range(n):
-            for j in range(m):
-                E_out[b, i, j] = E[i + 1, j + 1]
-    return E_out
+        values[b] = _soft_dtw_pair(cost[b], nx[b], ny[b], gamma, want_grad, E[b])
+    return values, E
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)

@@ -152,18 +152,16 @@ class _SoftDTW(torch.autograd.Function):
     def forward(ctx, cost, nx, ny, gamma):
         arr = np.ascontiguousarray(cost.detach().to("cpu", torch.float64).numpy())
         _check_finite(arr, nx, ny)
-        R = _dtw_kernels.soft_dtw_forward(arr, nx, ny, gamma)
-        values = R[np.arange(arr.shape[0]), nx, ny]
-        ctx.save_for_backward(cost)
-        ctx.numpy_state = (arr, R, nx, ny, gamma)
+        # The gradient comes out of the same pass as the value (it reuses the forward's softmin
+        # weights); skip it when nothing will ask for it (evaluation, no_grad).
+        want_grad = bool(ctx.needs_input_grad[0])
+        values, E = _dtw_kernels.soft_dtw(arr, nx, ny, gamma, want_grad)
+        ctx.save_for_backward(torch.from_numpy(E).to(device=cost.device, dtype=cost.dtype) if want_grad else None)
         return torch.from_numpy(values).to(device=cost.device, dtype=cost.dtype)
 
     @staticmethod
     def backward(ctx, grad_values):
-        (cost,) = ctx.saved_tensors
-        arr, R, nx, ny, gamma = ctx.numpy_state
-        E = _dtw_kernels.soft_dtw_backward(arr, R, nx, ny, gamma)
-        E = torch.from_numpy(E).to(device=cost.device, dtype=cost.dtype)
+        (E,) = ctx.saved_tensors
         return grad_values[:, None, None] * E, None, None, None
 
 

@@ -104,6 +104,26 @@ def test_soft_dtw_value_and_gradient_equal_tslearn():
         assert c.grad[b, nx[b] :].abs().sum() == 0 and c.grad[b, :, ny[b] :].abs().sum() == 0
 
 
+@pytest.mark.parametrize("gamma", [0.01, 0.1, 1.0])
+def test_soft_dtw_gradient_equals_tslearn_at_training_sizes(gamma):
+    # The kernel walks anti-diagonals and reuses the forward's softmin weights for the
+    # gradient; tslearn runs Algorithm 2 row by row with its own exp per cell (float64 both).
+    rng = np.random.default_rng(7)
+    B, T = 3, 240
+    cost = 4.0 * rng.random((B, T, T))
+    nx, ny = np.array([240, 200, 97]), np.array([240, 131, 240])
+    c = torch.from_numpy(cost).requires_grad_()
+    values = dtw.soft_dtw(c, gamma, nx, ny)
+    values.sum().backward()
+    for b in range(B):
+        ts = TsSoftDTW(cost[b, : nx[b], : ny[b]], gamma=gamma)
+        assert values[b].item() == pytest.approx(ts.compute(), rel=1e-12)
+        want = ts.grad()
+        np.testing.assert_allclose(c.grad[b, : nx[b], : ny[b]].numpy(), want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+    with torch.no_grad():  # the value-only pass gives the same values
+        torch.testing.assert_close(dtw.soft_dtw(c, gamma, nx, ny), values.detach(), rtol=0, atol=0)
+
+
 def test_soft_dtw_gradcheck_float64():
     cost, nx, ny = _random_costs(2, B=3, Tx=6, Ty=7)
     c = torch.from_numpy(cost).requires_grad_()
