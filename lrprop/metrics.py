@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from lrprop._metric_kernels import kendall_tau_b_rows
 from lrprop.dtw import dtw_path
 
 __all__ = [
@@ -151,15 +152,9 @@ def kendall_tau_b(x: np.ndarray, y: np.ndarray) -> float:
     discordant pairs, n0 the number of pairs, n1, n2 the pairs tied in x, in y.
     """
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    sx = np.sign(x[:, None] - x[None, :])
-    sy = np.sign(y[:, None] - y[None, :])
-    iu = np.triu_indices(len(x), 1)
-    sx, sy = sx[iu], sy[iu]
-    n0 = len(sx)
-    denom = np.sqrt(float(np.count_nonzero(sx)) * float(np.count_nonzero(sy)))
-    if n0 == 0 or denom == 0:
-        return float("nan")
-    return float((sx * sy).sum() / denom)
+    if x.shape != y.shape or x.ndim != 1:
+        raise ValueError(f"kendall_tau_b needs two equally long 1-D sequences, got {x.shape} and {y.shape}")
+    return float(kendall_tau_b_rows(x, y[None])[0])
 
 
 def kendalls_tau(val_embs: Sequence[np.ndarray], *, stride: int = 2) -> float:
@@ -176,12 +171,10 @@ def kendalls_tau(val_embs: Sequence[np.ndarray], *, stride: int = 2) -> float:
     taus = []
     for i, query in enumerate(subs):
         d = _sqdist(query, gallery)  # (n_i, all frames) in one product
-        for j in range(len(subs)):
-            if j == i:
-                continue
-            nearest = d[:, bounds[j] : bounds[j + 1]].argmin(1)
-            taus.append(kendall_tau_b(np.arange(len(query)), nearest))
-    taus = np.array(taus)
+        others = [j for j in range(len(subs)) if j != i]
+        nearest = np.stack([d[:, bounds[j] : bounds[j + 1]].argmin(1) for j in others])  # (N - 1, n_i)
+        taus.append(kendall_tau_b_rows(np.arange(len(query), dtype=np.float64), nearest.astype(np.float64)))
+    taus = np.concatenate(taus) if taus else np.array([])
     taus = taus[~np.isnan(taus)]
     return float(taus.mean()) if len(taus) else float("nan")
 
