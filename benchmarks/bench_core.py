@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import timeit
 
 from lrprop import dtw
 from lrprop.config import load_config
@@ -27,18 +26,6 @@ from lrprop.data.views import EpochBatchSampler
 from lrprop.train import build_loss, build_model, make_loader
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def timeit(fn, repeats: int, warmup: int = 3) -> float:
-    """Median wall time of fn() in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def dtw_rows(repeats: int, B: int = 2, T: int = 240, D: int = 128) -> list[tuple]:

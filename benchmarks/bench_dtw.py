@@ -21,29 +21,16 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
-import time
 
 import numpy as np
 import torch
+from timing import timeit
 
 from lrprop import dtw
 
 GAMMA = 0.1
 DIM = 128
 SIZES = [(2, 80), (2, 240), (16, 80), (16, 240)]
-
-
-def timeit(fn, repeats: int, warmup: int = 3) -> float:
-    """Median wall time of fn() in milliseconds."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(times)
 
 
 def embeddings(B: int, T: int, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
