@@ -172,6 +172,8 @@ def kendalls_tau(val_embs: Sequence[np.ndarray], *, stride: int = 2) -> float:
     for i, query in enumerate(subs):
         d = _sqdist(query, gallery)  # (n_i, all frames) in one product
         others = [j for j in range(len(subs)) if j != i]
+        if not others:
+            continue
         nearest = np.stack([d[:, bounds[j] : bounds[j + 1]].argmin(1) for j in others])  # (N - 1, n_i)
         taus.append(kendall_tau_b_rows(np.arange(len(query), dtype=np.float64), nearest.astype(np.float64)))
     taus = np.concatenate(taus) if taus else np.array([])
