@@ -129,11 +129,65 @@ def soft_dtw(cost, nx, ny, gamma, want_grad):
     return values, E
 
 
+@numba.njit(cache=True, nogil=True)
+def _dtw_path_pair(cost, n, m, path):
+    """Exact DTW of one pair: its optimal path written into ``path``, its length and total cost.
+
+    Ties in the backtrack prefer ↘, then ↓, then → (the order tslearn uses).
+
+    Args:
+        cost: (>= n, >= m) float64, any strides (a view of a larger matrix is fine).
+        n, m: the valid lengths.
+        path: (>= n + m - 1, 2) int64, rows 0..K-1 receive the path from (0, 0) to (n-1, m-1).
+
+    Returns:
+        (K, total cost along the path).
+    """
+    acc = np.full((n + 1, m + 1), _INF)
+    acc[0, 0] = 0.0
+    for i in range(1, n + 1):
+        for j in range(1, m + 1):
+            best = min(acc[i - 1, j - 1], min(acc[i - 1, j], acc[i, j - 1]))
+            acc[i, j] = cost[i - 1, j - 1] + best
+    # Backtrack from the end, writing the path reversed, then flip it in place.
+    i = n
+    j = m
+    k = 0
+    while True:
+        path[k, 0] = i - 1
+        path[k, 1] = j - 1
+        k += 1
+        if i == 1 and j == 1:
+            break
+        # On the first row or column only one move is left; this also keeps the walk in
+        # bounds whatever the costs hold (NaN compares false everywhere).
+        if i == 1:
+            j -= 1
+            continue
+        if j == 1:
+            i -= 1
+            continue
+        diag = acc[i - 1, j - 1]
+        up = acc[i - 1, j]
+        left = acc[i, j - 1]
+        if diag <= up and diag <= left:
+            i -= 1
+            j -= 1
+        elif up <= left:
+            i -= 1
+        else:
+            j -= 1
+    for a in range(k // 2):
+        for c in range(2):
+            tmp = path[a, c]
+            path[a, c] = path[k - 1 - a, c]
+            path[k - 1 - a, c] = tmp
+    return k, acc[n, m]
+
+
 @numba.njit(parallel=True, cache=True, nogil=True)
 def dtw_paths(cost, nx, ny):
     """Exact DTW of each pair: its optimal path and total cost.
-
-    Ties in the backtrack prefer ↘, then ↓, then → (the order tslearn uses).
 
     Args:
         cost: (B, Tx, Ty) float64.
@@ -146,52 +200,37 @@ def dtw_paths(cost, nx, ny):
         totals: (B,) float64 accumulated cost along each path.
     """
     B, Tx, Ty = cost.shape
-    K = Tx + Ty - 1
-    paths = np.full((B, K, 2), -1, dtype=np.int64)
+    paths = np.full((B, Tx + Ty - 1, 2), -1, dtype=np.int64)
     lengths = np.zeros(B, dtype=np.int64)
     totals = np.zeros(B)
     for b in numba.prange(B):
-        n = nx[b]
-        m = ny[b]
-        acc = np.full((n + 1, m + 1), _INF)
-        acc[0, 0] = 0.0
-        for i in range(1, n + 1):
-            for j in range(1, m + 1):
-                best = min(acc[i - 1, j - 1], min(acc[i - 1, j], acc[i, j - 1]))
-                acc[i, j] = cost[b, i - 1, j - 1] + best
-        totals[b] = acc[n, m]
-        # Backtrack from the end, writing the path reversed, then flip it in place.
-        i = n
-        j = m
-        k = 0
-        while True:
-            paths[b, k, 0] = i - 1
-            paths[b, k, 1] = j - 1
-            k += 1
-            if i == 1 and j == 1:
-                break
-            # On the first row or column only one move is left; this also keeps the walk in
-            # bounds whatever the costs hold (NaN compares false everywhere).
-            if i == 1:
-                j -= 1
-                continue
-            if j == 1:
-                i -= 1
-                continue
-            diag = acc[i - 1, j - 1]
-            up = acc[i - 1, j]
-            left = acc[i, j - 1]
-            if diag <= up and diag <= left:
-                i -= 1
-                j -= 1
-            elif up <= left:
-                i -= 1
-            else:
-                j -= 1
-        lengths[b] = k
-        for a in range(k // 2):
-            for c in range(2):
-                tmp = paths[b, a, c]
-                paths[b, a, c] = paths[b, k - 1 - a, c]
-                paths[b, k - 1 - a, c] = tmp
+        lengths[b], totals[b] = _dtw_path_pair(cost[b], nx[b], ny[b], paths[b])
+    return paths, lengths, totals
+
+
+@numba.njit(parallel=True, cache=True, nogil=True)
+def dtw_paths_blocks(cost, starts, widths):
+    """Exact DTW of one sequence against several whose costs are column blocks of one matrix.
+
+    Pair p's cost is ``cost[:, starts[p] : starts[p] + widths[p]]``: the distances from every
+    frame of one video to all frames of a class, as one product gives them, need no copying.
+
+    Args:
+        cost: (Tx, total) float64.
+        starts, widths: (P,) int64 column blocks.
+
+    Returns:
+        As :func:`dtw_paths`, for the P pairs.
+    """
+    P = starts.shape[0]
+    Tx = cost.shape[0]
+    longest = 0
+    for p in range(P):
+        longest = max(longest, widths[p])
+    paths = np.full((P, Tx + longest - 1, 2), -1, dtype=np.int64)
+    lengths = np.zeros(P, dtype=np.int64)
+    totals = np.zeros(P)
+    for p in numba.prange(P):
+        block = cost[:, starts[p] : starts[p] + widths[p]]
+        lengths[p], totals[p] = _dtw_path_pair(block, Tx, widths[p], paths[p])
     return paths, lengths, totals

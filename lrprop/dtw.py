@@ -21,6 +21,7 @@ from lrprop import _dtw_kernels
 __all__ = [
     "pairwise_sqeuclidean",
     "dtw_path",
+    "dtw_path_blocks",
     "dtw_alignment",
     "dtw_distance",
     "soft_dtw",
@@ -112,6 +113,37 @@ def dtw_path(cost, x_lengths=None, y_lengths=None):
     paths, counts, _ = _dtw_kernels.dtw_paths(arr, nx, ny)
     out = [paths[b, : counts[b]].copy() for b in range(len(arr))]
     return out[0] if single else out
+
+
+def dtw_path_blocks(cost, starts, widths) -> list[np.ndarray]:
+    """Exact DTW paths of one sequence against several, their costs column blocks of one matrix.
+
+    Pair p's cost is ``cost[:, starts[p] : starts[p] + widths[p]]`` (all rows): the distances
+    from the frames of one video to the frames of many, as one matrix product gives them, are
+    aligned without copying each pair into a batch.
+
+    Args:
+        cost: (Tx, total) array.
+        starts, widths: (P,) column blocks inside ``cost``.
+
+    Returns:
+        A list of P int64 arrays (K_p, 2), as :func:`dtw_path` returns them.
+
+    Raises:
+        FloatingPointError: a cell of ``cost`` is NaN or infinite.
+        ValueError: a block reaches outside ``cost`` or is empty.
+    """
+    arr = np.asarray(cost, dtype=np.float64)
+    starts = np.asarray(starts, dtype=np.int64)
+    widths = np.asarray(widths, dtype=np.int64)
+    if arr.ndim != 2 or starts.shape != widths.shape or starts.ndim != 1:
+        raise ValueError(f"cost must be (Tx, total) and starts, widths (P,), got {arr.shape}, {starts.shape}, {widths.shape}")
+    if len(starts) and (starts.min() < 0 or widths.min() < 1 or (starts + widths).max() > arr.shape[1]):
+        raise ValueError(f"column blocks must lie inside the {arr.shape[1]} columns of cost and be non-empty")
+    if not np.isfinite(arr).all():
+        raise FloatingPointError("non-finite cost")
+    paths, counts, _ = _dtw_kernels.dtw_paths_blocks(arr, starts, widths)
+    return [paths[p, : counts[p]].copy() for p in range(len(starts))]
 
 
 def dtw_distance(cost, x_lengths=None, y_lengths=None) -> np.ndarray:

@@ -89,9 +89,8 @@ def score_embeddings(train_embs, train_labels, val_embs, val_labels, config: Eva
             tr_e, tr_l, va_e, va_l, fractions=config.fractions, classifier=config.classifier
         ),
         "phase_progression": metrics.phase_progression(tr_e, tr_l, va_e, va_l),
-        "kendalls_tau": metrics.kendalls_tau(va_e, stride=config.tau_stride),
-        "ap_at_k": metrics.ap_at_k(va_e, va_l, ks=config.ap_ks, stride=config.ap_stride),
-        "dtw_accuracy": metrics.dtw_accuracy(va_e, va_l),
+        # τ, AP@K and DTW accuracy share one distance product per validation video
+        **metrics.all_pairs_scores(va_e, va_l, tau_stride=config.tau_stride, ap_ks=config.ap_ks, ap_stride=config.ap_stride),
     }
 
 

@@ -4,18 +4,20 @@ Inputs are per-video arrays: ``embs[v]`` (L_v, D) float embeddings of every fram
 stride 1, ``labels[v]`` (L_v,) integer phase labels, the frames with a label < 0 already dropped
 (:func:`drop_unlabelled`). Scores are fractions in [0, 1]; reports print percentages.
 
-The all-pairs work (Kendall's τ, AP@K, DTW accuracy) is batched: distances by matrix products,
-DTW paths by the batched kernels of :mod:`lrprop.dtw`; no Python loop over frames.
+The all-pairs work (Kendall's τ, AP@K, DTW accuracy) is batched in :func:`all_pairs_scores`:
+one distance product per query video serves all three, DTW paths and τ-b run in numba kernels
+(:mod:`lrprop.dtw`, ``_metric_kernels``); no Python loop over frames.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
-from lrprop._metric_kernels import kendall_tau_b_rows
-from lrprop.dtw import dtw_path
+from lrprop._metric_kernels import kendall_tau_b_rows, smallest_k_rows
+from lrprop.dtw import dtw_path_blocks
 
 __all__ = [
     "ap_at_k",
@@ -40,13 +42,6 @@ def drop_unlabelled(embs: Sequence[np.ndarray], labels: Sequence[np.ndarray]) ->
             out_e.append(np.asarray(e)[keep])
             out_l.append(np.asarray(lab)[keep])
     return out_e, out_l
-
-
-def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Squared Euclidean distances (n, m) between the rows of a (n, D) and b (m, D), in float64."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.maximum(d, 0.0)
 
 
 def phase_classification(
@@ -165,20 +160,7 @@ def kendalls_tau(val_embs: Sequence[np.ndarray], *, stride: int = 2) -> float:
     the neighbours' indices. NaN values (a constant neighbour sequence) are dropped; the rest
     averaged. 1 for perfectly monotone alignments, -1 for reversed ones.
     """
-    subs = [np.asarray(e)[::stride] for e in val_embs]
-    gallery = np.concatenate(subs)
-    bounds = np.cumsum([0] + [len(s) for s in subs])
-    taus = []
-    for i, query in enumerate(subs):
-        d = _sqdist(query, gallery)  # (n_i, all frames) in one product
-        others = [j for j in range(len(subs)) if j != i]
-        if not others:
-            continue
-        nearest = np.stack([d[:, bounds[j] : bounds[j + 1]].argmin(1) for j in others])  # (N - 1, n_i)
-        taus.append(kendall_tau_b_rows(np.arange(len(query), dtype=np.float64), nearest.astype(np.float64)))
-    taus = np.concatenate(taus) if taus else np.array([])
-    taus = taus[~np.isnan(taus)]
-    return float(taus.mean()) if len(taus) else float("nan")
+    return all_pairs_scores(val_embs, None, tau_stride=stride, metrics=("kendalls_tau",))["kendalls_tau"]
 
 
 def ap_at_k(
@@ -197,25 +179,7 @@ def ap_at_k(
     Returns:
         {K: score}.
     """
-    subs = [np.asarray(e)[::stride] for e in val_embs]
-    labs = [np.asarray(lab)[::stride] for lab in val_labels]
-    gallery, gallery_labels = np.concatenate(subs), np.concatenate(labs)
-    owner = np.concatenate([np.full(len(s), v) for v, s in enumerate(subs)])
-    kmax = max(ks)
-    per_video = {k: [] for k in ks}
-    for v, (query, qlab) in enumerate(zip(subs, labs)):
-        d = _sqdist(query, gallery)
-        d[:, owner == v] = np.inf  # other videos only
-        available = int((owner != v).sum())
-        kk = min(kmax, available)
-        nearest = np.argpartition(d, kk - 1, axis=1)[:, :kk] if kk < d.shape[1] else np.argsort(d, axis=1)[:, :kk]
-        # order the kk nearest by distance (ties by index, for determinism)
-        order = np.lexsort((nearest, np.take_along_axis(d, nearest, 1)), axis=1)
-        nearest = np.take_along_axis(nearest, order, 1)
-        hits = gallery_labels[nearest] == qlab[:, None]  # (n_v, kk)
-        for k in ks:
-            per_video[k].append(float(hits[:, : min(k, kk)].mean()))
-    return {k: float(np.mean(vals)) for k, vals in per_video.items()}
+    return all_pairs_scores(val_embs, val_labels, ap_ks=ks, ap_stride=stride, metrics=("ap_at_k",))["ap_at_k"]
 
 
 def dtw_accuracy(val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray], *, chunk_pairs: int = 256) -> float:
@@ -223,24 +187,120 @@ def dtw_accuracy(val_embs: Sequence[np.ndarray], val_labels: Sequence[np.ndarray
 
     For every unordered pair of videos: exact DTW on the squared-Euclidean cost of their
     embeddings; the score is the fraction of path cells (i, j) with labels_a[i] == labels_b[j].
-    Pairs are batched (``chunk_pairs`` at a time, fewer for long videos so the padded cost
-    batch stays near 256 MB) through the DTW kernels.
+    The pairs of a video with the later ones run through the DTW kernel ``chunk_pairs`` at a
+    time, on the distance block of :func:`all_pairs_scores` (no per-pair copies).
     """
-    n = len(val_embs)
-    pairs = [(a, b) for a in range(n) for b in range(a + 1, n)]
-    if not pairs:
-        return float("nan")
-    T = max(len(e) for e in val_embs)
-    # Bound the padded cost batch to about 256 MB, whatever the video lengths.
-    per_chunk = max(1, min(chunk_pairs, (256 << 20) // (8 * T * T)))
-    scores = []
-    for start in range(0, len(pairs), per_chunk):
-        chunk = pairs[start : start + per_chunk]
-        cost = np.zeros((len(chunk), T, T))
-        for p, (a, b) in enumerate(chunk):
-            cost[p, : len(val_embs[a]), : len(val_embs[b])] = _sqdist(val_embs[a], val_embs[b])
-        nx = np.array([len(val_embs[a]) for a, _ in chunk])
-        ny = np.array([len(val_embs[b]) for _, b in chunk])
-        for (a, b), path in zip(chunk, dtw_path(cost, nx, ny)):
-            scores.append(float(np.mean(val_labels[a][path[:, 0]] == val_labels[b][path[:, 1]])))
-    return float(np.mean(scores))
+    return all_pairs_scores(val_embs, val_labels, chunk_pairs=chunk_pairs, metrics=("dtw_accuracy",))["dtw_accuracy"]
+
+
+ALL_PAIRS_METRICS = ("kendalls_tau", "ap_at_k", "dtw_accuracy")
+
+
+def all_pairs_scores(
+    val_embs: Sequence[np.ndarray],
+    val_labels: Sequence[np.ndarray] | None,
+    *,
+    tau_stride: int = 2,
+    ap_ks: Sequence[int] = AP_KS,
+    ap_stride: int = 1,
+    chunk_pairs: int = 256,
+    metrics: Sequence[str] = ALL_PAIRS_METRICS,
+) -> dict:
+    """Kendall's τ, AP@K and DTW accuracy of one class, from one distance product per video.
+
+    The three compare every video with the others through squared Euclidean distances between
+    frames. For each query video, the distances from all its frames to all frames of the class
+    come out of one matrix product, and each metric reads its frames from that block (τ and
+    AP@K at their strides, DTW accuracy the column blocks of the later videos, through
+    :func:`lrprop.dtw.dtw_path_blocks`). Computed separately, the three products took most of
+    the evaluation's time. Only the frames the asked metrics read enter the product.
+
+    Args:
+        val_embs: per video (L_v, D) embeddings.
+        val_labels: per video (L_v,) labels (AP@K and DTW accuracy need them).
+        tau_stride, ap_ks, ap_stride, chunk_pairs: as for :func:`kendalls_tau`, :func:`ap_at_k`
+            and :func:`dtw_accuracy`.
+        metrics: which of ``ALL_PAIRS_METRICS`` to compute.
+
+    Returns:
+        {"kendalls_tau": float, "ap_at_k": {K: float}, "dtw_accuracy": float}, the asked ones.
+    """
+    want = set(metrics)
+    if not want <= set(ALL_PAIRS_METRICS):
+        raise ValueError(f"unknown metrics {sorted(want - set(ALL_PAIRS_METRICS))}; known: {ALL_PAIRS_METRICS}")
+    if want & {"ap_at_k", "dtw_accuracy"} and val_labels is None:
+        raise ValueError("ap_at_k and dtw_accuracy need labels")
+    if tau_stride < 1 or ap_stride < 1:
+        raise ValueError(f"strides must be >= 1, got tau_stride={tau_stride}, ap_stride={ap_stride}")
+    embs = [np.asarray(e, dtype=np.float64) for e in val_embs]
+    labels = [np.asarray(lab) for lab in val_labels] if val_labels is not None else None
+    n = len(embs)
+    lengths = np.array([len(e) for e in embs])
+    frame = np.concatenate([np.arange(length) for length in lengths])
+    owner = np.repeat(np.arange(n), lengths)
+    # Only the frames some asked metric reads enter the product: every `step`-th of each video.
+    strides = {"kendalls_tau": tau_stride, "ap_at_k": ap_stride, "dtw_accuracy": 1}
+    step = math.gcd(*(strides[m] for m in want))
+    kept = np.flatnonzero(frame % step == 0)
+    frame, owner = frame[kept], owner[kept]
+    starts = np.searchsorted(owner, np.arange(n + 1))  # each video's columns (all of them when step is 1)
+    gallery = np.concatenate(embs)[kept]
+    # [x, ‖x‖², 1] · [-2y, 1, ‖y‖²] = ‖x - y‖²: the norms ride in the product instead of two more
+    # passes over its (L_v, all frames) result, which took as long as the product itself.
+    gallery_aug = np.hstack([-2.0 * gallery, np.ones((len(gallery), 1)), (gallery * gallery).sum(1, keepdims=True)])
+
+    tau_cols = np.flatnonzero(frame % tau_stride == 0)  # every video's frames at tau_stride
+    tau_starts = np.searchsorted(owner[tau_cols], np.arange(n + 1))
+    ap_cols = np.flatnonzero(frame % ap_stride == 0)
+    ap_starts = np.searchsorted(owner[ap_cols], np.arange(n + 1))
+    ap_gallery_labels = np.concatenate(labels)[kept][ap_cols] if labels is not None else None
+    taus, ap_scores, dtw_scores = [], {k: [] for k in ap_ks}, []
+    only_dtw = want == {"dtw_accuracy"}
+
+    for v in range(n):
+        query = embs[v][::step]
+        first = starts[v + 1] if only_dtw else 0  # DTW accuracy alone needs the later videos only
+        d = np.hstack([query, (query * query).sum(1, keepdims=True), np.ones((len(query), 1))]) @ gallery_aug[first:].T
+        np.maximum(d, 0.0, out=d)  # rounding can leave -1e-15 where frames coincide
+        if "kendalls_tau" in want and n > 1:
+            block = d[:: tau_stride // step][:, tau_cols]
+            nearest = np.stack([block[:, tau_starts[j] : tau_starts[j + 1]].argmin(1) for j in range(n) if j != v])
+            taus.append(kendall_tau_b_rows(np.arange(block.shape[0], dtype=np.float64), nearest.astype(np.float64)))
+        if "dtw_accuracy" in want:  # step is 1
+            for later_first in range(v + 1, n, chunk_pairs):
+                later = np.arange(later_first, min(n, later_first + chunk_pairs))
+                for j, path in zip(later, dtw_path_blocks(d, starts[later] - first, lengths[later]), strict=True):
+                    dtw_scores.append(float(np.mean(labels[v][path[:, 0]] == labels[j][path[:, 1]])))
+        if "ap_at_k" in want:
+            block = d[:: ap_stride // step][:, ap_cols] if ap_stride > step else d
+            own = range(ap_starts[v], ap_starts[v + 1])
+            _ap_of_video(block, own, ap_gallery_labels, labels[v][::ap_stride], ap_ks, ap_scores)
+
+    out = {}
+    if "kendalls_tau" in want:
+        tau = np.concatenate(taus) if taus else np.array([])
+        tau = tau[~np.isnan(tau)]
+        out["kendalls_tau"] = float(tau.mean()) if len(tau) else float("nan")
+    if "ap_at_k" in want:
+        out["ap_at_k"] = {k: float(np.mean(vals)) for k, vals in ap_scores.items()}
+    if "dtw_accuracy" in want:
+        out["dtw_accuracy"] = float(np.mean(dtw_scores)) if dtw_scores else float("nan")
+    return out
+
+
+def _ap_of_video(d: np.ndarray, own: range, gallery_labels: np.ndarray, query_labels: np.ndarray, ks, scores) -> None:
+    """Append one query video's precision at each K to ``scores``.
+
+    Args:
+        d: (queries, gallery frames) squared distances.
+        own: the columns of the query's own video (excluded).
+    """
+    kk = min(max(ks), d.shape[1] - len(own))
+    if kk < 1:
+        for k in ks:
+            scores[k].append(float("nan"))
+        return
+    nearest = smallest_k_rows(d, kk, own.start, own.stop)  # ordered by distance, ties by index
+    hits = gallery_labels[nearest] == query_labels[:, None]  # (n_v, kk)
+    for k in ks:
+        scores[k].append(float(hits[:, : min(k, kk)].mean()))

@@ -55,6 +55,21 @@ def test_dtw_path_equals_tslearn(seed):
         assert totals[b] == pytest.approx(ts_cost, rel=1e-12)
 
 
+def test_dtw_path_blocks_equal_tslearn_on_each_column_block():
+    rng = np.random.default_rng(4)
+    cost = rng.random((9, 40))
+    starts, widths = np.array([0, 5, 17, 30]), np.array([5, 12, 1, 10])
+    got = dtw.dtw_path_blocks(cost, starts, widths)
+    for path, s, w in zip(got, starts, widths, strict=True):
+        want, _ = dtw_path_from_metric(cost[:, s : s + w], metric="precomputed")
+        np.testing.assert_array_equal(path, np.asarray(want))
+    with pytest.raises(ValueError, match="inside"):
+        dtw.dtw_path_blocks(cost, [35], [10])
+    cost[3, 7] = np.nan
+    with pytest.raises(FloatingPointError):
+        dtw.dtw_path_blocks(cost, starts, widths)
+
+
 def test_dtw_path_single_matrix_and_moves():
     cost, _, _ = _random_costs(7, B=1, Tx=9, Ty=4)
     path = dtw.dtw_path(cost[0])

@@ -19,7 +19,9 @@ from sklearn.metrics import r2_score
 from sklearn.svm import SVC
 from tslearn.metrics import dtw_path_from_metric
 
+from lrprop._metric_kernels import smallest_k_rows
 from lrprop.metrics import (
+    all_pairs_scores,
     ap_at_k,
     drop_unlabelled,
     dtw_accuracy,
@@ -271,6 +273,32 @@ def test_dtw_accuracy_does_not_depend_on_chunking():
     assert dtw_accuracy(embs, labels, chunk_pairs=3) == pytest.approx(whole, abs=1e-12)
     assert dtw_accuracy(embs, labels, chunk_pairs=1) == pytest.approx(whole, abs=1e-12)
     assert whole == pytest.approx(_dtw_accuracy_oracle(embs, labels), abs=1e-12)
+
+
+@pytest.mark.parametrize("tau_stride, ap_stride", [(2, 1), (3, 2), (1, 3)])
+def test_all_pairs_scores_from_one_product_equal_the_oracles(tau_stride, ap_stride):
+    # One distance product per video serves the three metrics; each reads its frames at its
+    # own stride, and the product holds only the frames some metric reads.
+    embs, labels = _phase_videos(23, 6, noise=1.0, length=(12, 30))
+    ks = (1, 3, 5)
+    got = all_pairs_scores(embs, labels, tau_stride=tau_stride, ap_ks=ks, ap_stride=ap_stride)
+    assert got["kendalls_tau"] == pytest.approx(_kendalls_tau_oracle(embs, tau_stride), abs=1e-12)
+    assert got["ap_at_k"] == pytest.approx(_ap_oracle(embs, labels, ks, ap_stride), abs=1e-12)
+    assert got["dtw_accuracy"] == pytest.approx(_dtw_accuracy_oracle(embs, labels), abs=1e-12)
+    only_tau = all_pairs_scores(embs, None, tau_stride=tau_stride, metrics=("kendalls_tau",))
+    assert only_tau == {"kendalls_tau": pytest.approx(got["kendalls_tau"], abs=1e-12)}
+    with pytest.raises(ValueError, match="unknown metrics"):
+        all_pairs_scores(embs, labels, metrics=("tau",))
+
+
+def test_smallest_k_rows_orders_by_value_then_index_and_skips_a_block():
+    rng = np.random.default_rng(3)
+    d = rng.integers(0, 6, size=(7, 40)).astype(np.float64)  # many ties
+    got = smallest_k_rows(d, 9, 10, 17)
+    cols = np.r_[0:10, 17:40]
+    for r in range(len(d)):
+        order = np.lexsort((cols, d[r, cols]))  # by value, ties by column index
+        np.testing.assert_array_equal(got[r], cols[order[:9]])
 
 
 # ----------------------------------------------------------------------------- phase classification
