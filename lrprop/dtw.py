@@ -4,9 +4,10 @@ Everything is batched over pairs, with per-pair valid lengths: a pair b uses the
 ``[:x_lengths[b], :y_lengths[b]]`` of its cost matrix and ignores the padding beyond them.
 Moves are ↓ (i+1, j), → (i, j+1) and ↘ (i+1, j+1), from (0, 0) to the last valid cell.
 
-The dynamic programmes run in float64 on the CPU (numba kernels in ``_dtw_kernels``). A CUDA
-input is copied to the CPU for the programme and the result copied back; the cost matrices of a
-training step are small (B, T, T), so the copy is cheap next to the model.
+The dynamic programmes run in float64: on the CPU in numba kernels (``_dtw_kernels``); soft-DTW
+of a CUDA input runs on its GPU in Triton kernels (``_dtw_triton``). Exact DTW paths of a CUDA
+input are copied to the CPU for the programme and back; the cost matrices of a training step
+are small (B, T, T), so the copy is cheap next to the model.
 
 Shapes: x (B, Tx, D), y (B, Ty, D), cost (B, Tx, Ty).
 """
@@ -16,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lrprop import _dtw_kernels
+from lrprop import _dtw_kernels, _dtw_triton
 
 __all__ = [
     "pairwise_sqeuclidean",
@@ -182,19 +183,39 @@ class _SoftDTW(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, cost, nx, ny, gamma):
-        arr = np.ascontiguousarray(cost.detach().to("cpu", torch.float64).numpy())
-        _check_finite(arr, nx, ny)
-        # The gradient comes out of the same pass as the value (it reuses the forward's softmin
-        # weights); skip it when nothing will ask for it (evaluation, no_grad).
+        # Skip the gradient when nothing will ask for it (evaluation, no_grad).
         want_grad = bool(ctx.needs_input_grad[0])
-        values, E = _dtw_kernels.soft_dtw(arr, nx, ny, gamma, want_grad)
-        ctx.save_for_backward(torch.from_numpy(E).to(device=cost.device, dtype=cost.dtype) if want_grad else None)
-        return torch.from_numpy(values).to(device=cost.device, dtype=cost.dtype)
+        if cost.is_cuda and _dtw_triton.available():
+            values, E = _soft_dtw_gpu(cost, nx, ny, gamma, want_grad)
+        else:
+            arr = np.ascontiguousarray(cost.detach().to("cpu", torch.float64).numpy())
+            _check_finite(arr, nx, ny)
+            # The gradient comes out of the same pass as the value (it reuses the forward's
+            # softmin weights).
+            values, E = _dtw_kernels.soft_dtw(arr, nx, ny, gamma, want_grad)
+            values, E = torch.from_numpy(values), torch.from_numpy(E) if want_grad else None
+        ctx.save_for_backward(E.to(device=cost.device, dtype=cost.dtype) if want_grad else None)
+        return values.to(device=cost.device, dtype=cost.dtype)
 
     @staticmethod
     def backward(ctx, grad_values):
         (E,) = ctx.saved_tensors
         return grad_values[:, None, None] * E, None, None, None
+
+
+def _soft_dtw_gpu(cost: torch.Tensor, nx: np.ndarray, ny: np.ndarray, gamma: float, want_grad: bool):
+    """The Triton kernels on the cost's GPU: float64 values (B,) and E (B, Tx, Ty) or None."""
+    arr = cost.detach().to(torch.float64)
+    B, Tx, Ty = arr.shape
+    x_len = torch.from_numpy(nx).to(device=cost.device, dtype=torch.int32)
+    y_len = torch.from_numpy(ny).to(device=cost.device, dtype=torch.int32)
+    valid = (torch.arange(Tx, device=cost.device)[None, :, None] < x_len[:, None, None]) & (
+        torch.arange(Ty, device=cost.device)[None, None, :] < y_len[:, None, None]
+    )
+    bad = (~torch.isfinite(arr) & valid).flatten(1).any(1)
+    if bad.any():
+        raise FloatingPointError(f"non-finite cost in the valid cells of pair(s) {torch.nonzero(bad).flatten().tolist()}")
+    return _dtw_triton.soft_dtw(arr, x_len, y_len, gamma, want_grad)
 
 
 def soft_dtw(

@@ -194,6 +194,70 @@ def test_soft_dtw_divergence_zero_on_itself_and_nonnegative():
     assert (dtw.soft_dtw_divergence(x, y, 0.5, [12, 7, 3], [9, 9, 2]) >= 0).all()
 
 
+@pytest.fixture(scope="module")
+def interpreted_triton_kernels():
+    pytest.importorskip("triton")
+    from lrprop import _dtw_triton
+
+    return _dtw_triton.build_kernels(interpret=True)
+
+
+# The interpreter evaluates masked-off lanes too (inf - inf there); the GPU does not.
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+@pytest.mark.parametrize("gamma, block", [(0.1, 4), (1.0, 16)])
+def test_triton_soft_dtw_equals_tslearn_under_the_interpreter(interpreted_triton_kernels, gamma, block):
+    # The GPU kernels run on the CPU in Triton's interpreter: per-pair lengths (a one-row and a
+    # one-column pair too) and diagonals longer than a block (block 4), against tslearn.
+    from lrprop import _dtw_triton
+
+    rng = np.random.default_rng(9)
+    B, Tx, Ty = 4, 11, 9
+    cost = 2.0 * rng.random((B, Tx, Ty))
+    nx, ny = np.array([11, 6, 1, 11]), np.array([9, 9, 5, 1])
+    values, E = _dtw_triton.soft_dtw(
+        torch.from_numpy(cost),
+        torch.from_numpy(nx).int(),
+        torch.from_numpy(ny).int(),
+        gamma,
+        True,
+        kernels=interpreted_triton_kernels,
+        block=block,
+    )
+    for b in range(B):
+        ts = TsSoftDTW(cost[b, : nx[b], : ny[b]], gamma=gamma)
+        assert values[b].item() == pytest.approx(ts.compute(), rel=1e-12)
+        np.testing.assert_allclose(E[b, : nx[b], : ny[b]].numpy(), ts.grad(), rtol=1e-9, atol=1e-12)
+        assert E[b, nx[b] :].abs().sum() == 0 and E[b, :, ny[b] :].abs().sum() == 0
+    no_grad_values, none = _dtw_triton.soft_dtw(
+        torch.from_numpy(cost),
+        torch.from_numpy(nx).int(),
+        torch.from_numpy(ny).int(),
+        gamma,
+        False,
+        kernels=interpreted_triton_kernels,
+        block=block,
+    )
+    assert none is None
+    torch.testing.assert_close(no_grad_values, values, rtol=0, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_gpu_route_of_soft_dtw_checks_its_input_and_equals_the_cpu_kernel(interpreted_triton_kernels, monkeypatch):
+    # What soft_dtw runs for a CUDA input, here on CPU tensors with the interpreted kernels.
+    from lrprop import _dtw_triton
+
+    monkeypatch.setattr(_dtw_triton, "_compiled", lambda: interpreted_triton_kernels)
+    cost, nx, ny = _random_costs(13, B=3, Tx=7, Ty=6)
+    values, E = dtw._soft_dtw_gpu(torch.from_numpy(cost).float(), nx, ny, 0.5, True)
+    c = torch.from_numpy(cost.astype(np.float32).astype(np.float64)).requires_grad_()
+    dtw.soft_dtw(c, 0.5, nx, ny).sum().backward()
+    torch.testing.assert_close(values, dtw.soft_dtw(c.detach(), 0.5, nx, ny), rtol=1e-12, atol=0)
+    torch.testing.assert_close(E, c.grad, rtol=1e-9, atol=1e-12)
+    cost[1, 0, 0] = np.inf
+    with pytest.raises(FloatingPointError, match=r"pair\(s\) \[1\]"):
+        dtw._soft_dtw_gpu(torch.from_numpy(cost), nx, ny, 0.5, True)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_inputs_give_the_cpu_results():
