@@ -1,4 +1,4 @@
-"""Triton kernels behind :mod:`lrprop.dtw` on a GPU: soft-DTW forward and backward.
+"""Triton kernels behind :mod:`lrprop.dtw` on a GPU: soft-DTW forward and backward, DTW paths.
 
 One program per pair walks the anti-diagonals of its table: the cells of a diagonal do not
 depend on each other, so the program's threads compute a block of them at once, looping over
@@ -18,7 +18,7 @@ import functools
 
 import torch
 
-__all__ = ["available", "build_kernels", "soft_dtw"]
+__all__ = ["available", "build_kernels", "dtw_paths", "soft_dtw"]
 
 BLOCK = 256  # cells of a diagonal computed at once by one program
 
@@ -33,7 +33,7 @@ def available() -> bool:
 
 
 def build_kernels(interpret: bool = False):
-    """The (forward, backward) kernels: compiled for the GPU, or run by Triton's interpreter on
+    """The (soft-DTW forward, soft-DTW backward, DTW paths) kernels: compiled for the GPU, or run by Triton's interpreter on
     the CPU (as ``TRITON_INTERPRET=1`` would, for these kernels only)."""
     import triton
 
@@ -118,7 +118,51 @@ def _define(jit):
                 tl.store(E + (i + 1) * W + j + 1, e, mask=valid)
             tl.debug_barrier()  # this diagonal is read by the previous two
 
-    return forward, backward
+    @jit
+    def paths(cost_ptr, acc_ptr, path_ptr, count_ptr, nx_ptr, ny_ptr, Tx, Ty, BLOCK: tl.constexpr):
+        """Exact DTW: acc[b, i + 1, j + 1] = cost[b, i, j] + min of its three predecessors, then
+        the backtrack from the last cell (ties: ↘, then ↓, then →), written end first."""
+        b = tl.program_id(0)
+        n = tl.load(nx_ptr + b)
+        m = tl.load(ny_ptr + b)
+        cost = cost_ptr + b.to(tl.int64) * Tx * Ty
+        acc = acc_ptr + b.to(tl.int64) * (Tx + 1) * (Ty + 1)
+        path = path_ptr + b.to(tl.int64) * (Tx + Ty - 1) * 2
+        W = Ty + 1
+        for d in range(0, n + m - 1):
+            lo = tl.maximum(d - m + 1, 0)
+            hi = tl.minimum(n - 1, d)
+            for start in range(lo, hi + 1, BLOCK):
+                i = start + tl.arange(0, BLOCK)
+                valid = i <= hi
+                j = d - i
+                a = tl.load(acc + i * W + j, mask=valid, other=float("inf"))
+                up = tl.load(acc + i * W + j + 1, mask=valid, other=float("inf"))
+                left = tl.load(acc + (i + 1) * W + j, mask=valid, other=float("inf"))
+                c = tl.load(cost + i * Ty + j, mask=valid, other=0.0)
+                tl.store(acc + (i + 1) * W + j + 1, c + tl.minimum(tl.minimum(a, up), left), mask=valid)
+            tl.debug_barrier()
+        # The backtrack is one walk: a scalar loop (1-based (i, j) into acc).
+        i = n
+        j = m
+        k = n * 0  # an int32 from the start: it is carried through the loop
+        while (i > 1) | (j > 1):
+            tl.store(path + 2 * k, i - 1)
+            tl.store(path + 2 * k + 1, j - 1)
+            k += 1
+            diag = tl.load(acc + (i - 1) * W + j - 1)
+            up = tl.load(acc + (i - 1) * W + j)
+            left = tl.load(acc + i * W + j - 1)
+            # On the first row or column one move is left (and NaN compares false: → or ↓).
+            go_diag = (i > 1) & (j > 1) & (diag <= up) & (diag <= left)
+            go_up = (i > 1) & (go_diag == 0) & ((j == 1) | (up <= left))
+            i = tl.where(go_diag | go_up, i - 1, i)
+            j = tl.where(go_up, j, j - 1)
+        tl.store(path + 2 * k, 0)
+        tl.store(path + 2 * k + 1, 0)
+        tl.store(count_ptr + b, k + 1)
+
+    return forward, backward, paths
 
 
 @functools.cache
@@ -142,7 +186,7 @@ def soft_dtw(
     Returns:
         values (B,) float64, and E (B, Tx, Ty) float64 (zero outside each pair's block) or None.
     """
-    forward, backward = kernels or _compiled()
+    forward, backward, _ = kernels or _compiled()
     B, Tx, Ty = cost.shape
     cost = cost.contiguous()
     R = torch.full((B, Tx + 2, Ty + 2), float("inf"), dtype=torch.float64, device=cost.device)
@@ -163,3 +207,26 @@ def soft_dtw(
     backward[(B,)](cost, R, E, nx, ny, gamma, Tx, Ty, BLOCK=block)
     E[pairs, nx64 + 1, ny64 + 1] = 0.0  # the seed lies inside the returned block when a pair is short
     return values, E[:, 1 : Tx + 1, 1 : Ty + 1].contiguous()
+
+
+def dtw_paths(cost: torch.Tensor, nx: torch.Tensor, ny: torch.Tensor, kernels=None, block: int = BLOCK):
+    """Exact DTW path of each pair.
+
+    Args:
+        cost: (B, Tx, Ty) float64 on the kernels' device; nx, ny: (B,) int32 valid lengths.
+
+    Returns:
+        paths: (B, Tx + Ty - 1, 2) int32, rows 0..K_b-1 the path of pair b from its last cell
+            back to (0, 0) (end first); counts: (B,) int32 path lengths K_b; totals: (B,)
+            float64 accumulated costs.
+    """
+    _, _, kernel = kernels or _compiled()
+    B, Tx, Ty = cost.shape
+    cost = cost.contiguous()
+    acc = torch.full((B, Tx + 1, Ty + 1), float("inf"), dtype=torch.float64, device=cost.device)
+    acc[:, 0, 0] = 0.0
+    paths = torch.full((B, Tx + Ty - 1, 2), -1, dtype=torch.int32, device=cost.device)
+    counts = torch.zeros(B, dtype=torch.int32, device=cost.device)
+    kernel[(B,)](cost, acc, paths, counts, nx, ny, Tx, Ty, BLOCK=block)
+    totals = acc[torch.arange(B, device=cost.device), nx.long(), ny.long()]
+    return paths, counts, totals

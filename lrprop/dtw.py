@@ -4,10 +4,9 @@ Everything is batched over pairs, with per-pair valid lengths: a pair b uses the
 ``[:x_lengths[b], :y_lengths[b]]`` of its cost matrix and ignores the padding beyond them.
 Moves are ↓ (i+1, j), → (i, j+1) and ↘ (i+1, j+1), from (0, 0) to the last valid cell.
 
-The dynamic programmes run in float64: on the CPU in numba kernels (``_dtw_kernels``); soft-DTW
-of a CUDA input runs on its GPU in Triton kernels (``_dtw_triton``). Exact DTW paths of a CUDA
-input are copied to the CPU for the programme and back; the cost matrices of a training step
-are small (B, T, T), so the copy is cheap next to the model.
+The dynamic programmes run in float64: on the CPU in numba kernels (``_dtw_kernels``), and for
+a CUDA input on its GPU in Triton kernels (``_dtw_triton``). Paths come back to the CPU as
+index arrays either way.
 
 Shapes: x (B, Tx, D), y (B, Ty, D), cost (B, Tx, Ty).
 """
@@ -110,10 +109,8 @@ def dtw_path(cost, x_lengths=None, y_lengths=None):
     Raises:
         FloatingPointError: a valid cell of the cost is NaN or infinite.
     """
-    arr, nx, ny, single = _prepare(cost, x_lengths, y_lengths)
-    paths, counts, _ = _dtw_kernels.dtw_paths(arr, nx, ny)
-    out = [paths[b, : counts[b]].copy() for b in range(len(arr))]
-    return out[0] if single else out
+    paths, _, single = _exact_dtw(cost, x_lengths, y_lengths)
+    return paths[0] if single else paths
 
 
 def dtw_path_blocks(cost, starts, widths) -> list[np.ndarray]:
@@ -149,8 +146,7 @@ def dtw_path_blocks(cost, starts, widths) -> list[np.ndarray]:
 
 def dtw_distance(cost, x_lengths=None, y_lengths=None) -> np.ndarray:
     """Accumulated cost of the exact DTW path of each pair: (B,) float64 (or a float for 2-D)."""
-    arr, nx, ny, single = _prepare(cost, x_lengths, y_lengths)
-    _, _, totals = _dtw_kernels.dtw_paths(arr, nx, ny)
+    _, totals, single = _exact_dtw(cost, x_lengths, y_lengths)
     return float(totals[0]) if single else totals
 
 
@@ -167,15 +163,46 @@ def dtw_alignment(cost: torch.Tensor, x_lengths=None, y_lengths=None) -> torch.T
     Returns:
         (B, Tx, Ty) bool tensor on the device of ``cost``.
     """
-    arr, nx, ny, single = _prepare(cost, x_lengths, y_lengths)
-    paths, counts, _ = _dtw_kernels.dtw_paths(arr, nx, ny)
-    B, Tx, Ty = arr.shape
+    paths, _, single = _exact_dtw(cost, x_lengths, y_lengths)
+    B, Tx, Ty = (1, *cost.shape) if single else cost.shape
     W = np.zeros((B, Tx, Ty), dtype=bool)
-    valid = np.arange(paths.shape[1])[None, :] < counts[:, None]  # (B, K)
-    b_idx = np.broadcast_to(np.arange(B)[:, None], valid.shape)[valid]
-    W[b_idx, paths[..., 0][valid], paths[..., 1][valid]] = True
+    for b, path in enumerate(paths):
+        W[b, path[:, 0], path[:, 1]] = True
     out = torch.from_numpy(W).to(cost.device if isinstance(cost, torch.Tensor) else "cpu")
     return out[0] if single else out
+
+
+def _exact_dtw(cost, x_lengths, y_lengths) -> tuple[list[np.ndarray], np.ndarray, bool]:
+    """Each pair's exact DTW path (K_b, 2) int64 and total cost (B,), and whether it was 2-D.
+
+    A CUDA tensor runs the Triton kernel on its GPU; everything else the numba kernel.
+    """
+    if isinstance(cost, torch.Tensor) and cost.is_cuda and _dtw_triton.available():
+        single = cost.dim() == 2
+        arr, x_len, y_len = _gpu_checked(cost.unsqueeze(0) if single else cost, x_lengths, y_lengths)
+        paths, counts, totals = (t.cpu().numpy() for t in _dtw_triton.dtw_paths(arr, x_len, y_len))
+        # The kernel writes each path from its end back to (0, 0).
+        return [paths[b, : counts[b]][::-1].astype(np.int64) for b in range(len(counts))], totals, single
+    arr, nx, ny, single = _prepare(cost, x_lengths, y_lengths)
+    paths, counts, totals = _dtw_kernels.dtw_paths(arr, nx, ny)
+    return [paths[b, : counts[b]].copy() for b in range(len(arr))], totals, single
+
+
+def _gpu_checked(cost: torch.Tensor, x_lengths, y_lengths) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(B, Tx, Ty) float64 cost and int32 lengths on the cost's GPU, lengths and finiteness checked."""
+    if cost.dim() != 3:
+        raise ValueError(f"cost must have shape (Tx, Ty) or (B, Tx, Ty), got {tuple(cost.shape)}")
+    arr = cost.detach().to(torch.float64)
+    B, Tx, Ty = arr.shape
+    x_len = torch.from_numpy(_lengths(x_lengths, B, Tx, "x_lengths")).to(device=cost.device, dtype=torch.int32)
+    y_len = torch.from_numpy(_lengths(y_lengths, B, Ty, "y_lengths")).to(device=cost.device, dtype=torch.int32)
+    valid = (torch.arange(Tx, device=cost.device)[None, :, None] < x_len[:, None, None]) & (
+        torch.arange(Ty, device=cost.device)[None, None, :] < y_len[:, None, None]
+    )
+    bad = (~torch.isfinite(arr) & valid).flatten(1).any(1)
+    if bad.any():
+        raise FloatingPointError(f"non-finite cost in the valid cells of pair(s) {torch.nonzero(bad).flatten().tolist()}")
+    return arr, x_len, y_len
 
 
 class _SoftDTW(torch.autograd.Function):
@@ -205,16 +232,7 @@ class _SoftDTW(torch.autograd.Function):
 
 def _soft_dtw_gpu(cost: torch.Tensor, nx: np.ndarray, ny: np.ndarray, gamma: float, want_grad: bool):
     """The Triton kernels on the cost's GPU: float64 values (B,) and E (B, Tx, Ty) or None."""
-    arr = cost.detach().to(torch.float64)
-    B, Tx, Ty = arr.shape
-    x_len = torch.from_numpy(nx).to(device=cost.device, dtype=torch.int32)
-    y_len = torch.from_numpy(ny).to(device=cost.device, dtype=torch.int32)
-    valid = (torch.arange(Tx, device=cost.device)[None, :, None] < x_len[:, None, None]) & (
-        torch.arange(Ty, device=cost.device)[None, None, :] < y_len[:, None, None]
-    )
-    bad = (~torch.isfinite(arr) & valid).flatten(1).any(1)
-    if bad.any():
-        raise FloatingPointError(f"non-finite cost in the valid cells of pair(s) {torch.nonzero(bad).flatten().tolist()}")
+    arr, x_len, y_len = _gpu_checked(cost, nx, ny)
     return _dtw_triton.soft_dtw(arr, x_len, y_len, gamma, want_grad)
 
 

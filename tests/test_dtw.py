@@ -258,6 +258,57 @@ def test_gpu_route_of_soft_dtw_checks_its_input_and_equals_the_cpu_kernel(interp
         dtw._soft_dtw_gpu(torch.from_numpy(cost), nx, ny, 0.5, True)
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_triton_dtw_paths_equal_tslearn_under_the_interpreter(interpreted_triton_kernels, monkeypatch):
+    from lrprop import _dtw_triton
+
+    rng = np.random.default_rng(10)
+    cost = rng.random((5, 11, 9))
+    cost[4] = 1.0  # ties everywhere: ↘ first, then ↓, as tslearn
+    nx, ny = np.array([11, 6, 1, 11, 8]), np.array([9, 9, 5, 1, 9])
+    paths, counts, totals = _dtw_triton.dtw_paths(
+        torch.from_numpy(cost),
+        torch.from_numpy(nx).int(),
+        torch.from_numpy(ny).int(),
+        kernels=interpreted_triton_kernels,
+        block=4,
+    )
+    for b in range(len(cost)):
+        want, want_cost = dtw_path_from_metric(cost[b, : nx[b], : ny[b]], metric="precomputed")
+        np.testing.assert_array_equal(paths[b, : counts[b]].numpy()[::-1], np.asarray(want))
+        assert totals[b].item() == pytest.approx(want_cost, rel=1e-12)
+    # The route dtw_path takes for a CUDA input, here on CPU tensors.
+    monkeypatch.setattr(_dtw_triton, "_compiled", lambda: interpreted_triton_kernels)
+    monkeypatch.setattr(_dtw_triton, "available", lambda: True)
+    monkeypatch.setattr(torch.Tensor, "is_cuda", property(lambda self: True))
+    routed = dtw.dtw_path(torch.from_numpy(cost), nx, ny)
+    for got, want in zip(routed, dtw.dtw_path(cost, nx, ny), strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_triton_kernels_compile_for_an_h100_without_one():
+    # Ahead-of-time compilation to sm_90 machine code checks what the interpreter cannot: the
+    # kernels' types, loops and loop-carried values as the GPU compiler sees them.
+    triton = pytest.importorskip("triton")
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from lrprop import _dtw_triton
+
+    forward, backward, paths = _dtw_triton.build_kernels()
+    ptrs = {"nx_ptr": "*i32", "ny_ptr": "*i32", "Tx": "i32", "Ty": "i32", "BLOCK": "constexpr"}
+    signatures = [
+        (forward, {"cost_ptr": "*fp64", "R_ptr": "*fp64", **ptrs, "gamma": "fp64"}),
+        (backward, {"cost_ptr": "*fp64", "R_ptr": "*fp64", "E_ptr": "*fp64", **ptrs, "gamma": "fp64"}),
+        (paths, {"cost_ptr": "*fp64", "acc_ptr": "*fp64", "path_ptr": "*i32", "count_ptr": "*i32", **ptrs}),
+    ]
+    for kernel, signature in signatures:
+        order = list(kernel.arg_names)
+        source = ASTSource(fn=kernel, signature={k: signature[k] for k in order}, constexprs={"BLOCK": 256})
+        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+        assert compiled.asm["cubin"], kernel
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_cuda_inputs_give_the_cpu_results():
