@@ -13,7 +13,9 @@ Peers (benchmark-only dependencies: pip install -e '.[bench]'), measured in the 
 - exact DTW paths per pair, from the embeddings: tslearn ``dtw_path`` and dtaidistance
   ``dtw_ndim.warping_path`` (C), one pair at a time; ours is one batched call over B pairs.
 
-Prints two markdown tables; the latest figures live in docs/benchmarks.md.
+On a machine with a CUDA device, a third table times the GPU path (our Triton kernels against
+pysdtw's CUDA kernel, which stops at 1024 frames). Prints the markdown tables; the latest
+figures live in docs/benchmarks.md.
 """
 
 from __future__ import annotations
@@ -99,6 +101,29 @@ def path_row(B: int, T: int, repeats: int) -> dict:
     return {"B": B, "T": T, "ours_ms": ours, "tslearn_ms": ts, "dtaidistance_ms": dd}
 
 
+GPU_SIZES = [(2, 80), (2, 240), (16, 240), (64, 512), (16, 2048)]
+
+
+def gpu_row(B: int, T: int, repeats: int) -> dict:
+    """Soft-DTW forward + backward on the GPU: our Triton kernels against pysdtw's CUDA kernel."""
+    import pysdtw
+
+    def synced(fn):
+        def run():
+            fn()
+            torch.cuda.synchronize()
+
+        return run
+
+    x, y = (t.cuda() for t in embeddings(B, T))
+    ours = timeit(synced(lambda: grad_of(lambda a, b: dtw.soft_dtw(dtw.pairwise_sqeuclidean(a, b), GAMMA), x, y)), repeats)
+    peer_ms = float("nan")
+    if T <= 1024:  # pysdtw's kernel has one thread per row, at most 1024
+        peer = pysdtw.SoftDTW(gamma=GAMMA, use_cuda=True)
+        peer_ms = timeit(synced(lambda: grad_of(peer, x, y)), repeats)
+    return {"B": B, "T": T, "ours_ms": ours, "pysdtw_ms": peer_ms}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=20)
@@ -132,6 +157,17 @@ def main() -> None:
             f"| {r['B']} | {r['T']} | {r['ours_ms']:.3f} | {r['tslearn_ms']:.3f} | {r['tslearn_ms'] / r['ours_ms']:.1f} "
             f"| {r['dtaidistance_ms']:.3f} | {r['dtaidistance_ms'] / r['ours_ms']:.1f} |"
         )
+
+    if not torch.cuda.is_available():
+        print("\nGPU rows: no CUDA device here.")
+        return
+    print()
+    print(f"Soft-DTW forward + backward on {torch.cuda.get_device_name()} (D={DIM}, γ={GAMMA}), ms")
+    print()
+    print("| B | T | ours (Triton) | pysdtw (CUDA) | ours / pysdtw |")
+    print("|---:|---:|---:|---:|---:|")
+    for r in (gpu_row(B, T, args.repeats) for B, T in GPU_SIZES):
+        print(f"| {r['B']} | {r['T']} | {r['ours_ms']:.3f} | {r['pysdtw_ms']:.3f} | {r['ours_ms'] / r['pysdtw_ms']:.2f} |")
 
 
 if __name__ == "__main__":
