@@ -141,14 +141,17 @@ def _dtw_path_pair(cost, n, m, path):
         path: (>= n + m - 1, 2) int64, rows 0..K-1 receive the path from (0, 0) to (n-1, m-1).
 
     Returns:
-        (K, total cost along the path).
+        (K, total cost along the path, whether a valid cell of the cost is NaN or infinite).
     """
     acc = np.full((n + 1, m + 1), _INF)
     acc[0, 0] = 0.0
+    finite = True
     for i in range(1, n + 1):
         for j in range(1, m + 1):
+            c = cost[i - 1, j - 1]
+            finite &= abs(c) < _INF  # checked here rather than in a pass of its own
             best = min(acc[i - 1, j - 1], min(acc[i - 1, j], acc[i, j - 1]))
-            acc[i, j] = cost[i - 1, j - 1] + best
+            acc[i, j] = c + best
     # Backtrack from the end, writing the path reversed, then flip it in place.
     i = n
     j = m
@@ -182,7 +185,7 @@ def _dtw_path_pair(cost, n, m, path):
             tmp = path[a, c]
             path[a, c] = path[k - 1 - a, c]
             path[k - 1 - a, c] = tmp
-    return k, acc[n, m]
+    return k, acc[n, m], not finite
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -198,14 +201,17 @@ def dtw_paths(cost, nx, ny):
             (nx-1, ny-1); the rest is -1.
         lengths: (B,) int64 path lengths K_b.
         totals: (B,) float64 accumulated cost along each path.
+        bad: (B,) bool, a valid cell of the pair's cost is NaN or infinite (its path is then
+            meaningless, but stays inside the matrix).
     """
     B, Tx, Ty = cost.shape
     paths = np.full((B, Tx + Ty - 1, 2), -1, dtype=np.int64)
     lengths = np.zeros(B, dtype=np.int64)
     totals = np.zeros(B)
+    bad = np.zeros(B, dtype=np.bool_)
     for b in numba.prange(B):
-        lengths[b], totals[b] = _dtw_path_pair(cost[b], nx[b], ny[b], paths[b])
-    return paths, lengths, totals
+        lengths[b], totals[b], bad[b] = _dtw_path_pair(cost[b], nx[b], ny[b], paths[b])
+    return paths, lengths, totals, bad
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -230,7 +236,8 @@ def dtw_paths_blocks(cost, starts, widths):
     paths = np.full((P, Tx + longest - 1, 2), -1, dtype=np.int64)
     lengths = np.zeros(P, dtype=np.int64)
     totals = np.zeros(P)
+    bad = np.zeros(P, dtype=np.bool_)
     for p in numba.prange(P):
         block = cost[:, starts[p] : starts[p] + widths[p]]
-        lengths[p], totals[p] = _dtw_path_pair(block, Tx, widths[p], paths[p])
-    return paths, lengths, totals
+        lengths[p], totals[p], bad[p] = _dtw_path_pair(block, Tx, widths[p], paths[p])
+    return paths, lengths, totals, bad

@@ -87,16 +87,6 @@ def _check_finite(arr: np.ndarray, nx: np.ndarray, ny: np.ndarray) -> None:
         raise FloatingPointError(f"non-finite cost in the valid cells of pair(s) {np.flatnonzero(bad).tolist()}")
 
 
-def _prepare(cost, x_lengths, y_lengths) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
-    """float64 (B, Tx, Ty) cost, checked lengths and finiteness, and whether it was 2-D."""
-    arr, single = _as_batch(cost)
-    B, Tx, Ty = arr.shape
-    nx = _lengths(x_lengths, B, Tx, "x_lengths")
-    ny = _lengths(y_lengths, B, Ty, "y_lengths")
-    _check_finite(arr, nx, ny)
-    return arr, nx, ny, single
-
-
 def dtw_path(cost, x_lengths=None, y_lengths=None):
     """Exact DTW path of each pair.
 
@@ -133,7 +123,7 @@ def dtw_path_blocks(cost, starts, widths) -> list[np.ndarray]:
         A list of P int64 arrays (K_p, 2), as :func:`dtw_path` returns them.
 
     Raises:
-        FloatingPointError: a cell of ``cost`` is NaN or infinite.
+        FloatingPointError: a cell of a block is NaN or infinite.
         ValueError: a block reaches outside ``cost`` or is empty.
     """
     arr = np.asarray(cost, dtype=np.float64)
@@ -143,9 +133,8 @@ def dtw_path_blocks(cost, starts, widths) -> list[np.ndarray]:
         raise ValueError(f"cost must be (Tx, total) and starts, widths (P,), got {arr.shape}, {starts.shape}, {widths.shape}")
     if len(starts) and (starts.min() < 0 or widths.min() < 1 or (starts + widths).max() > arr.shape[1]):
         raise ValueError(f"column blocks must lie inside the {arr.shape[1]} columns of cost and be non-empty")
-    if not np.isfinite(arr).all():
-        raise FloatingPointError("non-finite cost")
-    paths, counts, _ = _dtw_kernels.dtw_paths_blocks(arr, starts, widths)
+    paths, counts, _, bad = _dtw_kernels.dtw_paths_blocks(arr, starts, widths)
+    _raise_if_bad(bad)
     return [paths[p, : counts[p]].copy() for p in range(len(starts))]
 
 
@@ -188,9 +177,18 @@ def _exact_dtw(cost, x_lengths, y_lengths) -> tuple[list[np.ndarray], np.ndarray
         paths, counts, totals = (t.cpu().numpy() for t in _dtw_triton.dtw_paths(arr, x_len, y_len))
         # The kernel writes each path from its end back to (0, 0).
         return [paths[b, : counts[b]][::-1].astype(np.int64) for b in range(len(counts))], totals, single
-    arr, nx, ny, single = _prepare(cost, x_lengths, y_lengths)
-    paths, counts, totals = _dtw_kernels.dtw_paths(arr, nx, ny)
+    arr, single = _as_batch(cost)
+    B, Tx, Ty = arr.shape
+    nx = _lengths(x_lengths, B, Tx, "x_lengths")
+    ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    paths, counts, totals, bad = _dtw_kernels.dtw_paths(arr, nx, ny)
+    _raise_if_bad(bad)
     return [paths[b, : counts[b]].copy() for b in range(len(arr))], totals, single
+
+
+def _raise_if_bad(bad: np.ndarray) -> None:
+    if bad.any():
+        raise FloatingPointError(f"non-finite cost in the valid cells of pair(s) {np.flatnonzero(bad).tolist()}")
 
 
 def _gpu_checked(cost: torch.Tensor, x_lengths, y_lengths) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
