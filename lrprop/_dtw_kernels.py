@@ -44,7 +44,7 @@ def _soft_dtw_pair(cost, n, m, gamma, want_grad, E):
         E: (Tx, Ty) float64 zeros, written in [:n, :m] when want_grad.
 
     Returns:
-        R[n-1, m-1], the soft-DTW value.
+        (R[n-1, m-1], the soft-DTW value; whether a valid cell of the cost is NaN or infinite).
     """
     inv_gamma = 1.0 / gamma
     # R in rolling anti-diagonals indexed by row + 1 (index 0 is the boundary row -1, +inf). The
@@ -59,6 +59,7 @@ def _soft_dtw_pair(cost, n, m, gamma, want_grad, E):
     # multiply-adds only; it is Cuturi & Blondel's Algorithm 2 without its three exp per cell.
     P = np.empty((n, m, 3)) if want_grad else np.empty((1, 1, 3))
     r0[1] = cost[0, 0]
+    finite = abs(cost[0, 0]) < _INF  # checked in this pass rather than in one of its own
     if want_grad:
         P[0, 0, 0] = 0.0
         P[0, 0, 1] = 0.0
@@ -80,7 +81,9 @@ def _soft_dtw_pair(cost, n, m, gamma, want_grad, E):
             else:
                 low, wa, wb, wc = c, _exp_neg((c - a) * inv_gamma), _exp_neg((c - b) * inv_gamma), 1.0
             total = wa + wb + wc
-            r0[i + 1] = cost[i, j] + low - gamma * math.log(total)
+            c = cost[i, j]
+            finite &= abs(c) < _INF
+            r0[i + 1] = c + low - gamma * math.log(total)
             if want_grad:
                 inv_total = 1.0 / total
                 P[i, j, 0] = wa * inv_total
@@ -101,7 +104,7 @@ def _soft_dtw_pair(cost, n, m, gamma, want_grad, E):
                 if j + 1 < m:
                     e += E[i, j + 1] * P[i, j + 1, 2]
                 E[i, j] = e if e > _TINY else 0.0  # no subnormals (see _exp_neg)
-    return r0[n]
+    return r0[n], not finite
 
 
 @numba.njit(parallel=True, cache=True, nogil=True)
@@ -120,13 +123,15 @@ def soft_dtw(cost, nx, ny, gamma, want_grad):
     Returns:
         values: (B,) float64.
         E: (B, Tx, Ty) float64, zero outside each pair's valid block.
+        bad: (B,) bool, a valid cell of the pair's cost is NaN or infinite.
     """
     B, Tx, Ty = cost.shape
     values = np.empty(B)
+    bad = np.zeros(B, dtype=np.bool_)
     E = np.zeros((B, Tx, Ty)) if want_grad else np.zeros((B, 1, 1))
     for b in numba.prange(B):
-        values[b] = _soft_dtw_pair(cost[b], nx[b], ny[b], gamma, want_grad, E[b])
-    return values, E
+        values[b], bad[b] = _soft_dtw_pair(cost[b], nx[b], ny[b], gamma, want_grad, E[b])
+    return values, E, bad
 
 
 @numba.njit(cache=True, nogil=True)

@@ -78,15 +78,6 @@ def _lengths(lengths, batch: int, full: int, name: str) -> np.ndarray:
     return out
 
 
-def _check_finite(arr: np.ndarray, nx: np.ndarray, ny: np.ndarray) -> None:
-    """Raise FloatingPointError if a pair's valid block holds NaN or inf (padding is ignored)."""
-    _, Tx, Ty = arr.shape
-    valid = (np.arange(Tx)[None, :, None] < nx[:, None, None]) & (np.arange(Ty)[None, None, :] < ny[:, None, None])
-    bad = (~np.isfinite(arr) & valid).any(axis=(1, 2))
-    if bad.any():
-        raise FloatingPointError(f"non-finite cost in the valid cells of pair(s) {np.flatnonzero(bad).tolist()}")
-
-
 def dtw_path(cost, x_lengths=None, y_lengths=None):
     """Exact DTW path of each pair.
 
@@ -219,10 +210,10 @@ class _SoftDTW(torch.autograd.Function):
             values, E = _soft_dtw_gpu(cost, nx, ny, gamma, want_grad)
         else:
             arr = np.ascontiguousarray(cost.detach().to("cpu", torch.float64).numpy())
-            _check_finite(arr, nx, ny)
             # The gradient comes out of the same pass as the value (it reuses the forward's
             # softmin weights).
-            values, E = _dtw_kernels.soft_dtw(arr, nx, ny, gamma, want_grad)
+            values, E, bad = _dtw_kernels.soft_dtw(arr, nx, ny, gamma, want_grad)
+            _raise_if_bad(bad)
             values, E = torch.from_numpy(values), torch.from_numpy(E) if want_grad else None
         ctx.save_for_backward(E.to(device=cost.device, dtype=cost.dtype) if want_grad else None)
         return values.to(device=cost.device, dtype=cost.dtype)
