@@ -15,8 +15,9 @@ import math
 from collections.abc import Sequence
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
-from lrprop._metric_kernels import kendall_tau_b_rows, smallest_k_rows
+from lrprop._metric_kernels import argmin_blocks, kendall_tau_b_rows, offer_to_column_lists, smallest_k_rows
 from lrprop.dtw import dtw_path_blocks
 
 __all__ = [
@@ -206,14 +207,22 @@ def all_pairs_scores(
     chunk_pairs: int = 256,
     metrics: Sequence[str] = ALL_PAIRS_METRICS,
 ) -> dict:
-    """Kendall's τ, AP@K and DTW accuracy of one class, from one distance product per video.
+    """Kendall's τ, AP@K and DTW accuracy of one class, from one half of the distance matrix.
 
     The three compare every video with the others through squared Euclidean distances between
-    frames. For each query video, the distances from all its frames to all frames of the class
-    come out of one matrix product, and each metric reads its frames from that block (τ and
-    AP@K at their strides, DTW accuracy the column blocks of the later videos, through
-    :func:`lrprop.dtw.dtw_path_blocks`). Computed separately, the three products took most of
-    the evaluation's time. Only the frames the asked metrics read enter the product.
+    frames. For each query video v, the distances from its frames to the frames of the *later*
+    videos come out of one matrix product, and each metric reads its frames from that block
+    in both directions, since d(v, j) = d(j, v)ᵀ:
+
+    - τ: each row's nearest neighbour inside each later video (v's alignment to j) and each
+      column's nearest row (j's alignment to v), kept until j is the query;
+    - AP@K: each row's K smallest among the later videos, and each column's running K smallest
+      over the earlier videos, merged when the column's video is the query;
+    - DTW accuracy: the paths of the unordered pairs (v, j > v) on the block's column blocks,
+      through :func:`lrprop.dtw.dtw_path_blocks`.
+
+    So the product covers each pair once (it took most of the evaluation's time when each
+    metric made its own). Only the frames the asked metrics read enter it.
 
     Args:
         val_embs: per video (L_v, D) embeddings.
@@ -224,6 +233,10 @@ def all_pairs_scores(
 
     Returns:
         {"kendalls_tau": float, "ap_at_k": {K: float}, "dtw_accuracy": float}, the asked ones.
+
+    Raises:
+        ValueError: an unknown metric, missing labels, a stride < 1, or a video whose
+            embeddings are not finite (named by its index).
     """
     want = set(metrics)
     if not want <= set(ALL_PAIRS_METRICS):
@@ -235,6 +248,8 @@ def all_pairs_scores(
     embs = [np.asarray(e, dtype=np.float64) for e in val_embs]
     labels = [np.asarray(lab) for lab in val_labels] if val_labels is not None else None
     n = len(embs)
+    if n == 0:
+        raise ValueError("all_pairs_scores needs at least one validation video")
     lengths = np.array([len(e) for e in embs])
     frame = np.concatenate([np.arange(length) for length in lengths])
     owner = np.repeat(np.arange(n), lengths)
@@ -245,62 +260,134 @@ def all_pairs_scores(
     frame, owner = frame[kept], owner[kept]
     starts = np.searchsorted(owner, np.arange(n + 1))  # each video's columns (all of them when step is 1)
     gallery = np.concatenate(embs)[kept]
+    sq_norm = (gallery * gallery).sum(1, keepdims=True)
+    bad = ~np.isfinite(4.0 * sq_norm[:, 0])  # 4·max‖x‖² bounds every distance: finite here, finite there
+    if bad.any():
+        raise ValueError(f"embeddings of validation video {int(owner[np.argmax(bad)])} are not finite (or too large to square)")
     # [x, ‖x‖², 1] · [-2y, 1, ‖y‖²] = ‖x - y‖²: the norms ride in the product instead of two more
-    # passes over its (L_v, all frames) result, which took as long as the product itself.
-    gallery_aug = np.hstack([-2.0 * gallery, np.ones((len(gallery), 1)), (gallery * gallery).sum(1, keepdims=True)])
+    # passes over its result, which took as long as the product itself.
+    query_aug = np.hstack([gallery, sq_norm, np.ones_like(sq_norm)])
+    gallery_aug = np.hstack([-2.0 * gallery, np.ones_like(sq_norm), sq_norm])
 
-    tau_cols = np.flatnonzero(frame % tau_stride == 0)  # every video's frames at tau_stride
-    tau_starts = np.searchsorted(owner[tau_cols], np.arange(n + 1))
-    ap_cols = np.flatnonzero(frame % ap_stride == 0)
-    ap_starts = np.searchsorted(owner[ap_cols], np.arange(n + 1))
-    ap_gallery_labels = np.concatenate(labels)[kept][ap_cols] if labels is not None else None
-    taus, ap_scores, dtw_scores = [], {k: [] for k in ap_ks}, []
-    only_dtw = want == {"dtw_accuracy"}
-
-    for v in range(n):
-        query = embs[v][::step]
-        first = starts[v + 1] if only_dtw else 0  # DTW accuracy alone needs the later videos only
-        d = np.hstack([query, (query * query).sum(1, keepdims=True), np.ones((len(query), 1))]) @ gallery_aug[first:].T
-        np.maximum(d, 0.0, out=d)  # rounding can leave -1e-15 where frames coincide
-        if "kendalls_tau" in want and n > 1:
-            block = d[:: tau_stride // step][:, tau_cols]
-            nearest = np.stack([block[:, tau_starts[j] : tau_starts[j + 1]].argmin(1) for j in range(n) if j != v])
-            taus.append(kendall_tau_b_rows(np.arange(block.shape[0], dtype=np.float64), nearest.astype(np.float64)))
-        if "dtw_accuracy" in want:  # step is 1
-            for later_first in range(v + 1, n, chunk_pairs):
-                later = np.arange(later_first, min(n, later_first + chunk_pairs))
-                for j, path in zip(later, dtw_path_blocks(d, starts[later] - first, lengths[later]), strict=True):
-                    dtw_scores.append(float(np.mean(labels[v][path[:, 0]] == labels[j][path[:, 1]])))
-        if "ap_at_k" in want:
-            block = d[:: ap_stride // step][:, ap_cols] if ap_stride > step else d
-            own = range(ap_starts[v], ap_starts[v + 1])
-            _ap_of_video(block, own, ap_gallery_labels, labels[v][::ap_stride], ap_ks, ap_scores)
+    tau = _TauPairs(frame, owner, n, tau_stride, step) if "kendalls_tau" in want and n > 1 else None
+    ap = _ApLists(frame, owner, n, ap_stride, step, labels, ap_ks) if "ap_at_k" in want else None
+    dtw = _DtwPairs(starts, lengths, labels, chunk_pairs) if "dtw_accuracy" in want else None
+    scorers = [scorer for scorer in (tau, ap, dtw) if scorer is not None]
+    # One BLAS thread: the product alternates with numba's parallel kernels, and OpenBLAS's
+    # threads spin on the cores after each product, starving the kernels (the whole took twice
+    # as long with the product on two threads).
+    with threadpool_limits(limits=1, user_api="blas"):
+        for v in range(n):
+            first = starts[v + 1]
+            d = query_aug[starts[v] : first] @ gallery_aug[first:].T  # (v's frames, later videos' frames)
+            np.maximum(d, 0.0, out=d)  # rounding can leave -1e-15 where frames coincide
+            for scorer in scorers:
+                scorer.add_query(v, d)
 
     out = {}
     if "kendalls_tau" in want:
-        tau = np.concatenate(taus) if taus else np.array([])
-        tau = tau[~np.isnan(tau)]
-        out["kendalls_tau"] = float(tau.mean()) if len(tau) else float("nan")
-    if "ap_at_k" in want:
-        out["ap_at_k"] = {k: float(np.mean(vals)) for k, vals in ap_scores.items()}
-    if "dtw_accuracy" in want:
-        out["dtw_accuracy"] = float(np.mean(dtw_scores)) if dtw_scores else float("nan")
+        taus = np.concatenate(tau.taus) if tau is not None else np.array([])
+        taus = taus[~np.isnan(taus)]
+        out["kendalls_tau"] = float(taus.mean()) if len(taus) else float("nan")
+    if ap is not None:
+        out["ap_at_k"] = {k: float(np.mean(vals)) for k, vals in ap.scores.items()}
+    if dtw is not None:
+        out["dtw_accuracy"] = float(np.mean(dtw.scores)) if dtw.scores else float("nan")
     return out
 
 
-def _ap_of_video(d: np.ndarray, own: range, gallery_labels: np.ndarray, query_labels: np.ndarray, ks, scores) -> None:
-    """Append one query video's precision at each K to ``scores``.
+class _DtwPairs:
+    """DTW accuracy of every unordered pair, fed one query video's block of later videos at a time."""
+
+    def __init__(self, starts: np.ndarray, lengths: np.ndarray, labels: list[np.ndarray], chunk_pairs: int):
+        self.starts, self.lengths, self.labels, self.chunk_pairs = starts, lengths, labels, chunk_pairs
+        self.scores: list[float] = []
+
+    def add_query(self, v: int, d: np.ndarray) -> None:
+        """d: (v's frames, later videos' frames) squared distances (every frame: step is 1)."""
+        n = len(self.lengths)
+        for later_first in range(v + 1, n, self.chunk_pairs):
+            later = np.arange(later_first, min(n, later_first + self.chunk_pairs))
+            paths = dtw_path_blocks(d, self.starts[later] - self.starts[v + 1], self.lengths[later])
+            for j, path in zip(later, paths, strict=True):
+                self.scores.append(float(np.mean(self.labels[v][path[:, 0]] == self.labels[j][path[:, 1]])))
+
+
+class _TauPairs:
+    """Kendall's τ of every ordered pair, fed one query video's block of later videos at a time.
 
     Args:
-        d: (queries, gallery frames) squared distances.
-        own: the columns of the query's own video (excluded).
+        frame, owner: (F,) frame index and video of each column of the product (frames at ``step``).
     """
-    kk = min(max(ks), d.shape[1] - len(own))
-    if kk < 1:
-        for k in ks:
-            scores[k].append(float("nan"))
-        return
-    nearest = smallest_k_rows(d, kk, own.start, own.stop)  # ordered by distance, ties by index
-    hits = gallery_labels[nearest] == query_labels[:, None]  # (n_v, kk)
-    for k in ks:
-        scores[k].append(float(hits[:, : min(k, kk)].mean()))
+
+    def __init__(self, frame: np.ndarray, owner: np.ndarray, n: int, stride: int, step: int):
+        self.cols = np.flatnonzero(frame % stride == 0)  # every video's frames at the stride
+        self.starts = np.searchsorted(owner[self.cols], np.arange(n + 1))
+        self.video_starts = np.searchsorted(owner, np.arange(n + 1))  # each video's first column
+        self.row_step = stride // step
+        # The nearest neighbours of each video's frames in the earlier videos, found when those
+        # were the query (column argmins), until the video's own turn.
+        self.from_earlier: list[list[np.ndarray]] = [[] for _ in range(n)]
+        self.taus: list[np.ndarray] = []
+
+    def add_query(self, v: int, d: np.ndarray) -> None:
+        """d: (v's frames at step, later videos' frames at step) squared distances."""
+        n = len(self.from_earlier)
+        forward, backward = argmin_blocks(d, self.video_starts[v + 1 :] - self.video_starts[v + 1], self.row_step)
+        later = self.starts[v + 1 :] - self.starts[v + 1]  # each later video's share of `backward`
+        for p, j in enumerate(range(v + 1, n)):
+            self.from_earlier[j].append(backward[later[p] : later[p + 1]])
+        rows = forward.shape[1]
+        nearest = np.concatenate([np.asarray(self.from_earlier[v]).reshape(-1, rows), forward])
+        self.from_earlier[v] = []
+        self.taus.append(kendall_tau_b_rows(np.arange(rows, dtype=np.float64), nearest.astype(np.float64)))
+
+
+class _ApLists:
+    """AP@K of every video, fed one query video's block of later videos at a time.
+
+    Each frame's K nearest among the earlier videos accumulate in running lists (the blocks'
+    columns); its K nearest among the later videos come from its own block's rows. Ties are
+    ordered by gallery index throughout, as one sort over all other videos would order them.
+    """
+
+    def __init__(self, frame, owner, n, stride, step, labels, ks):
+        self.cols = np.flatnonzero(frame % stride == 0)
+        self.starts = np.searchsorted(owner[self.cols], np.arange(n + 1))
+        self.video_starts = np.searchsorted(owner, np.arange(n + 1))
+        self.row_step = stride // step
+        self.stride = stride
+        self.labels = labels
+        self.gallery_labels = np.concatenate([lab[::stride] for lab in labels]) if labels else np.array([])
+        self.ks = tuple(ks)
+        k = max(self.ks)
+        self.best_v = np.full((len(self.cols), k), np.inf)
+        self.best_i = np.full((len(self.cols), k), -1, dtype=np.int64)
+        self.scores = {k: [] for k in self.ks}
+
+    def add_query(self, v: int, d: np.ndarray) -> None:
+        """d: (v's frames at step, later videos' frames at step) squared distances."""
+        own = slice(self.starts[v], self.starts[v + 1])
+        later_first = self.starts[v + 1]
+        block = d[:: self.row_step]
+        if self.row_step > 1:
+            # A C-ordered copy: numpy leaves a fancy-indexed block column-major, which the
+            # kernels below would walk across the cache lines.
+            block = np.ascontiguousarray(block[:, self.cols[later_first:] - self.video_starts[v + 1]])
+        kk = min(self.best_v.shape[1], len(self.cols) - (own.stop - own.start))
+        if kk < 1:  # no other video's frames
+            for k in self.ks:
+                self.scores[k].append(float("nan"))
+            return
+        values, indices = [self.best_v[own]], [self.best_i[own]]
+        if block.shape[1]:
+            offer_to_column_lists(block, own.start, self.best_v, self.best_i, later_first)
+            nearest = smallest_k_rows(block, min(kk, block.shape[1]), 0, 0)
+            values.append(np.take_along_axis(block, nearest, 1))
+            indices.append(nearest + later_first)
+        values, indices = np.hstack(values), np.hstack(indices)
+        order = np.lexsort((indices, values))[:, :kk]  # by distance, then gallery index
+        nearest = np.take_along_axis(indices, order, 1)
+        hits = self.gallery_labels[nearest] == self.labels[v][:: self.stride][:, None]  # (n_v, kk)
+        for k in self.ks:
+            self.scores[k].append(float(hits[:, : min(k, kk)].mean()))

@@ -19,7 +19,7 @@ from sklearn.metrics import r2_score
 from sklearn.svm import SVC
 from tslearn.metrics import dtw_path_from_metric
 
-from lrprop._metric_kernels import smallest_k_rows
+from lrprop._metric_kernels import argmin_blocks, offer_to_column_lists, smallest_k_rows
 from lrprop.metrics import (
     all_pairs_scores,
     ap_at_k,
@@ -289,6 +289,57 @@ def test_all_pairs_scores_from_one_product_equal_the_oracles(tau_stride, ap_stri
     assert only_tau == {"kendalls_tau": pytest.approx(got["kendalls_tau"], abs=1e-12)}
     with pytest.raises(ValueError, match="unknown metrics"):
         all_pairs_scores(embs, labels, metrics=("tau",))
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_all_pairs_scores_break_exact_ties_as_the_oracles_do(stride):
+    # Small-integer embeddings: distances are exact in float64 and tie often, both for the
+    # nearest neighbour (τ, found row-wise or column-wise depending on the pair's order) and at
+    # AP's K boundary (merged from the earlier and the later videos' lists).
+    rng = np.random.default_rng(31)
+    embs = [rng.integers(0, 3, size=(int(rng.integers(9, 20)), 3)).astype(np.float64) for _ in range(6)]
+    labels = [rng.integers(0, 3, size=len(e)) for e in embs]
+    ks = (1, 2, 4, 7, 500)
+    got = all_pairs_scores(embs, labels, tau_stride=stride, ap_ks=ks, ap_stride=stride, metrics=("kendalls_tau", "ap_at_k"))
+    assert got["kendalls_tau"] == pytest.approx(_kendalls_tau_oracle(embs, stride), abs=1e-12)
+    assert got["ap_at_k"] == pytest.approx(_ap_oracle(embs, labels, ks, stride), abs=1e-12)
+
+
+def test_all_pairs_scores_name_a_video_with_non_finite_embeddings():
+    embs, labels = _phase_videos(24, 4)
+    embs[2][5, 1] = np.nan
+    with pytest.raises(ValueError, match="video 2 "):
+        all_pairs_scores(embs, labels)
+    with pytest.raises(ValueError, match="at least one"):
+        all_pairs_scores([], [])
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_argmin_blocks_equal_numpy_argmins_both_ways(step):
+    rng = np.random.default_rng(step)
+    d = rng.integers(0, 4, size=(11, 37)).astype(np.float64)  # ties everywhere
+    starts = np.array([0, 5, 6, 20, 37])
+    rows, cols = argmin_blocks(d, starts, step)
+    expected_cols = []
+    for p in range(len(starts) - 1):
+        block = d[::step, starts[p] : starts[p + 1] : step]
+        np.testing.assert_array_equal(rows[p], block.argmin(1))
+        expected_cols.append(block.argmin(0))
+    np.testing.assert_array_equal(cols, np.concatenate(expected_cols))
+
+
+def test_column_lists_fed_in_row_chunks_equal_one_sort_of_each_column():
+    rng = np.random.default_rng(4)
+    d = rng.integers(0, 5, size=(30, 13)).astype(np.float64)
+    k = 6
+    best_v, best_i = np.full((16, k), np.inf), np.full((16, k), -1, dtype=np.int64)
+    for first in range(0, 30, 7):  # rows offered in index order, a chunk at a time
+        offer_to_column_lists(np.ascontiguousarray(d[first : first + 7]), first, best_v, best_i, 3)
+    assert np.isinf(best_v[:3]).all() and (best_i[:3] == -1).all()  # columns outside the blocks
+    for c in range(13):
+        order = np.lexsort((np.arange(30), d[:, c]))[:k]
+        np.testing.assert_array_equal(best_i[3 + c], order)
+        np.testing.assert_array_equal(best_v[3 + c], d[order, c])
 
 
 def test_smallest_k_rows_orders_by_value_then_index_and_skips_a_block():
