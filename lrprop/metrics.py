@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
+import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
@@ -259,27 +261,33 @@ def all_pairs_scores(
     kept = np.flatnonzero(frame % step == 0)
     frame, owner = frame[kept], owner[kept]
     starts = np.searchsorted(owner, np.arange(n + 1))  # each video's columns (all of them when step is 1)
-    gallery = np.concatenate(embs)[kept]
-    sq_norm = (gallery * gallery).sum(1, keepdims=True)
-    bad = ~np.isfinite(4.0 * sq_norm[:, 0])  # 4·max‖x‖² bounds every distance: finite here, finite there
+    gallery = np.concatenate(embs)
+    if step > 1:
+        gallery = gallery[kept]
+    sq_norm = np.einsum("fd,fd->f", gallery, gallery)
+    bad = ~np.isfinite(4.0 * sq_norm)  # 4·max‖x‖² bounds every distance: finite here, finite there
     if bad.any():
         raise ValueError(f"embeddings of validation video {int(owner[np.argmax(bad)])} are not finite (or too large to square)")
     # [x, ‖x‖², 1] · [-2y, 1, ‖y‖²] = ‖x - y‖²: the norms ride in the product instead of two more
     # passes over its result, which took as long as the product itself.
-    query_aug = np.hstack([gallery, sq_norm, np.ones_like(sq_norm)])
-    gallery_aug = np.hstack([-2.0 * gallery, np.ones_like(sq_norm), sq_norm])
+    F, D = gallery.shape
+    query_aug, gallery_aug = np.empty((F, D + 2)), np.empty((F, D + 2))
+    query_aug[:, :D], query_aug[:, D], query_aug[:, D + 1] = gallery, sq_norm, 1.0
+    np.multiply(gallery, -2.0, out=gallery_aug[:, :D])
+    gallery_aug[:, D], gallery_aug[:, D + 1] = 1.0, sq_norm
 
     tau = _TauPairs(frame, owner, n, tau_stride, step) if "kendalls_tau" in want and n > 1 else None
     ap = _ApLists(frame, owner, n, ap_stride, step, labels, ap_ks) if "ap_at_k" in want else None
     dtw = _DtwPairs(starts, lengths, labels, chunk_pairs) if "dtw_accuracy" in want else None
     scorers = [scorer for scorer in (tau, ap, dtw) if scorer is not None]
-    # One BLAS thread: the product alternates with numba's parallel kernels, and OpenBLAS's
-    # threads spin on the cores after each product, starving the kernels (the whole took twice
-    # as long with the product on two threads).
-    with threadpool_limits(limits=1, user_api="blas"):
+    # One BLAS thread per call, the query's rows split over numba's threads: the product
+    # alternates with numba's parallel kernels, and OpenBLAS's own threads spin on the cores
+    # after each product, starving the kernels (the whole took twice as long that way).
+    threads = numba.get_num_threads()
+    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
         for v in range(n):
             first = starts[v + 1]
-            d = query_aug[starts[v] : first] @ gallery_aug[first:].T  # (v's frames, later videos' frames)
+            d = _product(pool, threads, query_aug[starts[v] : first], gallery_aug[first:])  # (v's frames, later frames)
             np.maximum(d, 0.0, out=d)  # rounding can leave -1e-15 where frames coincide
             for scorer in scorers:
                 scorer.add_query(v, d)
@@ -293,6 +301,16 @@ def all_pairs_scores(
         out["ap_at_k"] = {k: float(np.mean(vals)) for k, vals in ap.scores.items()}
     if dtw is not None:
         out["dtw_accuracy"] = float(np.mean(dtw.scores)) if dtw.scores else float("nan")
+    return out
+
+
+def _product(pool: ThreadPoolExecutor, threads: int, query: np.ndarray, gallery: np.ndarray) -> np.ndarray:
+    """query @ gallery.T, (R, C), in bands of rows computed on the pool's threads (BLAS releases the GIL)."""
+    out = np.empty((len(query), len(gallery)))
+    bands = np.linspace(0, len(query), min(threads, len(query)) + 1).astype(int)
+    jobs = [pool.submit(np.matmul, query[a:b], gallery.T, out=out[a:b]) for a, b in zip(bands[:-1], bands[1:], strict=True)]
+    for job in jobs:
+        job.result()
     return out
 
 
