@@ -24,7 +24,7 @@ from lrprop.config import load_config
 from lrprop.data.source import InMemoryVideos
 from lrprop.data.synthetic import synthetic_videos
 from lrprop.data.views import EpochBatchSampler
-from lrprop.train import build_loss, build_model, make_loader, resolve_device
+from lrprop.train import batch_frames, build_loss, build_model, make_loader, resolve_device
 
 
 def _sync(device: torch.device) -> None:
@@ -48,6 +48,8 @@ def main() -> None:
     sampler = EpochBatchSampler(len(source), config.data.videos_per_step, seed=0)
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
     model = build_model(config).to(device).train()
+    if device.type == "cuda" and config.train.channels_last:
+        model.use_channels_last()
     loss_fn = build_loss(config.loss)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=1e-4)
@@ -60,7 +62,7 @@ def main() -> None:
             epoch += 1
 
     def step(batch) -> int:
-        frames = batch["frames"].to(device, non_blocking=True)  # (B, V, T, 3, S, S)
+        frames = batch_frames(batch, config, device)  # (B, V, T, 3, S, S)
         mask, timestamps = batch["mask"].to(device), batch["timestamps"].to(device)
         B, V, T = mask.shape
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):

@@ -59,6 +59,10 @@ class DataConfig:
     sample_ratio: tuple[float, float] = (1.0, 1.5)
     augment: bool = True
     num_workers: int = 0  # DataLoader workers decoding and augmenting off the training loop
+    # Where the augmentation of training views runs: "loader" (the DataLoader's workers, on the
+    # CPU) or "device" (the training loop, on the model's device: the workers only decode, and
+    # uint8 frames cross to the GPU). The same random parameters either way.
+    augment_on: Literal["loader", "device"] = "loader"
 
     def __post_init__(self) -> None:
         _require(self.num_frames >= 2, "data.num_frames", f"must be >= 2, got {self.num_frames}")
@@ -68,6 +72,8 @@ class DataConfig:
         lo, hi = self.sample_ratio
         _require(1.0 <= lo <= hi, "data.sample_ratio", f"must satisfy 1 <= low <= high, got {self.sample_ratio}")
         _require(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
+        where = self.augment_on
+        _require(where in ("loader", "device"), "data.augment_on", f"must be 'loader' or 'device', got {where!r}")
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of each epoch only
     keep_checkpoints: int = 2
     log_every: int = 10  # steps between log lines
+    channels_last: bool = True  # channels-last (NHWC) backbone and images on CUDA; ignored on CPU
 
 
 @dataclass(frozen=True)

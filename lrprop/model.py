@@ -240,6 +240,7 @@ class FrameEncoder(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.num_frames = num_frames
+        self.channels_last = False  # see use_channels_last
         feat = backbone.out_channels
         self.mlp = nn.Sequential(
             nn.Dropout(dropout),
@@ -264,6 +265,18 @@ class FrameEncoder(nn.Module):
             nn.Linear(projection_dim, projection_dim),
         )
 
+    def use_channels_last(self) -> FrameEncoder:
+        """Keep the backbone's weights, and the images it is given, in channels-last (NHWC) memory.
+
+        cuDNN's convolutions under bf16 run on tensor cores in NHWC; in NCHW every layer's input
+        is transposed first. The numbers are the same up to rounding, the state dict the same
+        (checkpoints store contiguous copies). Call it before building the optimizer, whose
+        state then follows the parameters' layout.
+        """
+        self.backbone.to(memory_format=torch.channels_last)
+        self.channels_last = True
+        return self
+
     def default_positions(self, num_frames: int, batch: int, device) -> torch.Tensor:
         """linspace(0, T - 1, S) for each of ``batch`` sequences: (batch, S) float."""
         return torch.linspace(0, self.num_frames - 1, num_frames, device=device).expand(batch, -1)
@@ -287,7 +300,10 @@ class FrameEncoder(nn.Module):
         """
         N, S = mask.shape
         mask = mask.bool()
-        feats = self.backbone(frames[mask])  # (n_valid, F, h, w)
+        images = frames[mask]  # (n_valid, 3, H, W)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        feats = self.backbone(images)  # (n_valid, F, h, w)
         feats = feats.amax(dim=(-2, -1))  # global max-pool -> (n_valid, F)
         x = frames.new_zeros(N, S, feats.shape[-1], dtype=feats.dtype)
         x[mask] = feats

@@ -29,11 +29,21 @@ from lrprop.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoin
 from lrprop.config import Config, ConfigError, LossConfig, config_to_dict
 from lrprop.data.augment import eval_transform, train_transform
 from lrprop.data.source import VideoSource
-from lrprop.data.views import EpochBatchSampler, ViewDataset
+from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
 from lrprop.losses import LRPropLoss
 from lrprop.model import FrameEncoder, build_backbone, load_backbone_weights
 
-__all__ = ["train", "TrainResult", "build_model", "build_loss", "resolve_device", "make_loader", "check_resumable"]
+__all__ = [
+    "train",
+    "TrainResult",
+    "batch_frames",
+    "build_model",
+    "build_loss",
+    "resolve_device",
+    "make_loader",
+    "check_resumable",
+    "view_transform",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,17 +109,31 @@ def build_loss(loss: LossConfig) -> LRPropLoss:
     )
 
 
-def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler, pin_memory: bool) -> DataLoader:
-    """The DataLoader of training views, decoding and augmenting in ``num_workers`` workers."""
+def view_transform(config: Config) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The transform of a training view: (T, 3, H, W) uint8 -> (T, 3, S, S) float, normalised."""
     d = config.data
-    transform = train_transform(d.image_size) if d.augment else eval_transform(d.image_size)
+    return train_transform(d.image_size) if d.augment else eval_transform(d.image_size)
+
+
+def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler, pin_memory: bool) -> DataLoader:
+    """The DataLoader of training views, decoding (and, with ``data.augment_on: loader``,
+    augmenting) in ``num_workers`` workers; :func:`batch_frames` takes its batches to the device."""
+    d = config.data
+    on_device = d.augment_on == "device"
     dataset = ViewDataset(
-        source, d.num_frames, num_views=d.num_views, transform=transform, seed=config.train.seed, ratio_range=d.sample_ratio
+        source,
+        d.num_frames,
+        num_views=d.num_views,
+        transform=None if on_device else view_transform(config),
+        seed=config.train.seed,
+        ratio_range=d.sample_ratio,
+        defer_transform=on_device,
     )
     workers = d.num_workers
     return DataLoader(
         dataset,
         batch_sampler=sampler,
+        collate_fn=collate_deferred_views if on_device else None,
         num_workers=workers,
         persistent_workers=workers > 0,
         prefetch_factor=4 if workers > 0 else None,
@@ -120,9 +144,17 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
     )
 
 
+def batch_frames(batch: dict, config: Config, device: torch.device) -> torch.Tensor:
+    """A loader batch's views on ``device``, (B, V, T, 3, S, S) float: copied as they are, or
+    augmented there from their uint8 frames (``data.augment_on: device``)."""
+    if config.data.augment_on == "device":
+        return transform_views(batch, view_transform(config), config.data.num_frames, device)
+    return batch["frames"].to(device, non_blocking=True)
+
+
 # Keys that may change between a run and its resume: run mechanics (where it runs, how it is
 # evaluated and ingested), not the model, the objective or the data it trains on.
-RESUMABLE_CHANGES = ("optim.max_steps", "train.", "data.num_workers", "ray.", "eval.", "ingest.")
+RESUMABLE_CHANGES = ("optim.max_steps", "train.", "data.num_workers", "data.augment_on", "ray.", "eval.", "ingest.")
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -205,6 +237,8 @@ def train(
     torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
     model = build_model(config).to(device)
+    if device.type == "cuda" and config.train.channels_last:
+        model.use_channels_last()
     loss_fn = build_loss(config.loss)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
@@ -282,7 +316,7 @@ def train(
             sums, batches = {}, 0
         sampler.set_position(epoch, position)
         for batch in loader:
-            frames = batch["frames"].to(device, non_blocking=True)  # (B, V, T, 3, S, S)
+            frames = batch_frames(batch, config, device)  # (B, V, T, 3, S, S)
             mask = batch["mask"].to(device)  # (B, V, T)
             timestamps = batch["timestamps"].to(device)
             B, V, T = mask.shape

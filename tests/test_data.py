@@ -18,7 +18,7 @@ from lrprop.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform, tra
 from lrprop.data.sampling import sample_view
 from lrprop.data.source import InMemoryVideos, Video, VideoSource
 from lrprop.data.synthetic import action_spec, synthetic_videos
-from lrprop.data.views import EpochBatchSampler, ViewDataset
+from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
 
 # ----------------------------------------------------------------------------- sample_view
 
@@ -272,6 +272,30 @@ def test_view_dataset_same_key_same_item_across_objects_with_augmentation():
     assert not torch.equal(x["timestamps"], z["timestamps"]) or not torch.equal(x["frames"], z["frames"])
     # The two views of one item differ (independent temporal and spatial draws).
     assert not torch.equal(x["frames"][0], x["frames"][1])
+
+
+def test_views_augmented_on_the_device_equal_views_augmented_in_the_loader():
+    # data.augment_on: device: the workers only decode, and the training loop transforms each
+    # view under the seed the worker would have used, so on the CPU the two are identical.
+    source = InMemoryVideos(synthetic_videos(0, 4, size=24, length_range=(10, 20)))  # some shorter than T: padding
+    T, keys = 16, [(1, i) for i in range(4)]
+    in_loader = ViewDataset(source, T, num_views=2, transform=train_transform(16), seed=3)
+    deferred = ViewDataset(source, T, num_views=2, seed=3, defer_transform=True)
+    batch = collate_deferred_views([deferred[key] for key in keys])
+    assert not batch["mask"].all()  # some views are padded
+    assert all(clip.dtype == torch.uint8 and clip.shape[1:] == (3, 24, 24) for views in batch["frames"] for clip in views)
+    expected = [in_loader[key] for key in keys]
+    torch.manual_seed(7)
+    state = torch.get_rng_state()
+    got = transform_views(batch, train_transform(16), T, "cpu")
+    assert torch.equal(torch.get_rng_state(), state)  # dropout's stream is left alone
+    assert got.shape == (4, 2, T, 3, 16, 16)
+    assert torch.equal(got, torch.stack([item["frames"] for item in expected]))
+    for key in ("mask", "timestamps", "index"):
+        assert torch.equal(batch[key], torch.stack([item[key] for item in expected])), key
+    # The seeds carry the randomness: swapping two views' seeds changes their frames.
+    batch["view_seeds"] = batch["view_seeds"].flip(1)
+    assert not torch.equal(transform_views(batch, train_transform(16), T, "cpu"), got)
 
 
 def test_view_dataset_different_epoch_or_seed_changes_timestamps():

@@ -53,6 +53,24 @@ def prefix_mask(lengths: list[int], S: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- FrameEncoder
 
 
+def test_a_channels_last_encoder_computes_what_the_default_layout_does():
+    reference = small_encoder(dropout=0.0).eval()
+    encoder = copy.deepcopy(reference).use_channels_last()
+    convs = [m for m in encoder.backbone.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    seen = []
+    nhwc = torch.channels_last
+    encoder.backbone.register_forward_pre_hook(lambda _, args: seen.append(args[0].is_contiguous(memory_format=nhwc)))
+    frames, mask = torch.randn(3, 6, 3, IMG, IMG), prefix_mask([6, 4, 2], 6)
+    with torch.no_grad():
+        (z, h), (z_ref, h_ref) = encoder(frames, mask), reference(frames, mask)
+    assert seen == [True]  # the images reach the backbone in NHWC too
+    torch.testing.assert_close(z, z_ref, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(h, h_ref, rtol=1e-5, atol=1e-5)
+    state, state_ref = encoder.state_dict(), reference.state_dict()
+    assert state.keys() == state_ref.keys() and all(torch.equal(state[k], state_ref[k]) for k in state)
+
+
 @pytest.mark.parametrize("train", [False, True])
 def test_encoder_shapes_norms_and_zero_padding(train):
     N, S = 3, 6

@@ -72,6 +72,16 @@ def test_a_stopped_run_resumes_to_the_same_state(tmp_path, videos, checkpoint_ev
     assert resumed.history == straight.history
 
 
+def test_augmenting_on_the_device_trains_exactly_as_augmenting_in_the_loader(tmp_path, videos):
+    data = {"augment": True, "num_workers": 1}
+    in_loader = train(_config(optim={"epochs": 2}, data=data), videos, checkpoint_dir=tmp_path / "a")
+    on_device = train(_config(optim={"epochs": 2}, data={**data, "augment_on": "device"}), videos, checkpoint_dir=tmp_path / "b")
+    a, b = _state(in_loader.model), _state(on_device.model)
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=0, msg=key)
+    assert on_device.history == in_loader.history
+
+
 def test_checkpoints_hold_no_pickle_and_are_pruned(tmp_path, videos):
     config = _config(optim={"epochs": 4}, train={"keep_checkpoints": 2})
     reports = []

@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, Sampler
 from lrprop.data.sampling import sample_view
 from lrprop.data.source import VideoSource
 
-__all__ = ["ViewDataset", "EpochBatchSampler", "mix_seed"]
+__all__ = ["ViewDataset", "EpochBatchSampler", "apply_view_transform", "collate_deferred_views", "mix_seed", "transform_views"]
 
 
 def mix_seed(*parts: int) -> int:
@@ -35,9 +35,13 @@ class ViewDataset(Dataset):
             of random parameters; None gives frames scaled to [0, 1].
         seed: base seed.
         ratio_range: the temporal sampling ratio range.
+        defer_transform: leave ``transform`` to the training loop (:func:`transform_views`, on
+            the GPU): the item then carries the decoded uint8 frames and the seed of each view.
 
     An item is a dict: frames (V, T, 3, S, S) float32 (zeros on padded frames), mask (V, T)
-    bool, timestamps (V, T) int64, index () int64.
+    bool, timestamps (V, T) int64, index () int64. With ``defer_transform``, frames is a list
+    of V uint8 tensors (n_v, 3, H, W), each view's valid frames only, and view_seeds (V,)
+    int64 is added; batch such items with :func:`collate_deferred_views`.
     """
 
     def __init__(
@@ -49,9 +53,11 @@ class ViewDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         seed: int = 0,
         ratio_range: tuple[float, float] = (1.0, 1.5),
+        defer_transform: bool = False,
     ) -> None:
         self.source, self.num_frames, self.num_views = source, num_frames, num_views
         self.transform, self.seed, self.ratio_range = transform, seed, ratio_range
+        self.defer_transform = defer_transform
 
     def __len__(self) -> int:
         return len(self.source)
@@ -60,27 +66,72 @@ class ViewDataset(Dataset):
         epoch, index = key
         generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch, index))
         length = self.source.num_frames(index)
-        frames, masks, stamps = [], [], []
+        frames, masks, stamps, seeds = [], [], [], []
         for _ in range(self.num_views):
             read, mask, timestamps = sample_view(length, self.num_frames, generator, self.ratio_range)
             n_valid = int(mask.sum())  # valid frames are a prefix; padding is never looked at
             clip = torch.from_numpy(np.ascontiguousarray(self.source.read_frames(index, read[:n_valid].numpy())))
             clip = clip.permute(0, 3, 1, 2)  # (n, H, W, 3) -> (n, 3, H, W)
             view_seed = int(torch.randint(0, 2**62, (), generator=generator))
-            # torchvision draws from the global generator: fork it so workers stay reproducible.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(view_seed)
-                clip = self.transform(clip) if self.transform is not None else clip.float() / 255.0
-            padding = clip.new_zeros(self.num_frames - n_valid, *clip.shape[1:])
-            frames.append(torch.cat([clip, padding]))
+            if self.defer_transform:
+                frames.append(clip.contiguous())
+            else:
+                frames.append(_pad(apply_view_transform(clip, self.transform, view_seed), self.num_frames))
             masks.append(mask)
             stamps.append(timestamps)
-        return {
-            "frames": torch.stack(frames),
+            seeds.append(view_seed)
+        item = {
+            "frames": frames if self.defer_transform else torch.stack(frames),
             "mask": torch.stack(masks),
             "timestamps": torch.stack(stamps),
             "index": torch.tensor(index),
         }
+        if self.defer_transform:
+            item["view_seeds"] = torch.tensor(seeds, dtype=torch.int64)
+        return item
+
+
+def apply_view_transform(clip: torch.Tensor, transform: Callable | None, seed: int) -> torch.Tensor:
+    """One view's transform, (n, 3, H, W) uint8 -> (n, 3, S, S) float, its random parameters from ``seed``.
+
+    torchvision draws its parameters from torch's global CPU generator, whatever the device of
+    ``clip``: it is seeded here and restored after, so a view's augmentation is the same in any
+    loader worker, on the GPU, and after a resume, and dropout's stream is left alone.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(clip) if transform is not None else clip.float() / 255.0
+
+
+def _pad(clip: torch.Tensor, num_frames: int) -> torch.Tensor:
+    """(n, ...) -> (num_frames, ...), zeros after the n valid frames."""
+    return torch.cat([clip, clip.new_zeros(num_frames - len(clip), *clip.shape[1:])])
+
+
+def collate_deferred_views(items: list[dict]) -> dict:
+    """Batch items of a ``defer_transform`` dataset: frames stay a list (B) of lists (V) of
+    uint8 tensors, whose sizes may differ between videos; the rest is stacked."""
+    batch = {key: torch.stack([item[key] for item in items]) for key in ("mask", "timestamps", "index", "view_seeds")}
+    batch["frames"] = [item["frames"] for item in items]
+    return batch
+
+
+def transform_views(batch: dict, transform: Callable | None, num_frames: int, device: torch.device | str) -> torch.Tensor:
+    """Augment a batch of :func:`collate_deferred_views` on ``device``.
+
+    Each view's uint8 frames cross to the device (4× fewer bytes than float32) and are
+    transformed there with the view's seed: the same parameters as :class:`ViewDataset` would
+    have used in a worker, so on the CPU the result is identical.
+
+    Returns:
+        (B, V, num_frames, 3, S, S) float, zeros on padded frames.
+    """
+    views = [
+        _pad(apply_view_transform(clip.to(device, non_blocking=True), transform, seed), num_frames)
+        for clips, seeds in zip(batch["frames"], batch["view_seeds"].tolist(), strict=True)
+        for clip, seed in zip(clips, seeds, strict=True)
+    ]
+    return torch.stack(views).unflatten(0, (len(batch["frames"]), -1))
 
 
 class EpochBatchSampler(Sampler[list[tuple[int, int]]]):
