@@ -376,7 +376,7 @@ class _ApLists:
         self.row_step = stride // step
         self.stride = stride
         self.labels = labels
-        self.gallery_labels = np.concatenate([lab[::stride] for lab in labels]) if labels else np.array([])
+        self.gallery_labels = np.concatenate([lab[::stride] for lab in labels])  # the labels of self.cols
         self.ks = tuple(ks)
         k = max(self.ks)
         self.best_v = np.full((len(self.cols), k), np.inf)

@@ -44,6 +44,37 @@ def test_pairwise_sqeuclidean_matches_scipy():
     assert got.min() >= 0.0
 
 
+def test_pairwise_sqeuclidean_gradients_pass_gradcheck_and_gradgradcheck():
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 5, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    y = torch.randn(2, 4, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(dtw.pairwise_sqeuclidean, (x, y))
+    assert torch.autograd.gradgradcheck(dtw.pairwise_sqeuclidean, (x, y))
+    x2, y2 = x[0].detach().requires_grad_(), y[0].detach().requires_grad_()
+    assert torch.autograd.gradcheck(dtw.pairwise_sqeuclidean, (x2, y2))  # the 2-D form
+
+
+def test_pairwise_sqeuclidean_gradient_equals_autograd_through_the_formula_where_frames_coincide():
+    # Small integers: every distance is exact, and frames shared by x and y sit exactly on the
+    # clamp's edge at 0.
+    gen = torch.Generator().manual_seed(2)
+    y = torch.randint(-2, 3, (2, 6, 4), generator=gen).double()
+    x = torch.cat([y[:, :3], torch.randint(-2, 3, (2, 4, 4), generator=gen).double()], 1)
+    weights = torch.randn(2, 7, 6, dtype=torch.float64, generator=gen)
+
+    def grads(fn):
+        xr, yr = x.clone().requires_grad_(), y.clone().requires_grad_()
+        (fn(xr, yr) * weights).sum().backward()
+        return xr.grad, yr.grad
+
+    def formula(a, b):
+        return ((a * a).sum(-1)[..., None] + (b * b).sum(-1)[..., None, :] - 2.0 * a @ b.transpose(-1, -2)).clamp_min(0.0)
+
+    assert (dtw.pairwise_sqeuclidean(x, y) == 0).sum() >= 6
+    for got, want in zip(grads(dtw.pairwise_sqeuclidean), grads(formula), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_dtw_path_equals_tslearn(seed):
     cost, nx, ny = _random_costs(seed)
