@@ -170,6 +170,35 @@ def test_soft_dtw_gradient_equals_tslearn_at_training_sizes(gamma):
         torch.testing.assert_close(dtw.soft_dtw(c, gamma, nx, ny), values.detach(), rtol=0, atol=0)
 
 
+def test_soft_dtw_on_costs_of_wide_range_equals_tslearn():
+    # (low - high) / γ reaches -2000 here: the weights below 1e-290 are flushed to 0, the rest
+    # must still equal the float64 reference.
+    rng = np.random.default_rng(8)
+    cost = 200.0 * rng.random((2, 40, 30)) ** 4
+    c = torch.from_numpy(cost).requires_grad_()
+    values = dtw.soft_dtw(c, 0.1)
+    values.sum().backward()
+    for b in range(2):
+        ts = TsSoftDTW(cost[b], gamma=0.1)
+        assert values[b].item() == pytest.approx(ts.compute(), rel=1e-12)
+        want = ts.grad()
+        np.testing.assert_allclose(c.grad[b].numpy(), want, rtol=1e-9, atol=1e-12 * np.abs(want).max())
+
+
+def test_the_kernels_exp_and_log_equal_libm_to_a_few_ulp():
+    # The soft-DTW kernel's own exp (of x in [log(1e-290) - 1, 0]) and log (of [1, 3]),
+    # polynomials the compiler can vectorise, against the C library's.
+    from lrprop._dtw_kernels import _EXP_FLOOR, _exp_split, _log_1_to_3
+
+    xs = np.concatenate([np.linspace(_EXP_FLOOR - 1.0, 0.0, 20001), -np.logspace(-12, 0, 2001), [0.0]])
+    for x in xs:
+        reduced, bits = _exp_split(x)
+        got = reduced * np.array([bits], dtype=np.int64).view(np.float64)[0]
+        assert got == pytest.approx(math.exp(x), rel=5e-16, abs=0), x
+    for t in np.concatenate([np.linspace(1.0, 3.0, 20001), 1.0 + np.logspace(-15, -1, 200)]):
+        assert _log_1_to_3(t) == pytest.approx(math.log(t), rel=5e-16, abs=2e-16), t
+
+
 def test_soft_dtw_gradcheck_float64():
     cost, nx, ny = _random_costs(2, B=3, Tx=6, Ty=7)
     c = torch.from_numpy(cost).requires_grad_()
