@@ -63,6 +63,10 @@ class DataConfig:
     # CPU) or "device" (the training loop, on the model's device: the workers only decode, and
     # uint8 frames cross to the GPU). The same random parameters either way.
     augment_on: Literal["loader", "device"] = "loader"
+    # Where JPEG frames are decoded: "loader" (the workers, Pillow) or "device" (the training
+    # loop, TorchCodec's decoder, nvJPEG on a GPU; the `gpu` extra). "device" needs augment_on
+    # "device" and a source of JPEG frames (an ingested data set).
+    decode_on: Literal["loader", "device"] = "loader"
 
     def __post_init__(self) -> None:
         _require(self.num_frames >= 2, "data.num_frames", f"must be >= 2, got {self.num_frames}")
@@ -74,6 +78,9 @@ class DataConfig:
         _require(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
         where = self.augment_on
         _require(where in ("loader", "device"), "data.augment_on", f"must be 'loader' or 'device', got {where!r}")
+        decode = self.decode_on
+        _require(decode in ("loader", "device"), "data.decode_on", f"must be 'loader' or 'device', got {decode!r}")
+        _require(decode == "loader" or where == "device", "data.decode_on", "'device' needs data.augment_on: device as well")
 
 
 @dataclass(frozen=True)

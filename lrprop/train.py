@@ -116,10 +116,14 @@ def view_transform(config: Config) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler, pin_memory: bool) -> DataLoader:
-    """The DataLoader of training views, decoding (and, with ``data.augment_on: loader``,
-    augmenting) in ``num_workers`` workers; :func:`batch_frames` takes its batches to the device."""
+    """The DataLoader of training views: its ``num_workers`` workers read the frames, decode
+    them (unless ``data.decode_on: device``) and augment them (unless ``data.augment_on:
+    device``); :func:`batch_frames` takes its batches to the device and does the rest there."""
     d = config.data
     on_device = d.augment_on == "device"
+    if d.decode_on == "device" and not hasattr(source, "read_encoded"):
+        kind = type(source).__name__
+        raise ConfigError(f"data.decode_on: device needs a source of JPEG frames (an ingested data set), not {kind}")
     dataset = ViewDataset(
         source,
         d.num_frames,
@@ -128,6 +132,7 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
         seed=config.train.seed,
         ratio_range=d.sample_ratio,
         defer_transform=on_device,
+        defer_decode=d.decode_on == "device",
     )
     workers = d.num_workers
     return DataLoader(
@@ -146,7 +151,8 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
 
 def batch_frames(batch: dict, config: Config, device: torch.device) -> torch.Tensor:
     """A loader batch's views on ``device``, (B, V, T, 3, S, S) float: copied as they are, or
-    augmented there from their uint8 frames (``data.augment_on: device``)."""
+    augmented there from their uint8 frames (``data.augment_on: device``), decoded there first
+    from their JPEG bytes (``data.decode_on: device``)."""
     if config.data.augment_on == "device":
         return transform_views(batch, view_transform(config), config.data.num_frames, device)
     return batch["frames"].to(device, non_blocking=True)
@@ -154,7 +160,16 @@ def batch_frames(batch: dict, config: Config, device: torch.device) -> torch.Ten
 
 # Keys that may change between a run and its resume: run mechanics (where it runs, how it is
 # evaluated and ingested), not the model, the objective or the data it trains on.
-RESUMABLE_CHANGES = ("optim.max_steps", "train.", "data.num_workers", "data.augment_on", "ray.", "eval.", "ingest.")
+RESUMABLE_CHANGES = (
+    "optim.max_steps",
+    "train.",
+    "data.num_workers",
+    "data.augment_on",
+    "data.decode_on",
+    "ray.",
+    "eval.",
+    "ingest.",
+)
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:

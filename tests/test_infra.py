@@ -61,7 +61,7 @@ def test_dockerfile_installs_the_torch_pair_first_and_bakes_in_no_weights():
     text = (REPO / "infra" / "Dockerfile").read_text()
     assert text.startswith("# docker build")
     torch_line = text.index('pip install "torch==2.14.1" "torchvision==0.29.1"')
-    assert torch_line < text.index('pip install ".[s3,video]"')
+    assert torch_line < text.index('pip install ".[s3,video,gpu]"')
     assert "COPY lrprop" in text and "COPY flows" in text
     assert "wget" not in text and "curl" not in text  # nothing fetched beyond packages
 

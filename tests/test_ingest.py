@@ -178,6 +178,36 @@ def test_synth_ingest_read_returns_exactly_what_went_in(synth_raw, tmp_path):
         assert manifest["num_phases"][action] == int(labels.max()) + 1
 
 
+def test_views_decoded_and_augmented_on_the_device_equal_those_of_the_loader(synth_raw, tmp_path):
+    # data.decode_on: device: the workers ship each view's JPEG bytes, and the training loop
+    # decodes them with TorchCodec (nvJPEG on a GPU) before augmenting. On the CPU,
+    # TorchCodec's decoder and Pillow give the same pixels, so the views are identical.
+    from lrprop.data.augment import train_transform
+    from lrprop.data.views import ViewDataset, collate_deferred_views, transform_views
+
+    _ingest_synth(synth_raw, tmp_path / "store")
+    action = sorted(ParquetVideos(str(tmp_path / "store"), "synthetic", split=None).manifest["counts"])[0]
+    source = ParquetVideos(str(tmp_path / "store"), "synthetic", action=action, split="train")
+    pick = np.array([5, 0, 5, 2])
+    assert np.array_equal(np.stack([_decode(b) for b in source.read_encoded(1, pick)]), source.read_frames(1, pick))
+
+    T, keys = 24, [(2, i) for i in range(len(source))]
+    in_loader = ViewDataset(source, T, num_views=2, transform=train_transform(24), seed=5)
+    on_device = ViewDataset(source, T, num_views=2, seed=5, defer_transform=True, defer_decode=True)
+    batch = collate_deferred_views([on_device[key] for key in keys])
+    assert all(data.dtype == torch.uint8 and data.dim() == 1 for views in batch["frames"] for data in views)
+    got = transform_views(batch, train_transform(24), T, "cpu")
+    want = torch.stack([in_loader[key]["frames"] for key in keys])
+    assert got.shape == want.shape and torch.equal(got, want)
+
+    # A corrupt frame is reported with the videos of its batch, not decoded into noise.
+    batch["frames"][1][0] = torch.zeros_like(batch["frames"][1][0])
+    with pytest.raises(ValueError, match=r"decode the JPEG frames of the videos at indices \[0, 1, 2\]"):
+        transform_views(batch, train_transform(24), T, "cpu")
+    with pytest.raises(ValueError, match="defer_transform"):
+        ViewDataset(source, T, defer_decode=True)
+
+
 def test_pyarrow_dataset_reads_the_version_with_action_and_split(synth_raw, tmp_path):
     result = _ingest_synth(synth_raw, tmp_path / "store")
     expected = _source_videos(synth_raw)

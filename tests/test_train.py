@@ -82,6 +82,13 @@ def test_augmenting_on_the_device_trains_exactly_as_augmenting_in_the_loader(tmp
     assert on_device.history == in_loader.history
 
 
+def test_decoding_on_the_device_needs_augmenting_there_and_a_source_of_jpeg_frames(tmp_path, videos):
+    with pytest.raises(ConfigError, match="data.decode_on: 'device' needs data.augment_on"):
+        _config(data={"decode_on": "device"})
+    with pytest.raises(ConfigError, match="needs a source of JPEG frames .* not InMemoryVideos"):
+        train(_config(data={"augment_on": "device", "decode_on": "device"}), videos, checkpoint_dir=tmp_path)
+
+
 def test_checkpoints_hold_no_pickle_and_are_pruned(tmp_path, videos):
     config = _config(optim={"epochs": 4}, train={"keep_checkpoints": 2})
     reports = []

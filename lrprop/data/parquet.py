@@ -122,6 +122,12 @@ class ParquetVideos:
             self._cache.popitem(last=False)
         return jpegs
 
+    def read_encoded(self, index: int, frame_indices: np.ndarray) -> list[bytes]:
+        """(n,) frame indices -> their JPEG bytes, in the order asked (repeats allowed), for a
+        decoder elsewhere (on the GPU: ``data.decode_on: device``)."""
+        jpegs = self._jpegs(index)
+        return [jpegs[i] for i in np.asarray(frame_indices).tolist()]
+
     def read_frames(self, index: int, frame_indices: np.ndarray) -> np.ndarray:
         """(n,) frame indices -> (n, H, W, 3) uint8, decoding only those frames."""
         jpegs = self._jpegs(index)

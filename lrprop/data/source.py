@@ -56,6 +56,11 @@ class VideoSource(Protocol):
     def labels(self, index: int) -> np.ndarray | None: ...
 
 
+# A source may also offer ``read_encoded(index, frame_indices) -> list[bytes]``: the frames'
+# JPEG bytes, in the order asked, for decoding on the GPU (``data.decode_on: device``).
+# ParquetVideos does; sources of decoded frames (InMemoryVideos) do not.
+
+
 class InMemoryVideos:
     """A ``VideoSource`` over a list of :class:`Video`."""
 

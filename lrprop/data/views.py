@@ -37,11 +37,15 @@ class ViewDataset(Dataset):
         ratio_range: the temporal sampling ratio range.
         defer_transform: leave ``transform`` to the training loop (:func:`transform_views`, on
             the GPU): the item then carries the decoded uint8 frames and the seed of each view.
+        defer_decode: with ``defer_transform``, leave the decoding too: the item carries each
+            view's JPEG bytes (``source.read_encoded``), decoded by :func:`transform_views`.
 
     An item is a dict: frames (V, T, 3, S, S) float32 (zeros on padded frames), mask (V, T)
     bool, timestamps (V, T) int64, index () int64. With ``defer_transform``, frames is a list
     of V uint8 tensors (n_v, 3, H, W), each view's valid frames only, and view_seeds (V,)
-    int64 is added; batch such items with :func:`collate_deferred_views`.
+    int64 is added; batch such items with :func:`collate_deferred_views`. With ``defer_decode``
+    each view's tensor holds its frames' JPEG bytes one after the other, and frame_offsets, a
+    list of V int64 tensors (n_v + 1,), says where each frame starts.
     """
 
     def __init__(
@@ -54,10 +58,15 @@ class ViewDataset(Dataset):
         seed: int = 0,
         ratio_range: tuple[float, float] = (1.0, 1.5),
         defer_transform: bool = False,
+        defer_decode: bool = False,
     ) -> None:
+        if defer_decode and not defer_transform:
+            raise ValueError("defer_decode needs defer_transform: frames are augmented where they are decoded")
+        if defer_decode and not hasattr(source, "read_encoded"):
+            raise ValueError(f"defer_decode needs a source of encoded frames; {type(source).__name__} has no read_encoded")
         self.source, self.num_frames, self.num_views = source, num_frames, num_views
         self.transform, self.seed, self.ratio_range = transform, seed, ratio_range
-        self.defer_transform = defer_transform
+        self.defer_transform, self.defer_decode = defer_transform, defer_decode
 
     def __len__(self) -> int:
         return len(self.source)
@@ -66,17 +75,24 @@ class ViewDataset(Dataset):
         epoch, index = key
         generator = torch.Generator().manual_seed(mix_seed(self.seed, epoch, index))
         length = self.source.num_frames(index)
-        frames, masks, stamps, seeds = [], [], [], []
+        frames, masks, stamps, seeds, offsets = [], [], [], [], []
         for _ in range(self.num_views):
             read, mask, timestamps = sample_view(length, self.num_frames, generator, self.ratio_range)
             n_valid = int(mask.sum())  # valid frames are a prefix; padding is never looked at
-            clip = torch.from_numpy(np.ascontiguousarray(self.source.read_frames(index, read[:n_valid].numpy())))
-            clip = clip.permute(0, 3, 1, 2)  # (n, H, W, 3) -> (n, 3, H, W)
             view_seed = int(torch.randint(0, 2**62, (), generator=generator))
-            if self.defer_transform:
-                frames.append(clip.contiguous())
+            if self.defer_decode:
+                # One tensor of bytes per view: a tensor per frame would cost a shared-memory
+                # handle each on the way out of a worker process.
+                jpegs = self.source.read_encoded(index, read[:n_valid].numpy())
+                frames.append(torch.frombuffer(bytearray(b"".join(jpegs)), dtype=torch.uint8))
+                offsets.append(torch.from_numpy(np.cumsum([0] + [len(j) for j in jpegs])))
             else:
-                frames.append(_pad(apply_view_transform(clip, self.transform, view_seed), self.num_frames))
+                clip = torch.from_numpy(np.ascontiguousarray(self.source.read_frames(index, read[:n_valid].numpy())))
+                clip = clip.permute(0, 3, 1, 2)  # (n, H, W, 3) -> (n, 3, H, W)
+                if self.defer_transform:
+                    frames.append(clip.contiguous())
+                else:
+                    frames.append(_pad(apply_view_transform(clip, self.transform, view_seed), self.num_frames))
             masks.append(mask)
             stamps.append(timestamps)
             seeds.append(view_seed)
@@ -88,6 +104,8 @@ class ViewDataset(Dataset):
         }
         if self.defer_transform:
             item["view_seeds"] = torch.tensor(seeds, dtype=torch.int64)
+        if self.defer_decode:
+            item["frame_offsets"] = offsets
         return item
 
 
@@ -112,24 +130,61 @@ def collate_deferred_views(items: list[dict]) -> dict:
     """Batch items of a ``defer_transform`` dataset: frames stay a list (B) of lists (V) of
     uint8 tensors, whose sizes may differ between videos; the rest is stacked."""
     batch = {key: torch.stack([item[key] for item in items]) for key in ("mask", "timestamps", "index", "view_seeds")}
-    batch["frames"] = [item["frames"] for item in items]
+    for key in ("frames", "frame_offsets"):
+        if key in items[0]:
+            batch[key] = [item[key] for item in items]
     return batch
 
 
-def transform_views(batch: dict, transform: Callable | None, num_frames: int, device: torch.device | str) -> torch.Tensor:
-    """Augment a batch of :func:`collate_deferred_views` on ``device``.
+def _decode_views(batch: dict, device: torch.device | str) -> list[list[torch.Tensor]]:
+    """The JPEG frames of a ``defer_decode`` batch, decoded in one call on ``device``.
 
-    Each view's uint8 frames cross to the device (4× fewer bytes than float32) and are
-    transformed there with the view's seed: the same parameters as :class:`ViewDataset` would
-    have used in a worker, so on the CPU the result is identical.
+    Returns:
+        per video, per view, (n_v, 3, H, W) uint8 on ``device``.
+    """
+    try:
+        from torchcodec.decoders import decode_jpeg
+    except ImportError as exc:
+        raise ImportError("data.decode_on: device needs TorchCodec's JPEG decoder: pip install 'lrprop[gpu]'") from exc
+
+    frames = [
+        data[start:stop]
+        for views, offsets in zip(batch["frames"], batch["frame_offsets"], strict=True)
+        for data, bounds in zip(views, offsets, strict=True)
+        for start, stop in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
+    ]
+    try:  # one batched call: nvJPEG decodes the whole batch at once
+        images = decode_jpeg(frames, mode="RGB", device=device) if frames else []
+    except RuntimeError as exc:
+        raise ValueError(f"could not decode the JPEG frames of the videos at indices {batch['index'].tolist()}: {exc}") from exc
+    out, k = [], 0
+    for offsets in batch["frame_offsets"]:
+        views = []
+        for bounds in offsets:
+            n = len(bounds) - 1
+            views.append(torch.stack(images[k : k + n]))
+            k += n
+        out.append(views)
+    return out
+
+
+def transform_views(batch: dict, transform: Callable | None, num_frames: int, device: torch.device | str) -> torch.Tensor:
+    """Augment a batch of :func:`collate_deferred_views` on ``device`` (decoding it first there
+    when it holds JPEG bytes).
+
+    Each view's uint8 frames (or their JPEG bytes) cross to the device, 4× (or 10–20×) fewer
+    bytes than float32 views, and are transformed there with the view's seed: the same
+    parameters as :class:`ViewDataset` would have used in a worker, so on the CPU the result is
+    identical (TorchCodec's CPU decoder and Pillow give the same pixels).
 
     Returns:
         (B, V, num_frames, 3, S, S) float, zeros on padded frames.
     """
+    clips = _decode_views(batch, device) if "frame_offsets" in batch else batch["frames"]
     views = [
         _pad(apply_view_transform(clip.to(device, non_blocking=True), transform, seed), num_frames)
-        for clips, seeds in zip(batch["frames"], batch["view_seeds"].tolist(), strict=True)
-        for clip, seed in zip(clips, seeds, strict=True)
+        for per_video, seeds in zip(clips, batch["view_seeds"].tolist(), strict=True)
+        for clip, seed in zip(per_video, seeds, strict=True)
     ]
     return torch.stack(views).unflatten(0, (len(batch["frames"]), -1))
 
