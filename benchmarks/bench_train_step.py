@@ -8,28 +8,53 @@ The step is what :func:`lrprop.train.train` does per batch: views from the DataL
 under bf16 autocast on CUDA, the loss (DTW paths and soft-DTW), backward, clipping and Adam.
 The peer, measured in the same run, is the backbone alone (ResNet-50 in the paper's configs)
 doing forward + backward on as many frames of the same size: the issue's goal is a step at
->= 70 % of its frames/s. The videos are generated in memory (no Parquet, no pretrained
-weights: random ones), so decoding is cheaper than real JPEG; model and shapes are the
-config's. ``pretrained`` is ignored here.
+>= 70 % of its frames/s. The videos are generated (random weights, no pretrained backbone:
+``pretrained`` is ignored), at ``--frame-size``; model and shapes are the config's. By default
+they are decoded arrays in memory; with ``--jpeg`` they are ingested first into a temporary
+Parquet data set and read back as JPEG frames, as a real run reads them, so that decoding
+costs what it costs (compare ``--set data.decode_on=device --set data.augment_on=device``).
+
+    .venv/bin/python benchmarks/bench_train_step.py --config configs/pennaction.yaml --jpeg --frame-size 480
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import tempfile
 import time
 
 import torch
 
-from lrprop.config import load_config
+from lrprop.config import SyntheticConfig, load_config
+from lrprop.data.parquet import ParquetVideos
 from lrprop.data.source import InMemoryVideos
 from lrprop.data.synthetic import synthetic_videos
 from lrprop.data.views import EpochBatchSampler
+from lrprop.ingest.generic import read_generic
+from lrprop.ingest.synthetic import write_synthetic
+from lrprop.ingest.writer import ingest
 from lrprop.train import batch_frames, build_loss, build_model, make_loader, resolve_device
 
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def jpeg_videos(count: int, frame_size: int, root: str) -> ParquetVideos:
+    """``count`` generated videos ingested into a Parquet data set under ``root``, read back."""
+    synthetic = SyntheticConfig(num_classes=1, train_videos=count, val_videos=0, frame_size=frame_size)
+    write_synthetic(f"{root}/raw", synthetic, workers=os.cpu_count() or 1)
+    ingest(
+        read_generic(f"{root}/raw"),
+        store_uri=f"{root}/store",
+        dataset="bench",
+        source="benchmarks/bench_train_step.py",
+        frame_size=frame_size,
+        progress=False,
+    )
+    return ParquetVideos(f"{root}/store", "bench", split="train")
 
 
 def main() -> None:
@@ -39,12 +64,19 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--videos", type=int, default=32, help="generated videos the loader draws from")
+    parser.add_argument("--frame-size", type=int, default=None, help="side of the generated frames (default: the config's)")
+    parser.add_argument("--jpeg", action="store_true", help="read JPEG frames from an ingested Parquet data set")
     args = parser.parse_args()
     config = load_config(args.config, [*args.set, "model.pretrained=null"])
     device = resolve_device(config.train.device)
     use_bf16 = device.type == "cuda" and config.optim.bf16
 
-    source = InMemoryVideos(synthetic_videos(0, args.videos, size=config.synthetic.frame_size))
+    frame_size = args.frame_size or config.synthetic.frame_size
+    scratch = tempfile.TemporaryDirectory(prefix="bench_train_step_")
+    if args.jpeg:
+        source = jpeg_videos(args.videos, frame_size, scratch.name)
+    else:
+        source = InMemoryVideos(synthetic_videos(0, args.videos, size=frame_size))
     sampler = EpochBatchSampler(len(source), config.data.videos_per_step, seed=0)
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
     model = build_model(config).to(device).train()
@@ -105,7 +137,10 @@ def main() -> None:
     backbone_fps = per_step * args.steps / (time.perf_counter() - started)
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
+    frames_from = f"JPEG {frame_size}x{frame_size} from Parquet" if args.jpeg else f"arrays {frame_size}x{frame_size} in memory"
+    d = config.data
     print(f"device: {name}; config {args.config}; {per_step} frames a step ({config.model.backbone}, {size}x{size})")
+    print(f"frames: {frames_from}; {d.num_workers} loader workers; augment on {d.augment_on}, decode on {d.decode_on}")
     print("| what | frames/s | of the backbone alone |")
     print("|---|---:|---:|")
     print(f"| training step (loader, encoder, loss, backward, Adam) | {step_fps:.1f} | {step_fps / backbone_fps:.0%} |")
