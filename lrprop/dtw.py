@@ -71,7 +71,8 @@ class _PairwiseSqEuclidean(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, y, kept = ctx.saved_tensors
-        grad = grad * kept
+        # Under autocast the product, and so its gradient, is in bf16 while x and y are not.
+        grad = (grad * kept).to(x.dtype)
         grad_x = grad_y = None
         if ctx.needs_input_grad[0]:
             grad_x = 2.0 * (grad.sum(-1, keepdim=True) * x - torch.bmm(grad, y))

@@ -54,6 +54,25 @@ def test_pairwise_sqeuclidean_gradients_pass_gradcheck_and_gradgradcheck():
     assert torch.autograd.gradcheck(dtw.pairwise_sqeuclidean, (x2, y2))  # the 2-D form
 
 
+def test_pairwise_sqeuclidean_backward_works_under_bf16_autocast():
+    # The product runs in bf16 there, the inputs stay float32: the gradients must come back
+    # float32 and near the float32 ones (bf16 keeps 8 bits of mantissa).
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.randn(2, 6, 16, generator=gen), torch.randn(2, 5, 16, generator=gen)
+    weights = torch.randn(2, 6, 5, generator=gen)
+
+    def grad_of_x(autocast: bool):
+        xr = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            d = dtw.pairwise_sqeuclidean(xr, y)
+        (d.float() * weights).sum().backward()
+        return xr.grad
+
+    low, full = grad_of_x(True), grad_of_x(False)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, full, rtol=0.05, atol=0.05 * full.abs().max().item())
+
+
 def test_pairwise_sqeuclidean_gradient_equals_autograd_through_the_formula_where_frames_coincide():
     # Small integers: every distance is exact, and frames shared by x and y sit exactly on the
     # clamp's edge at 0.

@@ -172,8 +172,8 @@ def transform_views(batch: dict, transform: Callable | None, num_frames: int, de
     """Augment a batch of :func:`collate_deferred_views` on ``device`` (decoding it first there
     when it holds JPEG bytes).
 
-    Each view's uint8 frames (or their JPEG bytes) cross to the device, 4× (or 10–20×) fewer
-    bytes than float32 views, and are transformed there with the view's seed: the same
+    Each view's uint8 frames at their stored size (or their JPEG bytes, about a tenth of that)
+    cross to the device, and are transformed there with the view's seed: the same
     parameters as :class:`ViewDataset` would have used in a worker, so on the CPU the result is
     identical (TorchCodec's CPU decoder and Pillow give the same pixels).
 
