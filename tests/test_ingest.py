@@ -208,6 +208,23 @@ def test_views_decoded_and_augmented_on_the_device_equal_those_of_the_loader(syn
         ViewDataset(source, T, defer_decode=True)
 
 
+def test_training_that_decodes_on_the_device_equals_training_that_decodes_in_the_loader(synth_raw, tmp_path):
+    # End to end through train(): a loader worker ships JPEG bytes, the loop decodes them.
+    from lrprop.train import train
+
+    _ingest_synth(synth_raw, tmp_path / "store")
+    action = sorted(ParquetVideos(str(tmp_path / "store"), "synthetic", split=None).manifest["counts"])[0]
+    source = ParquetVideos(str(tmp_path / "store"), "synthetic", action=action, split="train")
+    base = tiny(optim={"epochs": 2}, data={"num_frames": 12, "videos_per_step": 1, "augment": True, "num_workers": 1})
+    on_device = tiny(**{**base, "data": {**base["data"], "augment_on": "device", "decode_on": "device"}})
+    a = train(config_from_dict(base), source, checkpoint_dir=tmp_path / "a")
+    b = train(config_from_dict(on_device), source, checkpoint_dir=tmp_path / "b")
+    assert a.step == b.step == 2 * len(source)
+    state_a, state_b = a.model.state_dict(), b.model.state_dict()
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+    assert a.history == b.history
+
+
 def test_pyarrow_dataset_reads_the_version_with_action_and_split(synth_raw, tmp_path):
     result = _ingest_synth(synth_raw, tmp_path / "store")
     expected = _source_videos(synth_raw)
