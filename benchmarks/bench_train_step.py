@@ -34,7 +34,7 @@ from lrprop.data.views import EpochBatchSampler
 from lrprop.ingest.generic import read_generic
 from lrprop.ingest.synthetic import write_synthetic
 from lrprop.ingest.writer import ingest
-from lrprop.train import batch_frames, build_loss, build_model, make_loader, resolve_device
+from lrprop.train import batch_frames, build_loss, build_model, make_loader, resolve_device, view_transform
 
 
 def _sync(device: torch.device) -> None:
@@ -79,6 +79,7 @@ def main() -> None:
         source = InMemoryVideos(synthetic_videos(0, args.videos, size=frame_size))
     sampler = EpochBatchSampler(len(source), config.data.videos_per_step, seed=0)
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
+    transform = view_transform(config)
     model = build_model(config).to(device).train()
     if device.type == "cuda" and config.train.channels_last:
         model.use_channels_last()
@@ -94,7 +95,7 @@ def main() -> None:
             epoch += 1
 
     def step(batch) -> int:
-        frames = batch_frames(batch, config, device)  # (B, V, T, 3, S, S)
+        frames = batch_frames(batch, config, device, transform)  # (B, V, T, 3, S, S)
         mask, timestamps = batch["mask"].to(device), batch["timestamps"].to(device)
         B, V, T = mask.shape
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):

@@ -276,8 +276,8 @@ def all_pairs_scores(
     np.multiply(gallery, -2.0, out=gallery_aug[:, :D])
     gallery_aug[:, D], gallery_aug[:, D + 1] = 1.0, sq_norm
 
-    tau = _TauPairs(frame, owner, n, tau_stride, step) if "kendalls_tau" in want and n > 1 else None
-    ap = _ApLists(frame, owner, n, ap_stride, step, labels, ap_ks) if "ap_at_k" in want else None
+    tau = _TauPairs(frame, owner, starts, tau_stride, step) if "kendalls_tau" in want and n > 1 else None
+    ap = _ApLists(frame, owner, starts, ap_stride, step, labels, ap_ks) if "ap_at_k" in want else None
     dtw = _DtwPairs(starts, lengths, labels, chunk_pairs) if "dtw_accuracy" in want else None
     scorers = [scorer for scorer in (tau, ap, dtw) if scorer is not None]
     # One BLAS thread per call, the query's rows split over numba's threads: the product
@@ -331,17 +331,26 @@ class _DtwPairs:
                 self.scores.append(float(np.mean(self.labels[v][path[:, 0]] == self.labels[j][path[:, 1]])))
 
 
+def _strided_columns(frame: np.ndarray, owner: np.ndarray, n: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """The product's columns at ``stride`` (every video's frames 0, stride, …) and where each of
+    the n videos' share of them starts: (C,) and (n + 1,), from the (F,) frame index and video
+    of each column (``owner`` sorted)."""
+    cols = np.flatnonzero(frame % stride == 0)
+    return cols, np.searchsorted(owner[cols], np.arange(n + 1))
+
+
 class _TauPairs:
     """Kendall's τ of every ordered pair, fed one query video's block of later videos at a time.
 
     Args:
         frame, owner: (F,) frame index and video of each column of the product (frames at ``step``).
+        video_starts: (n + 1,) each video's first column.
     """
 
-    def __init__(self, frame: np.ndarray, owner: np.ndarray, n: int, stride: int, step: int):
-        self.cols = np.flatnonzero(frame % stride == 0)  # every video's frames at the stride
-        self.starts = np.searchsorted(owner[self.cols], np.arange(n + 1))
-        self.video_starts = np.searchsorted(owner, np.arange(n + 1))  # each video's first column
+    def __init__(self, frame: np.ndarray, owner: np.ndarray, video_starts: np.ndarray, stride: int, step: int):
+        n = len(video_starts) - 1
+        _, self.starts = _strided_columns(frame, owner, n, stride)
+        self.video_starts = video_starts
         self.row_step = stride // step
         # The nearest neighbours of each video's frames in the earlier videos, found when those
         # were the query (column argmins), until the video's own turn.
@@ -369,10 +378,9 @@ class _ApLists:
     ordered by gallery index throughout, as one sort over all other videos would order them.
     """
 
-    def __init__(self, frame, owner, n, stride, step, labels, ks):
-        self.cols = np.flatnonzero(frame % stride == 0)
-        self.starts = np.searchsorted(owner[self.cols], np.arange(n + 1))
-        self.video_starts = np.searchsorted(owner, np.arange(n + 1))
+    def __init__(self, frame, owner, video_starts, stride, step, labels, ks):
+        self.cols, self.starts = _strided_columns(frame, owner, len(video_starts) - 1, stride)
+        self.video_starts = video_starts
         self.row_step = stride // step
         self.stride = stride
         self.labels = labels

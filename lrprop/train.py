@@ -149,12 +149,17 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
     )
 
 
-def batch_frames(batch: dict, config: Config, device: torch.device) -> torch.Tensor:
+def batch_frames(batch: dict, config: Config, device: torch.device, transform: Callable | None = None) -> torch.Tensor:
     """A loader batch's views on ``device``, (B, V, T, 3, S, S) float: copied as they are, or
     augmented there from their uint8 frames (``data.augment_on: device``), decoded there first
-    from their JPEG bytes (``data.decode_on: device``)."""
+    from their JPEG bytes (``data.decode_on: device``).
+
+    Args:
+        transform: ``view_transform(config)``, built once by a caller that runs many steps
+            (built here when not given).
+    """
     if config.data.augment_on == "device":
-        return transform_views(batch, view_transform(config), config.data.num_frames, device)
+        return transform_views(batch, transform or view_transform(config), config.data.num_frames, device)
     return batch["frames"].to(device, non_blocking=True)
 
 
@@ -293,6 +298,7 @@ def train(
 
     use_bf16 = device.type == "cuda" and config.optim.bf16
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
+    transform = view_transform(config)  # for batch_frames, when the views are augmented on the device
     max_steps = config.optim.max_steps if config.optim.max_steps is not None else total_steps
     result = TrainResult(model=model, history=history, step=step, checkpoint=resumed_from)
     net = wrap_model(model) if wrap_model is not None else model
@@ -331,7 +337,7 @@ def train(
             sums, batches = {}, 0
         sampler.set_position(epoch, position)
         for batch in loader:
-            frames = batch_frames(batch, config, device)  # (B, V, T, 3, S, S)
+            frames = batch_frames(batch, config, device, transform)  # (B, V, T, 3, S, S)
             mask = batch["mask"].to(device)  # (B, V, T)
             timestamps = batch["timestamps"].to(device)
             B, V, T = mask.shape
