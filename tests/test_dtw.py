@@ -293,29 +293,18 @@ def test_triton_soft_dtw_equals_tslearn_under_the_interpreter(interpreted_triton
     B, Tx, Ty = 4, 11, 9
     cost = 2.0 * rng.random((B, Tx, Ty))
     nx, ny = np.array([11, 6, 1, 11]), np.array([9, 9, 5, 1])
-    values, E = _dtw_triton.soft_dtw(
-        torch.from_numpy(cost),
-        torch.from_numpy(nx).int(),
-        torch.from_numpy(ny).int(),
-        gamma,
-        True,
-        kernels=interpreted_triton_kernels,
-        block=block,
-    )
+
+    def run(want_grad):
+        args = (torch.from_numpy(cost), torch.from_numpy(nx).int(), torch.from_numpy(ny).int(), gamma, want_grad)
+        return _dtw_triton.soft_dtw(*args, kernels=interpreted_triton_kernels, block=block)
+
+    values, E = run(True)
     for b in range(B):
         ts = TsSoftDTW(cost[b, : nx[b], : ny[b]], gamma=gamma)
         assert values[b].item() == pytest.approx(ts.compute(), rel=1e-12)
         np.testing.assert_allclose(E[b, : nx[b], : ny[b]].numpy(), ts.grad(), rtol=1e-9, atol=1e-12)
         assert E[b, nx[b] :].abs().sum() == 0 and E[b, :, ny[b] :].abs().sum() == 0
-    no_grad_values, none = _dtw_triton.soft_dtw(
-        torch.from_numpy(cost),
-        torch.from_numpy(nx).int(),
-        torch.from_numpy(ny).int(),
-        gamma,
-        False,
-        kernels=interpreted_triton_kernels,
-        block=block,
-    )
+    no_grad_values, none = run(False)
     assert none is None
     torch.testing.assert_close(no_grad_values, values, rtol=0, atol=0)
 
