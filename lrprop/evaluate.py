@@ -2,12 +2,18 @@
 
     model, config = load_trained_model(model_dir)
     result = evaluate_class(model, config, train_source, val_source)
-    result.metrics   # {"phase_classification": {f: acc}, "phase_progression": r2, ...}
+    result.metrics   # {"phase_classification": {f: acc}, "phase_progression": r2, ...,
+                     #  "baseline": {...}, "oracle": {...}, "gain": {...}}
 
 Embedding follows METHOD.md §5: no augmentation (resize + centre crop), stride 1, the whole
 video in one pass with positions linspace(0, T - 1, L), or in chunks of ``eval.max_chunk``
 consecutive frames with the same positions when the video is longer. Frames with a label < 0
 are dropped after embedding, before scoring.
+
+Every evaluation also scores two references on the same videos, frames and settings
+(:mod:`lrprop.baselines`): the label-free time-stretch baseline (frame i of L is i / L) and a
+label oracle (phase index plus progress within the phase); ``gain`` is the model's metrics
+minus the baseline's.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import numpy as np
 import torch
 
 from lrprop import metrics
+from lrprop.baselines import metrics_gain, phase_progress_embeddings, time_stretch_embeddings
 from lrprop.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
 from lrprop.config import Config, EvalConfig, config_from_dict
 from lrprop.data.augment import eval_transform
@@ -28,7 +35,19 @@ from lrprop.data.source import VideoSource
 from lrprop.model import FrameEncoder
 from lrprop.train import build_model, resolve_device
 
-__all__ = ["ClassEvaluation", "embed_source", "embed_video", "evaluate_class", "load_trained_model", "score_embeddings"]
+__all__ = [
+    "REFERENCES",
+    "ClassEvaluation",
+    "embed_source",
+    "embed_video",
+    "evaluate_class",
+    "load_trained_model",
+    "score_embeddings",
+    "score_with_references",
+]
+
+# The keys of a class's metrics that hold the references' metrics and the gain over the baseline.
+REFERENCES = ("baseline", "oracle", "gain")
 
 
 def load_trained_model(model_dir: str | Path, device: str = "cpu") -> tuple[FrameEncoder, Config, dict]:
@@ -94,9 +113,31 @@ def score_embeddings(train_embs, train_labels, val_embs, val_labels, config: Eva
     }
 
 
+def score_with_references(train_embs, train_labels, val_embs, val_labels, config: EvalConfig) -> dict:
+    """The model's five metrics, with the time-stretch baseline's and the label oracle's.
+
+    Both references are embedded for the very videos given, at their whole lengths (the
+    unlabelled frames count in L, as the model sees them), then scored by
+    :func:`score_embeddings` like the model's embeddings: the same frames dropped, the same
+    classifier fitted on the training videos, the same strides.
+
+    Returns:
+        {five metrics of the model, "baseline": {five metrics}, "oracle": {five metrics},
+        "gain": model − baseline, key by key (same shape)}.
+    """
+    scores = score_embeddings(train_embs, train_labels, val_embs, val_labels, config)
+    n_train = len(train_embs)
+    stretch = time_stretch_embeddings([len(e) for e in [*train_embs, *val_embs]])
+    baseline = score_embeddings(stretch[:n_train], train_labels, stretch[n_train:], val_labels, config)
+    oracle_embs = phase_progress_embeddings([*train_labels, *val_labels])  # one weight for both splits
+    oracle = score_embeddings(oracle_embs[:n_train], train_labels, oracle_embs[n_train:], val_labels, config)
+    return {**scores, "baseline": baseline, "oracle": oracle, "gain": metrics_gain(scores, baseline)}
+
+
 @dataclass
 class ClassEvaluation:
-    """One action class: its metrics, and what the report draws from."""
+    """One action class: its metrics (with the references under ``REFERENCES``, when scored),
+    and what the report draws from."""
 
     metrics: dict
     val_embs: list[np.ndarray] = field(default_factory=list)
@@ -115,14 +156,27 @@ class ClassEvaluation:
 
 
 def evaluate_class(
-    model: FrameEncoder, config: Config, train_source: VideoSource, val_source: VideoSource, device: str = "auto"
+    model: FrameEncoder,
+    config: Config,
+    train_source: VideoSource,
+    val_source: VideoSource,
+    device: str = "auto",
+    *,
+    references: bool = True,
 ) -> ClassEvaluation:
-    """Embed the training and validation videos of one class and score them."""
+    """Embed the training and validation videos of one class and score them.
+
+    Args:
+        references: also score the time-stretch baseline and the label oracle on the same
+            videos (:func:`score_with_references`). They do not depend on the model: a
+            validation hook called every few epochs can leave them out.
+    """
     model = model.to(resolve_device(device)).eval()
     kwargs = {"image_size": config.data.image_size, "max_chunk": config.eval.max_chunk}
     tr_e, tr_l = embed_source(model, train_source, **kwargs)
     va_e, va_l = embed_source(model, val_source, **kwargs)
-    scores = score_embeddings(tr_e, tr_l, va_e, va_l, config.eval)
+    score = score_with_references if references else score_embeddings
+    scores = score(tr_e, tr_l, va_e, va_l, config.eval)
     val_ids = [val_source.video_id(i) for i in range(len(val_source))]
     train_ids = [train_source.video_id(i) for i in range(len(train_source))]
     return ClassEvaluation(scores, va_e, va_l, val_ids, tr_e, tr_l, train_ids)
@@ -150,7 +204,9 @@ def evaluate_models(
             class, e.g. to publish the embeddings it computed.
 
     Returns:
-        {"dataset", "dataset_version", "per_class": {action: metrics}, "mean": {...}} as written.
+        {"dataset", "dataset_version", "per_class": {action: metrics}, "mean": {...}} as written;
+        each class's metrics and the mean carry "baseline", "oracle" and "gain" beside the
+        model's numbers (:func:`score_with_references`, :func:`lrprop.report.mean_over_classes`).
     """
     from lrprop.data.parquet import ParquetVideos
     from lrprop.report import mean_over_classes, render_report
