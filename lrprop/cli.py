@@ -72,18 +72,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 
 
 def _print_metrics(summary: dict) -> None:
-    """The metrics table of an evaluation summary: classes, their mean, the paper's numbers."""
-    from lrprop.report import PAPER, flatten_metrics
+    """The metrics table of an evaluation summary: per metric the model, the time-stretch
+    baseline, the gain over it and the label oracle; classes, their mean, the paper's numbers."""
+    from lrprop.report import metrics_table
 
-    paper = PAPER.get(str(summary["dataset"]))
-    actions = sorted(summary["per_class"])
-    flat = {a: flatten_metrics(summary["per_class"][a]) for a in actions}
-    print(f"{'metric (%)':<22}" + "".join(f"{a:>10}" for a in actions) + f"{'mean':>10}" + (f"{'paper':>10}" if paper else ""))
-    for key, mean in summary["mean"].items():
-        row = f"{key:<22}" + "".join(f"{100 * flat[a][key]:>10.2f}" for a in actions) + f"{100 * mean:>10.2f}"
-        if paper:
-            row += f"{paper[key]:>10.2f}" if key in paper else f"{'-':>10}"
-        print(row)
+    print(metrics_table(summary["per_class"], dataset=str(summary["dataset"] or ""), style="text"))
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:

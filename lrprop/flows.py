@@ -8,7 +8,8 @@ The flows only sequence; each task is small, passes URIs (never tensors) and can
 without harm: ingestion returns the existing version for an unchanged source, training resumes
 its run from Ray's checkpoints, evaluation and publishing write new files or new versions. Tasks
 that only touch storage retry on transient storage errors. Results go to Prefect artifacts:
-a markdown table of the metrics with the report's address.
+a markdown table of the metrics (each beside the time-stretch baseline's, the gain over it and
+the label oracle's) with the report's address.
 
 With no Prefect server configured these run in-process against Prefect's temporary local
 server; with ``PREFECT_API_URL`` set they report to that server. ``flows/`` holds the
@@ -114,20 +115,18 @@ def evaluate_and_publish_task(store_uri: str, dataset: str, version: str, checkp
 
 
 def _metrics_artifact(summary: dict, report_uri: str, run_name: str) -> None:
-    from lrprop.report import flatten_metrics
+    create_markdown_artifact(
+        _metrics_markdown(summary, report_uri, run_name), key=f"metrics-{run_name.lower().replace('_', '-').replace('.', '-')}"
+    )
 
-    actions = sorted(summary["per_class"])
-    flat = {a: flatten_metrics(summary["per_class"][a]) for a in actions}
-    lines = [
-        f"# {run_name}: {summary['dataset']}",
-        f"Report: [{report_uri}]({report_uri})",
-        "",
-        "| metric (%) | " + " | ".join(actions) + " | mean |",
-        "|---|" + "---:|" * (len(actions) + 1),
-    ]
-    for key, mean in summary["mean"].items():
-        lines.append(f"| {key} | " + " | ".join(f"{100 * flat[a][key]:.2f}" for a in actions) + f" | {100 * float(mean):.2f} |")
-    create_markdown_artifact("\n".join(lines), key=f"metrics-{run_name.lower().replace('_', '-').replace('.', '-')}")
+
+def _metrics_markdown(summary: dict, report_uri: str, run_name: str) -> str:
+    """The artifact's text: the run, the report's address and the metrics table (model,
+    time-stretch baseline, gain, oracle per metric) of :func:`lrprop.report.metrics_table`."""
+    from lrprop.report import metrics_table
+
+    table = metrics_table(summary["per_class"], dataset=str(summary["dataset"] or ""), style="markdown")
+    return "\n".join([f"# {run_name}: {summary['dataset']}", f"Report: [{report_uri}]({report_uri})", "", table])
 
 
 @flow(name="ingest")

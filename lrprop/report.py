@@ -1,5 +1,10 @@
 """A self-contained HTML report of an evaluation: tables beside the paper's numbers, and plots.
 
+:func:`metrics_table` is the one metrics table of an evaluation, as HTML here, as text for the
+CLI and as markdown for the Prefect artifact: per metric the model's row, then the time-stretch
+baseline's, the gain (model − baseline, percentage points) and the label oracle's, per class,
+their mean and the paper's number.
+
 The plots (matplotlib, embedded as PNG): each metric per action class; the cost matrix of a
 sample pair of validation videos with its DTW path; a strip of frames of one video above the
 frames of another that DTW aligns to them; the embedding trajectories of a few videos projected
@@ -17,7 +22,7 @@ import numpy as np
 
 from lrprop.dtw import dtw_path
 
-__all__ = ["PAPER", "flatten_metrics", "mean_over_classes", "render_report"]
+__all__ = ["PAPER", "TABLE_NOTE", "flatten_metrics", "mean_over_classes", "metrics_table", "render_report"]
 
 # METHOD.md §7: the paper's LRProp numbers (percent) on the real data sets.
 PAPER = {
@@ -61,10 +66,96 @@ def flatten_metrics(m: Mapping) -> dict[str, float]:
     return out
 
 
-def mean_over_classes(per_class: Mapping[str, Mapping]) -> dict[str, float]:
-    """The mean of each flattened metric over action classes (NaNs ignored)."""
-    flat = [flatten_metrics(m) for m in per_class.values()]
-    return {key: float(np.nanmean([f[key] for f in flat])) for key in flat[0]} if flat else {}
+# The rows under each model row of the table: (key in a class's metrics, row name); the
+# references come from lrprop.evaluate.score_with_references.
+REFERENCE_ROWS = (("baseline", "baseline"), ("gain", "gain"), ("oracle", "oracle"))
+TABLE_NOTE = (
+    "model: the trained model; baseline: the time-stretch baseline, frame i of L embedded as i / L "
+    "(no model, no labels); gain: model − baseline, in points; oracle: phase index plus progress "
+    "within the phase, read from the labels (an upper reference, not a bound on τ or progression). "
+    "All scored on the same videos and frames."
+)
+
+
+def _flat_mean(flat: list[dict[str, float]]) -> dict[str, float]:
+    return {key: float(np.nanmean([f[key] for f in flat])) for key in flat[0]}
+
+
+def mean_over_classes(per_class: Mapping[str, Mapping]) -> dict:
+    """The mean of each flattened metric over action classes (NaNs ignored).
+
+    Returns:
+        {"classification@0.1": …, …} for the model; when every class carries the references
+        (:func:`lrprop.evaluate.score_with_references`), also "baseline" and "oracle" (their
+        flattened means) and "gain" = mean of the model − mean of the baseline, per metric, so
+        that the table's mean column subtracts as it reads.
+    """
+    if not per_class:
+        return {}
+    mean: dict = _flat_mean([flatten_metrics(m) for m in per_class.values()])
+    for ref in ("baseline", "oracle"):
+        if all(ref in m for m in per_class.values()):
+            mean[ref] = _flat_mean([flatten_metrics(m[ref]) for m in per_class.values()])
+    if "baseline" in mean:
+        mean["gain"] = {key: mean[key] - mean["baseline"][key] for key in mean["baseline"] if key in mean}
+    return mean
+
+
+def _cell(value: float | None, signed: bool = False) -> str:
+    if value is None:
+        return "–"
+    return f"{100 * value:+.2f}" if signed else f"{100 * value:.2f}"
+
+
+def metrics_table(per_class: Mapping[str, Mapping], *, dataset: str = "", style: str = "text") -> str:
+    """The metrics table of an evaluation, in percent.
+
+    One block of rows per metric: the model's (with the paper's LRProp number where the data
+    set is the paper's), then, where the classes' metrics carry them, the time-stretch
+    baseline's, the gain over it (signed, points) and the label oracle's. Columns: each class,
+    their mean (when more than one), the paper.
+
+    Args:
+        per_class: {action: metrics}, as in ``metrics.json`` (keys may be strings).
+        dataset: "pouring" and "pennaction" get the paper's column.
+        style: "text" (aligned columns), "markdown" or "html".
+    """
+    if style not in ("text", "markdown", "html"):
+        raise ValueError(f"style must be 'text', 'markdown' or 'html', got {style!r}")
+    paper = PAPER.get(dataset.lower())
+    names = list(per_class)
+    flat = {name: flatten_metrics(m) for name, m in per_class.items()}
+    mean = mean_over_classes(per_class)
+    refs = [(key, row) for key, row in REFERENCE_ROWS if flat and all(key in m for m in per_class.values())]
+    ref_flat = {key: {name: flatten_metrics(m[key]) for name, m in per_class.items()} for key, _ in refs}
+    header = ["metric (%)", "", *names] + (["mean"] if len(names) > 1 else []) + (["paper (LRProp)"] if paper else [])
+    rows = []
+    for metric in next(iter(flat.values())) if flat else []:
+        cells = [_cell(flat[n][metric]) for n in names] + ([_cell(mean[metric])] if len(names) > 1 else [])
+        rows.append([metric, "model", *cells] + ([f"{paper[metric]:.2f}" if metric in paper else "–"] if paper else []))
+        for key, row in refs:
+            signed = key == "gain"
+            cells = [_cell(ref_flat[key][n].get(metric), signed) for n in names]
+            if len(names) > 1:
+                cells.append(_cell(mean[key].get(metric), signed))
+            rows.append(["", row, *cells] + (["–"] if paper else []))
+    note = TABLE_NOTE if refs else ""
+    if style == "html":
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join(
+            "<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in r[:2]) + "".join(f"<td>{c}</td>" for c in r[2:]) + "</tr>"
+            for r in rows
+        )
+        return f"<table><tr>{head}</tr>{body}</table>" + (f"<p>{html.escape(note)}</p>" if note else "")
+    if style == "markdown":
+        lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
+        lines += ["| " + " | ".join(r) + " |" for r in rows]
+        return "\n".join(lines) + (f"\n\n{note}" if note else "")
+    widths = [max(10, len(h) + 2) for h in header[2:]]
+    lines = [
+        f"{r[0]:<22}{r[1]:<9}" + "".join(f"{c:>{w}}" for c, w in zip(r[2:], widths, strict=True)) for r in [header, *rows]
+    ]
+    return "\n".join(lines) + (f"\n{note}" if note else "")
 
 
 def _png(fig) -> str:
@@ -84,10 +175,15 @@ def _bars(per_class: Mapping[str, Mapping]) -> str:
     fig, ax = plt.subplots(figsize=(max(8, len(keys) * 0.9), 4))
     width = 0.8 / len(flat)
     for n, (name, values) in enumerate(flat.items()):
-        ax.bar(np.arange(len(keys)) + n * width, [100 * values[k] for k in keys], width, label=name)
+        x = np.arange(len(keys)) + n * width
+        ax.bar(x, [100 * values[k] for k in keys], width, label=name)
+        if "baseline" in per_class[name]:
+            base = flatten_metrics(per_class[name]["baseline"])
+            label = "time-stretch baseline" if n == 0 else None
+            ax.scatter(x, [100 * base[k] for k in keys], marker="_", s=120, color="black", zorder=3, label=label)
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=45, ha="right")
     ax.set_ylabel("%")
-    ax.set_ylim(min(0, *(100 * v for f in flat.values() for v in f.values() if np.isfinite(v))), 100)
+    ax.set_ylim(min(0, *(100 * v for f in flat.values() for v in f.values() if np.isfinite(v))), 102)
     ax.legend(fontsize="small")
     ax.set_title("metrics per action class")
     return _png(fig)
@@ -140,23 +236,6 @@ def _trajectories(embs: list[np.ndarray], labels: list[np.ndarray], ids: list[st
     return _png(fig)
 
 
-def _table(per_class: Mapping[str, Mapping], paper: Mapping[str, float] | None) -> str:
-    flat = {name: flatten_metrics(m) for name, m in per_class.items()}
-    keys = list(next(iter(flat.values())))
-    mean = mean_over_classes(per_class)
-    head = "".join(f"<th>{html.escape(n)}</th>" for n in flat) + ("<th>mean</th>" if len(flat) > 1 else "")
-    head += "<th>paper (LRProp)</th>" if paper else ""
-    rows = []
-    for key in keys:
-        cells = "".join(f"<td>{100 * f[key]:.2f}</td>" for f in flat.values())
-        if len(flat) > 1:
-            cells += f"<td><b>{100 * mean[key]:.2f}</b></td>"
-        if paper:
-            cells += f"<td>{paper[key]:.2f}</td>" if key in paper else "<td>–</td>"
-        rows.append(f"<tr><th>{html.escape(key)}</th>{cells}</tr>")
-    return f"<table><tr><th>metric (%)</th>{head}</tr>{''.join(rows)}</table>"
-
-
 def render_report(
     title: str,
     per_class: Mapping[str, Mapping],
@@ -169,7 +248,8 @@ def render_report(
 
     Args:
         title: heading.
-        per_class: {action: metrics dict of :func:`lrprop.evaluate.score_embeddings`}.
+        per_class: {action: metrics dict of :func:`lrprop.evaluate.score_with_references`
+            (or of :func:`lrprop.evaluate.score_embeddings`: no reference rows then)}.
         dataset: the data set's name; "pouring" and "pennaction" get the paper's column.
         samples: {action: {"embs": [...], "labels": [...], "ids": [...], "frames": [(L, H, W, 3), …]}}
             for the plots of each class: the first two videos make the pair plots.
@@ -185,7 +265,7 @@ def render_report(
     ]
     for key, value in (details or {}).items():
         parts.append(f"<div><b>{html.escape(key)}</b>: {html.escape(str(value))}</div>")
-    parts.append("<h2>Metrics</h2>" + _table(per_class, paper))
+    parts.append("<h2>Metrics</h2>" + metrics_table(per_class, dataset=dataset, style="html"))
     if paper is None:
         parts.append("<p>The paper reports no numbers for this data set.</p>")
     parts.append(f"<h2>Per action class</h2><img alt='metrics per class' src='data:image/png;base64,{_bars(per_class)}'>")

@@ -167,7 +167,7 @@ def test_score_embeddings_needs_two_labelled_validation_videos():
 
 # ----------------------------------------------------------------------------- report
 
-PER_CLASS = {
+MODEL_ONLY = {  # as score_embeddings gives them: no references
     "reach": {
         "phase_classification": {0.1: 0.812345, 1.0: 0.93456},
         "phase_progression": 0.701234,
@@ -183,6 +183,51 @@ PER_CLASS = {
         "dtw_accuracy": 0.66,
     },
 }
+REFERENCE_VALUES = {  # (baseline, oracle) per class
+    "reach": (
+        {
+            "phase_classification": {0.1: 0.501, 1.0: 0.6234},
+            "phase_progression": 0.8123,
+            "kendalls_tau": 0.99511,
+            "ap_at_k": {5: 0.5571, 10: 0.5482},
+            "dtw_accuracy": 0.5963,
+        },
+        {
+            "phase_classification": {0.1: 1.0, 1.0: 1.0},
+            "phase_progression": 0.8741,
+            "kendalls_tau": 0.99322,
+            "ap_at_k": {5: 0.99913, 10: 0.9871},
+            "dtw_accuracy": 1.0,
+        },
+    ),
+    "throw": (
+        {
+            "phase_classification": {0.1: 0.4433, 1.0: 0.61111},
+            "phase_progression": 0.83641,
+            "kendalls_tau": 0.9977,
+            "ap_at_k": {5: 0.52233, 10: 0.5119},
+            "dtw_accuracy": 0.50013,
+        },
+        {
+            "phase_classification": {0.1: 0.9912, 1.0: 1.0},
+            "phase_progression": 0.8512,
+            "kendalls_tau": 0.9901,
+            "ap_at_k": {5: 0.98871, 10: 0.97632},
+            "dtw_accuracy": 0.99731,
+        },
+    ),
+}
+
+
+def _minus(a, b):
+    """a − b over nested dicts (written here, not lrprop's)."""
+    return {k: _minus(v, b[k]) if isinstance(v, dict) else v - b[k] for k, v in a.items()}
+
+
+PER_CLASS = {  # as score_with_references gives them
+    action: {**m, "baseline": base, "oracle": oracle, "gain": _minus(m, base)}
+    for (action, m), (base, oracle) in zip(MODEL_ONLY.items(), REFERENCE_VALUES.values())
+}
 KEYS = {  # flattened name -> how to read it from a metrics dict
     "classification@0.1": lambda m: m["phase_classification"][0.1],
     "classification@1.0": lambda m: m["phase_classification"][1.0],
@@ -192,6 +237,40 @@ KEYS = {  # flattened name -> how to read it from a metrics dict
     "ap@10": lambda m: m["ap_at_k"][10],
     "dtw_accuracy": lambda m: m["dtw_accuracy"],
 }
+PAPER_POURING = {  # METHOD.md §7, typed here
+    "classification@0.1": "92.70",
+    "classification@1.0": "94.36",
+    "phase_progression": "94.09",
+    "kendalls_tau": "99.46",
+    "ap@5": "92.41",
+    "ap@10": "90.33",
+    "dtw_accuracy": "90.22",
+}
+
+
+def _expected_rows(per_class: dict, paper: dict | None = None) -> dict[tuple[str, str], list[str]]:
+    """{(metric, row): cells} of the table, formatted and averaged here: the model's row, then
+    the baseline's, the gain (signed) and the oracle's, a mean column for 2+ classes, the
+    paper's number on the model's row only."""
+    out = {}
+    many = len(per_class) > 1
+    for key, get in KEYS.items():
+        model = [get(m) for m in per_class.values()]
+        cells = [f"{100 * v:.2f}" for v in model] + ([f"{100 * np.mean(model):.2f}"] if many else [])
+        out[key, "model"] = cells + ([paper.get(key, "–")] if paper is not None else [])
+        if "baseline" not in next(iter(per_class.values())):
+            continue
+        base = [get(m["baseline"]) for m in per_class.values()]
+        oracle = [get(m["oracle"]) for m in per_class.values()]
+        gain = [a - b for a, b in zip(model, base)]
+        rows = {
+            "baseline": [f"{100 * v:.2f}" for v in base] + ([f"{100 * np.mean(base):.2f}"] if many else []),
+            "gain": [f"{100 * v:+.2f}" for v in gain] + ([f"{100 * (np.mean(model) - np.mean(base)):+.2f}"] if many else []),
+            "oracle": [f"{100 * v:.2f}" for v in oracle] + ([f"{100 * np.mean(oracle):.2f}"] if many else []),
+        }
+        for row, cells in rows.items():
+            out[key, row] = cells + (["–"] if paper is not None else [])
+    return out
 
 
 def _samples():
@@ -206,41 +285,80 @@ def _samples():
     return out
 
 
-def _table_rows(page: str) -> dict[str, list[str]]:
+def _table_rows(page: str) -> dict[tuple[str, str], list[str]]:
+    """{(metric, row): cells} of the report's HTML table (a reference row belongs to the
+    metric of the model row above it)."""
     table = re.search(r"<table>.*?</table>", page, re.S).group(0)
-    rows = {}
-    for key, cells in re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", table):
-        tds = re.findall(r"<td>(?:<b>)?(.*?)(?:</b>)?</td>", cells)
+    rows, metric = {}, None
+    for key, row, cells in re.findall(r"<tr><th>([^<]*)</th><th>([^<]*)</th>(.*?)</tr>", table):
+        metric = key or metric
+        tds = re.findall(r"<td>(.*?)</td>", cells)
         if tds:
-            rows[key] = tds
+            rows[metric, row] = tds
+    return rows
+
+
+def _text_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    """The same from the CLI's aligned text table."""
+    rows, metric = {}, None
+    for line in text.splitlines():
+        tokens = line.split()
+        if len(tokens) > 1 and tokens[1] == "model":
+            metric = tokens[0]
+            rows[metric, "model"] = tokens[2:]
+        elif tokens and tokens[0] in ("baseline", "gain", "oracle") and metric is not None:
+            rows[metric, tokens[0]] = tokens[1:]
+    return rows
+
+
+def _markdown_rows(text: str) -> dict[tuple[str, str], list[str]]:
+    """The same from the artifact's markdown table."""
+    rows, metric = {}, None
+    for line in text.splitlines():
+        if not line.startswith("| ") or line.startswith("| metric"):
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        metric = cells[0] or metric
+        rows[metric, cells[1]] = cells[2:]
     return rows
 
 
 def test_mean_over_classes_is_the_mean_of_each_metric():
-    mean = mean_over_classes(PER_CLASS)
+    mean = mean_over_classes(MODEL_ONLY)
     assert set(mean) == set(KEYS)
     for key, get in KEYS.items():
-        assert mean[key] == pytest.approx(float(np.mean([get(m) for m in PER_CLASS.values()])), abs=1e-12), key
+        assert mean[key] == pytest.approx(float(np.mean([get(m) for m in MODEL_ONLY.values()])), abs=1e-12), key
 
 
-@pytest.mark.parametrize("dataset, paper", [("synthetic", False), ("pouring", True), ("pennaction", True)])
+def test_mean_over_classes_carries_the_references_and_the_gain_of_the_means():
+    mean = mean_over_classes(PER_CLASS)
+    assert set(mean) == set(KEYS) | {"baseline", "oracle", "gain"}
+    for key, get in KEYS.items():
+        for ref in ("baseline", "oracle"):
+            want = np.mean([get(m[ref]) for m in PER_CLASS.values()])
+            assert mean[ref][key] == pytest.approx(float(want), abs=1e-12), (ref, key)
+        assert mean["gain"][key] == pytest.approx(mean[key] - mean["baseline"][key], abs=1e-12), key
+
+
+@pytest.mark.parametrize(
+    "dataset, paper", [("synthetic", None), ("pouring", PAPER_POURING), ("pennaction", {"dtw_accuracy": "90.16"})]
+)
 def test_report_has_the_table_and_every_plot(dataset, paper):
     page = render_report("evaluation", PER_CLASS, dataset=dataset, samples=_samples(), details={"run": "r1"})
     assert page.startswith("<!doctype html>") and page.rstrip().endswith("</html>")
     header = re.search(r"<table><tr>(.*?)</tr>", page, re.S).group(1)
-    assert ("paper" in header) == paper
+    assert ("paper" in header) == (paper is not None)
     rows = _table_rows(page)
-    assert set(rows) == set(KEYS)
-    for key, get in KEYS.items():
-        values = [get(m) for m in PER_CLASS.values()]
-        expected = [f"{100 * v:.2f}" for v in values] + [f"{100 * np.mean(values):.2f}"]
-        assert rows[key][:3] == expected, key
-        assert len(rows[key]) == (4 if paper else 3)
-    if dataset == "pouring":
-        assert rows["kendalls_tau"][3] == "99.46" and rows["ap@5"][3] == "92.41"
-        assert rows["classification@0.1"][3] == "92.70"
-    if dataset == "pennaction":
-        assert rows["dtw_accuracy"][3] == "90.16"
+    expected = _expected_rows(PER_CLASS, {} if paper is not None else None)
+    assert set(rows) == set(expected) == {(k, r) for k in KEYS for r in ("model", "baseline", "gain", "oracle")}
+    for key, cells in expected.items():
+        want = cells[:-1] if paper is not None else cells  # the paper's cell checked below
+        assert rows[key][: len(want)] == want, key
+    for key, number in (paper or {}).items():
+        assert rows[key, "model"][-1] == number, key
+        for row in ("baseline", "gain", "oracle"):
+            assert rows[key, row][-1] == "–"
+    assert "time-stretch baseline" in page
     # One bar chart, then per class: cost matrix with its path, aligned strip, trajectories.
     images = re.findall(r"<img alt='([^']*)' src='data:image/png;base64,([^']*)'>", page)
     assert len(images) == page.count("<img") == 1 + 3 * len(PER_CLASS)
@@ -258,7 +376,39 @@ def test_report_without_samples_has_the_table_and_the_bars_only():
     page = render_report("t", {"reach": PER_CLASS["reach"]}, dataset="synthetic")
     assert page.count("<img") == 1
     rows = _table_rows(page)
-    assert rows["dtw_accuracy"] == ["77.78"]  # one class: no mean column
+    assert rows["dtw_accuracy", "model"] == ["77.78"]  # one class: no mean column
+    assert rows["dtw_accuracy", "baseline"] == ["59.63"] and rows["dtw_accuracy", "gain"] == ["+18.15"]
+    assert rows["dtw_accuracy", "oracle"] == ["100.00"]
+    assert rows == _expected_rows({"reach": PER_CLASS["reach"]})
+
+
+def test_report_of_metrics_without_references_has_the_model_rows_only():
+    page = render_report("t", MODEL_ONLY, dataset="synthetic")
+    assert _table_rows(page) == _expected_rows(MODEL_ONLY)
+    assert "time-stretch baseline" not in page
+
+
+def _summary(dataset: str = "pouring") -> dict:
+    """A summary as metrics.json holds it: through JSON, so its keys are strings."""
+    return json.loads(json.dumps({"dataset": dataset, "per_class": PER_CLASS, "mean": mean_over_classes(PER_CLASS)}))
+
+
+def test_cli_table_shows_the_baseline_gain_and_oracle_beside_every_number(capsys):
+    from lrprop.cli import _print_metrics
+
+    _print_metrics(_summary())
+    out = capsys.readouterr().out
+    assert _text_rows(out) == _expected_rows(PER_CLASS, PAPER_POURING)
+    assert "time-stretch baseline" in out
+
+
+def test_prefect_artifact_shows_the_baseline_gain_and_oracle_beside_every_number():
+    from lrprop.flows import _metrics_markdown
+
+    text = _metrics_markdown(_summary("synthetic"), "s3://b/runs/r1/evaluation/report.html", "r1")
+    assert text.startswith("# r1: synthetic") and "[s3://b/runs/r1/evaluation/report.html]" in text
+    assert _markdown_rows(text) == _expected_rows(PER_CLASS)
+    assert "time-stretch baseline" in text
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -299,11 +449,16 @@ def _check_metrics(summary: dict, actions: list[str], config) -> None:
     assert sorted(summary["per_class"]) == actions
     for action in actions:
         m = summary["per_class"][action]
-        assert {float(f) for f in m["phase_classification"]} == set(config.eval.fractions)
-        assert {int(k) for k in m["ap_at_k"]} == set(config.eval.ap_ks)
-        for v in [*m["phase_classification"].values(), *m["ap_at_k"].values(), m["dtw_accuracy"]]:
-            assert 0.0 <= v <= 1.0
-        assert -1.0 <= m["kendalls_tau"] <= 1.0
+        for scores in (m, m["baseline"], m["oracle"]):
+            assert {float(f) for f in scores["phase_classification"]} == set(config.eval.fractions)
+            assert {int(k) for k in scores["ap_at_k"]} == set(config.eval.ap_ks)
+            for v in [*scores["phase_classification"].values(), *scores["ap_at_k"].values(), scores["dtw_accuracy"]]:
+                assert 0.0 <= v <= 1.0
+            assert -1.0 <= scores["kendalls_tau"] <= 1.0
+        assert m["gain"]["dtw_accuracy"] == pytest.approx(m["dtw_accuracy"] - m["baseline"]["dtw_accuracy"], abs=1e-12)
+        assert m["gain"]["ap_at_k"]["5"] == pytest.approx(m["ap_at_k"]["5"] - m["baseline"]["ap_at_k"]["5"], abs=1e-12)
+        # The synthetic phases come in order: the oracle keeps them apart under DTW.
+        assert m["oracle"]["dtw_accuracy"] == 1.0
     # The mean over classes, recomputed here.
     mean = summary["mean"]
     expect = {
@@ -315,6 +470,10 @@ def _check_metrics(summary: dict, actions: list[str], config) -> None:
     }
     for key, value in expect.items():
         assert mean[key] == pytest.approx(float(value), abs=1e-9), key
+    base = np.mean([summary["per_class"][a]["baseline"]["dtw_accuracy"] for a in actions])
+    assert mean["baseline"]["dtw_accuracy"] == pytest.approx(float(base), abs=1e-9)
+    assert mean["gain"]["dtw_accuracy"] == pytest.approx(mean["dtw_accuracy"] - float(base), abs=1e-9)
+    assert "dtw_accuracy" in mean["oracle"]
 
 
 @pytest.mark.integration
@@ -329,10 +488,15 @@ def test_cli_evaluates_every_class_of_a_run(tiny_run, capsys):
     assert page.count("<img") == 1 + 3 * len(tiny_run["actions"])
     rows = _table_rows(page)
     for n, action in enumerate(tiny_run["actions"]):
-        assert rows["dtw_accuracy"][n] == f"{100 * summary['per_class'][action]['dtw_accuracy']:.2f}"
+        m = summary["per_class"][action]
+        assert rows["dtw_accuracy", "model"][n] == f"{100 * m['dtw_accuracy']:.2f}"
+        assert rows["dtw_accuracy", "baseline"][n] == f"{100 * m['baseline']['dtw_accuracy']:.2f}"
     assert "paper" not in re.search(r"<table><tr>(.*?)</tr>", page, re.S).group(1)
     printed = capsys.readouterr().out
-    assert "dtw_accuracy" in printed and str(out_dir / "report.html") in printed
+    assert str(out_dir / "report.html") in printed
+    text = _text_rows(printed)
+    for row in ("model", "baseline", "gain", "oracle"):
+        assert len(text["dtw_accuracy", row]) == len(tiny_run["actions"]) + 1, row  # classes and their mean
 
 
 @pytest.mark.integration
@@ -376,6 +540,18 @@ def test_cli_evaluates_one_model(tiny_run, tmp_path):
             path = np.asarray(path)
             accuracies.append(np.mean(labels[a][path[:, 0]] == labels[b][path[:, 1]]))
     assert summary["per_class"][action]["dtw_accuracy"] == pytest.approx(float(np.mean(accuracies)), abs=1e-4)
+    # The baseline's DTW accuracy from its definition: frame i of a video of L frames at i / L,
+    # L counting every frame, then the unlabelled frames dropped.
+    stretch = [
+        (np.arange(val.num_frames(i)) / val.num_frames(i))[np.asarray(val.labels(i)) >= 0, None] for i in range(len(val))
+    ]
+    base = []
+    for a in range(len(stretch)):
+        for b in range(a + 1, len(stretch)):
+            path, _ = dtw_path_from_metric(cdist(stretch[a], stretch[b], "sqeuclidean"), metric="precomputed")
+            path = np.asarray(path)
+            base.append(np.mean(labels[a][path[:, 0]] == labels[b][path[:, 1]]))
+    assert summary["per_class"][action]["baseline"]["dtw_accuracy"] == pytest.approx(float(np.mean(base)), abs=1e-9)
 
 
 def test_cli_evaluate_on_a_run_without_models_is_an_error(tmp_path, capsys):
