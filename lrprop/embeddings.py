@@ -8,7 +8,10 @@ Layout (one immutable version per publish, see :mod:`lrprop.store`):
         _manifest.json         written last
 
 The manifest holds the version, created_at, the data set's version and content hash, the
-model's config and files, the metrics, and each file's size, sha256 and row count. Pulling
+model's config and files, the metrics (the model's, with the time-stretch baseline's, the
+label oracle's and the gain over the baseline under "baseline", "oracle" and "gain", as
+:func:`lrprop.evaluate.score_with_references` gives them), and each file's size, sha256 and
+row count. Pulling
 verifies every checksum before returning anything, so a reader never uses a damaged or
 half-copied version. Version ids sort by time and never collide between concurrent publishers.
 """
@@ -126,7 +129,9 @@ def publish_embeddings(
         splits: {split: (video ids, embeddings per video (L, D), labels per video)}.
         model_dir: an exported model (``lrprop.checkpoint.export_model``) on local disk.
         dataset_manifest: the manifest of the data-set version the embeddings came from.
-        metrics: evaluation metrics to record.
+        metrics: evaluation metrics to record: a class's metrics with its references
+            (``ClassEvaluation.metrics``), so a reader of the version sees the model's numbers
+            beside the time-stretch baseline's.
 
     Returns:
         the manifest written.

@@ -72,6 +72,32 @@ def test_pull_returns_exactly_what_was_published(root, model_dir):
     assert manifest["model"]["config"]["model"]["backbone"] == "small_cnn"
 
 
+def test_the_manifest_records_the_class_metrics_beside_the_baseline(tmp_path, model_dir):
+    from lrprop.config import EvalConfig
+    from lrprop.evaluate import score_with_references
+    from lrprop.report import flatten_metrics
+
+    rng = np.random.default_rng(5)
+    labels = [np.minimum(np.arange(L) * 3 // L, 2) for L in (12, 15, 11, 14, 13)]
+    embs = [lab[:, None] + rng.normal(size=(len(lab), 16)) for lab in labels]
+    ids = [f"v{i}" for i in range(5)]
+    metrics = score_with_references(embs[:2], labels[:2], embs[2:], labels[2:], EvalConfig(fractions=(1.0,), ap_ks=(1,)))
+    root = str(tmp_path / "store")
+    publish_embeddings(
+        root,
+        dataset="synthetic",
+        action="reach",
+        splits={"train": (ids[:2], embs[:2], labels[:2]), "val": (ids[2:], embs[2:], labels[2:])},
+        model_dir=model_dir,
+        dataset_manifest=DATASET_MANIFEST,
+        metrics=metrics,
+    )
+    recorded = pull_embeddings(root, "synthetic", "reach")[1]["metrics"]
+    for key in ("baseline", "oracle", "gain"):
+        assert flatten_metrics(recorded[key]) == pytest.approx(flatten_metrics(metrics[key]), abs=1e-12), key
+    assert flatten_metrics(recorded) == pytest.approx(flatten_metrics(metrics), abs=1e-12)
+
+
 def test_a_second_publish_is_a_new_version_and_the_first_stays_readable(root, model_dir):
     first = _publish(root, model_dir, seed=1)
     second = _publish(root, model_dir, seed=2)

@@ -8,6 +8,7 @@ stays readable, and a 3-trial search finishes under ASHA.
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from tiny import TINY_MODEL
@@ -51,6 +52,8 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
         assert info["checkpoint"].startswith("s3://") and store.exists(store.join(info["checkpoint"], "model.safetensors"))
     summary = json.loads(store.read_bytes(result["metrics"]))
     assert sorted(summary["per_class"]) == ["reach", "swing"] and "dtw_accuracy" in summary["mean"]
+    for ref in ("baseline", "oracle", "gain"):  # the references beside the model, per class and in the mean
+        assert "dtw_accuracy" in summary["mean"][ref] and all(ref in m for m in summary["per_class"].values())
     assert b"<img" in store.read_bytes(result["report"])
 
     # Published: one version per class, pulled back with checksums verified.
@@ -58,6 +61,8 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
     table, manifest = pull_embeddings(root, "synthetic", "reach")
     assert manifest["version"] == first["reach"] and table.num_rows == manifest["rows"] > 0
     assert manifest["dataset_version"] == result["dataset_version"]
+    assert manifest["metrics"]["baseline"] == summary["per_class"]["reach"]["baseline"]
+    assert manifest["metrics"]["dtw_accuracy"] == summary["per_class"]["reach"]["dtw_accuracy"]
 
     # A second publish (the same trained models) is a new version; the first stays readable.
     again = evaluate_and_publish(root, "synthetic", result["dataset_version"], runs, "t1")
@@ -104,6 +109,7 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     assert main(["run", "--config", str(config), "--store", "store", "--run-name", "cli1"]) == 0
     out = capsys.readouterr().out
     assert "dtw_accuracy" in out and "published embeddings synthetic/reach" in out
+    assert "time-stretch baseline" in out and re.search(r"^\s+baseline(\s+-?\d+\.\d\d){3}$", out, re.M)
     assert (store_dir / "runs" / "cli1" / "evaluation" / "report.html").is_file()
     assert main(["embeddings", "list", "--store", str(store_dir)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[1:]
