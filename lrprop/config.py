@@ -22,6 +22,7 @@ __all__ = [
     "DataConfig",
     "ModelConfig",
     "LossConfig",
+    "PretrainConfig",
     "OptimConfig",
     "TrainConfig",
     "SyntheticConfig",
@@ -99,6 +100,8 @@ class ModelConfig:
     embedding_dim: int = 128
     projection_dim: int = 128
     dropout: float = 0.1
+    # "none": no positional encoding, the transformer sees content only (docs/results.md)
+    positions: Literal["sinusoidal", "none"] = "sinusoidal"
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,33 @@ class LossConfig:
             "loss.sdtw_divergence",
             "is defined on the squared Euclidean cost only (loss.cost: sqeuclidean)",
         )
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Time-contrastive pretraining of the backbone on the class's own frames, before LRProp
+    (:mod:`lrprop.pretrain`). It runs when ``steps`` > 0 and ``model.pretrained`` is not given:
+    from random weights, LRProp's objective is minimised by the positional encoding alone, so
+    the backbone first learns what changes within a video (docs/results.md)."""
+
+    steps: int = 800  # 0: none (the backbone starts from model.pretrained or random weights)
+    videos_per_step: int = 8  # videos of the class per step (fewer if the class has fewer)
+    frames_per_video: int = 16  # anchor frames drawn per video per step
+    max_offset: int = 2  # a positive is its anchor's frame moved by up to this many frames
+    sigma2: float = 10.0  # the temporal prior's variance, in frames (L_same's)
+    tau: float = 0.1  # temperature of the frame similarities
+    lr: float = 1e-3
+    projection_dim: int = 128
+
+    def __post_init__(self) -> None:
+        _require(self.steps >= 0, "pretrain.steps", f"must be >= 0, got {self.steps}")
+        for name in ("videos_per_step", "frames_per_video"):
+            value = getattr(self, name)
+            _require(value >= 1, f"pretrain.{name}", f"must be >= 1, got {value}")
+        _require(self.max_offset >= 0, "pretrain.max_offset", f"must be >= 0, got {self.max_offset}")
+        for name in ("sigma2", "tau", "lr"):
+            value = getattr(self, name)
+            _require(value > 0, f"pretrain.{name}", f"must be > 0, got {value}")
 
 
 @dataclass(frozen=True)
@@ -252,6 +282,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
@@ -263,7 +294,7 @@ class Config:
     # {"jumping_jacks": {"data": {"num_frames": 20}, "loss": {"alpha": 0.01, "beta": 0.4}}}
     classes: dict[str, dict] = field(default_factory=dict, hash=False)  # hashing skips it; == does not
 
-    CLASS_SECTIONS = ("data", "model", "loss", "optim", "eval")
+    CLASS_SECTIONS = ("data", "model", "loss", "pretrain", "optim", "eval")
 
     def for_class(self, action: str) -> Config:
         """This config with ``classes[action]`` merged in (and no per-class table left)."""

@@ -71,7 +71,7 @@ def validation_metrics(config: Config, train_source, val_source):
     from lrprop.report import flatten_metrics
 
     def validate(model) -> dict:
-        return flatten_metrics(evaluate_class(model, config, train_source, val_source, device="auto").metrics)
+        return flatten_metrics(evaluate_class(model, config, train_source, val_source, device="auto", references=False).metrics)
 
     return validate
 

@@ -39,6 +39,7 @@ __all__ = [
     "first_match_positions",
     "propagation_prior",
     "kl_rows",
+    "time_contrastive_loss",
     "LRPropLoss",
     "LOSS_TERMS",
 ]
@@ -151,6 +152,46 @@ def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor, x_mask: torch.Tensor, y_ma
     cell = log_p.exp() * (log_p - log_q)
     valid = x_mask[:, :, None] & y_mask[:, None, :]
     return torch.where(valid, cell, torch.zeros_like(cell)).sum(dim=(-1, -2))
+
+
+def time_contrastive_loss(
+    h_anchor: torch.Tensor,
+    h_positive: torch.Tensor,
+    t_anchor: torch.Tensor,
+    t_positive: torch.Tensor,
+    *,
+    tau: float,
+    sigma2: float,
+) -> torch.Tensor:
+    """L_same on single frames: the backbone pretraining's objective (:mod:`lrprop.pretrain`).
+
+    For each video v, M anchor frames and M positive frames (each near its anchor in time,
+    augmented on its own) are compared only with frames of the same video:
+
+        Q_ij = softmax_j( cos(a_i, p_j) / τ ),  P_ij ∝ exp(-(t^a_i - t^p_j)² / (2σ²))
+        loss = mean over rows of KL(P_i· ‖ Q_i·), both directions (anchors → positives and back)
+
+    Negatives come from the same video only, on purpose: frames of one video share their
+    background, colours and framing, so only what changes within the video (the action) tells
+    them apart; negatives from other videos would reward recognising the video instead.
+
+    Args:
+        h_anchor, h_positive: (V, M, P) projections (normalised here).
+        t_anchor, t_positive: (V, M) frame indices.
+        tau: temperature; sigma2: the prior's variance σ² in frames.
+
+    Returns:
+        a scalar.
+    """
+    V, M, _ = h_anchor.shape
+    mask = torch.ones(V, M, dtype=torch.bool, device=h_anchor.device)
+    forward = kl_rows(
+        gaussian_prior_log(t_anchor, t_positive, mask, sigma2), similarity_log_probs(h_anchor, h_positive, mask, tau), mask, mask
+    )
+    backward = kl_rows(
+        gaussian_prior_log(t_positive, t_anchor, mask, sigma2), similarity_log_probs(h_positive, h_anchor, mask, tau), mask, mask
+    )
+    return (forward + backward).sum() / (2 * V * M)
 
 
 def _check_prefix_mask(mask: torch.Tensor) -> torch.Tensor:

@@ -221,6 +221,8 @@ class FrameEncoder(nn.Module):
         embedding_dim: output embedding width (128).
         projection_dim: projection head width (128).
         dropout: dropout of the MLP blocks, positions and transformer (0.1).
+        positions: "sinusoidal" (METHOD.md §2) or "none": no positional encoding, so the
+            transformer sees the frames' content only and cannot align by counting them.
     """
 
     def __init__(
@@ -236,9 +238,13 @@ class FrameEncoder(nn.Module):
         embedding_dim: int = 128,
         projection_dim: int = 128,
         dropout: float = 0.1,
+        positions: str = "sinusoidal",
     ) -> None:
         super().__init__()
+        if positions not in ("sinusoidal", "none"):
+            raise ValueError(f"positions must be 'sinusoidal' or 'none', got {positions!r}")
         self.backbone = backbone
+        self.use_positions = positions == "sinusoidal"
         self.num_frames = num_frames
         self.channels_last = False  # see use_channels_last
         feat = backbone.out_channels
@@ -310,7 +316,9 @@ class FrameEncoder(nn.Module):
         x = _on_valid(self.mlp, x, mask)  # (N, S, model_dim)
         if positions is None:
             positions = self.default_positions(S, N, frames.device)
-        x = self.position_dropout(x + self.positions(positions).to(x.dtype))
+        if self.use_positions:
+            x = x + self.positions(positions).to(x.dtype)
+        x = self.position_dropout(x)
         x = self.transformer(x, src_key_padding_mask=~mask)
         z = _on_valid(self.embed, x, mask)  # (N, S, E)
         h = _on_valid(lambda v: F.normalize(self.project(v), dim=-1), z, mask)

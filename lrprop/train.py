@@ -90,6 +90,7 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
         embedding_dim=m.embedding_dim,
         projection_dim=m.projection_dim,
         dropout=m.dropout,
+        positions=m.positions,
     )
 
 
@@ -295,6 +296,21 @@ def train(
         resumed_from = candidate
         log.info("resumed from %s at step %d (epoch %d, batch %d)", candidate, step, start_epoch, start_batch)
         break
+
+    if resumed_from is None and config.pretrain.steps > 0 and not config.model.pretrained:
+        # A resumed run's checkpoint holds the pretrained (and since trained) backbone already.
+        from lrprop.pretrain import pretrain_backbone
+
+        done = pretrain_backbone(
+            model.backbone,
+            source,
+            config.pretrain,
+            image_size=config.data.image_size,
+            seed=config.train.seed,
+            device=device,
+            log_every=config.train.log_every and 10 * config.train.log_every,
+        )
+        log.info("pretrained the backbone: %d steps, final loss %.4f", len(done.losses), done.losses[-1])
 
     use_bf16 = device.type == "cuda" and config.optim.bf16
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")

@@ -25,6 +25,7 @@ TINY_PIPELINE = {
     "model": TINY_MODEL,
     "loss": {"alpha": 0.01, "beta": 0.4},
     "optim": {"epochs": 2, "lr": 1e-3},
+    "pretrain": {"steps": 2, "videos_per_step": 2, "frames_per_video": 4},
     "train": {"log_every": 0},
     "synthetic": {"num_classes": 2, "train_videos": 4, "val_videos": 3, "length_range": [20, 36], "frame_size": 32},
     "eval": {"fractions": [0.5, 1.0], "ap_ks": [1, 5]},

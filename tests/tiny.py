@@ -21,6 +21,8 @@ TINY = {
     "model": TINY_MODEL,
     "loss": {"alpha": 0.01, "beta": 0.4},
     "optim": {"lr": 1e-3},
+    # A few cheap steps, so every training test also runs the backbone's pretraining.
+    "pretrain": {"steps": 2, "videos_per_step": 2, "frames_per_video": 4},
     "train": {"log_every": 0},
     "synthetic": {"frame_size": 32},
 }
