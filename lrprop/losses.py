@@ -39,6 +39,7 @@ __all__ = [
     "first_match_positions",
     "propagation_prior",
     "kl_rows",
+    "same_video_kl",
     "time_contrastive_loss",
     "LRPropLoss",
     "LOSS_TERMS",
@@ -154,6 +155,32 @@ def kl_rows(log_p: torch.Tensor, log_q: torch.Tensor, x_mask: torch.Tensor, y_ma
     return torch.where(valid, cell, torch.zeros_like(cell)).sum(dim=(-1, -2))
 
 
+def same_video_kl(
+    hx: torch.Tensor,
+    hy: torch.Tensor,
+    tx: torch.Tensor,
+    ty: torch.Tensor,
+    x_mask: torch.Tensor,
+    y_mask: torch.Tensor,
+    *,
+    tau: float,
+    sigma2: float,
+) -> torch.Tensor:
+    """L_same of each pair (Eqs. 2–4): KL(P_i· ‖ Q_i·) with the Gaussian time-stamp prior,
+    averaged over the valid rows of both directions (X→Y and Y→X) pooled together.
+
+    Args:
+        hx: (P, Tx, H), hy: (P, Ty, H) projections; tx, ty: their time stamps.
+        x_mask: (P, Tx), y_mask: (P, Ty) bool valid frames.
+
+    Returns:
+        (P,) the term of each pair.
+    """
+    kl_xy = kl_rows(same_video_prior(tx, ty, y_mask, sigma2), similarity_log_probs(hx, hy, y_mask, tau), x_mask, y_mask)
+    kl_yx = kl_rows(same_video_prior(ty, tx, x_mask, sigma2), similarity_log_probs(hy, hx, x_mask, tau), y_mask, x_mask)
+    return (kl_xy + kl_yx) / (x_mask.sum(-1) + y_mask.sum(-1))
+
+
 def time_contrastive_loss(
     h_anchor: torch.Tensor,
     h_positive: torch.Tensor,
@@ -166,10 +193,11 @@ def time_contrastive_loss(
     """L_same on single frames: the backbone pretraining's objective (:mod:`lrprop.pretrain`).
 
     For each video v, M anchor frames and M positive frames (each near its anchor in time,
-    augmented on its own) are compared only with frames of the same video:
+    augmented on its own) are compared only with frames of the same video, as the two views of
+    :func:`same_video_kl`:
 
         Q_ij = softmax_j( cos(a_i, p_j) / τ ),  P_ij ∝ exp(-(t^a_i - t^p_j)² / (2σ²))
-        loss = mean over rows of KL(P_i· ‖ Q_i·), both directions (anchors → positives and back)
+        loss = mean over videos and rows of KL(P_i· ‖ Q_i·), both directions (anchors → positives and back)
 
     Negatives come from the same video only, on purpose: frames of one video share their
     background, colours and framing, so only what changes within the video (the action) tells
@@ -183,15 +211,8 @@ def time_contrastive_loss(
     Returns:
         a scalar.
     """
-    V, M, _ = h_anchor.shape
-    mask = torch.ones(V, M, dtype=torch.bool, device=h_anchor.device)
-    forward = kl_rows(
-        gaussian_prior_log(t_anchor, t_positive, mask, sigma2), similarity_log_probs(h_anchor, h_positive, mask, tau), mask, mask
-    )
-    backward = kl_rows(
-        gaussian_prior_log(t_positive, t_anchor, mask, sigma2), similarity_log_probs(h_positive, h_anchor, mask, tau), mask, mask
-    )
-    return (forward + backward).sum() / (2 * V * M)
+    mask = torch.ones(h_anchor.shape[:2], dtype=torch.bool, device=h_anchor.device)
+    return same_video_kl(h_anchor, h_positive, t_anchor, t_positive, mask, mask, tau=tau, sigma2=sigma2).mean()
 
 
 def _check_prefix_mask(mask: torch.Tensor) -> torch.Tensor:
@@ -260,10 +281,7 @@ class LRPropLoss(nn.Module):
 
     def same_term(self, h, t, mask, ix, iy) -> torch.Tensor:
         """Σ over pairs (ix, iy) of views of one video of the pooled two-direction KL mean."""
-        hx, hy, tx, ty, mx, my = h[ix], h[iy], t[ix], t[iy], mask[ix], mask[iy]
-        kl_xy = kl_rows(same_video_prior(tx, ty, my, self.sigma2), similarity_log_probs(hx, hy, my, self.tau), mx, my)
-        kl_yx = kl_rows(same_video_prior(ty, tx, mx, self.sigma2), similarity_log_probs(hy, hx, mx, self.tau), my, mx)
-        return ((kl_xy + kl_yx) / (mx.sum(-1) + my.sum(-1))).sum()
+        return same_video_kl(h[ix], h[iy], t[ix], t[iy], mask[ix], mask[iy], tau=self.tau, sigma2=self.sigma2).sum()
 
     def prop_term(self, h, t, mask, cost, ix, iy, lengths) -> torch.Tensor:
         """Σ over pairs of different videos of the pooled two-direction propagation KL mean."""

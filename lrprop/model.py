@@ -32,6 +32,7 @@ __all__ = [
     "SinusoidalPositions",
     "FrameEncoder",
     "build_backbone",
+    "pooled_features",
     "load_backbone_weights",
     "RESNET_STAGES",
 ]
@@ -198,6 +199,11 @@ class SinusoidalPositions(nn.Module):
         return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
 
 
+def pooled_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """A backbone's feature map, globally max-pooled: (N, 3, H, W) -> (N, F)."""
+    return backbone(images).amax(dim=(-2, -1))
+
+
 def _on_valid(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Apply a per-frame ``module`` to the valid frames of x (N, T, C) only; padding gets 0."""
     out_valid = module(x[mask])  # (n_valid, C')
@@ -309,14 +315,13 @@ class FrameEncoder(nn.Module):
         images = frames[mask]  # (n_valid, 3, H, W)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        feats = self.backbone(images)  # (n_valid, F, h, w)
-        feats = feats.amax(dim=(-2, -1))  # global max-pool -> (n_valid, F)
+        feats = pooled_features(self.backbone, images)  # (n_valid, F)
         x = frames.new_zeros(N, S, feats.shape[-1], dtype=feats.dtype)
         x[mask] = feats
         x = _on_valid(self.mlp, x, mask)  # (N, S, model_dim)
-        if positions is None:
-            positions = self.default_positions(S, N, frames.device)
         if self.use_positions:
+            if positions is None:
+                positions = self.default_positions(S, N, frames.device)
             x = x + self.positions(positions).to(x.dtype)
         x = self.position_dropout(x)
         x = self.transformer(x, src_key_padding_mask=~mask)

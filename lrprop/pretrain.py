@@ -37,6 +37,7 @@ from lrprop.config import PretrainConfig
 from lrprop.data.frame_augment import augment_frames
 from lrprop.data.source import VideoSource
 from lrprop.losses import time_contrastive_loss
+from lrprop.model import pooled_features
 
 __all__ = ["PretrainResult", "pretrain_backbone", "draw_frame_pairs"]
 
@@ -61,12 +62,6 @@ def draw_frame_pairs(length: int, count: int, max_offset: int, rng: np.random.Ge
     anchors = np.sort(rng.choice(length, size=count, replace=count > length))
     positives = np.clip(anchors + rng.integers(-max_offset, max_offset + 1, size=count), 0, length - 1)
     return anchors.astype(np.int64), positives.astype(np.int64)
-
-
-def _features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The backbone's globally max-pooled features, as :class:`lrprop.model.FrameEncoder` pools
-    them: (N, 3, S, S) -> (N, F)."""
-    return backbone(images).amax(dim=(-2, -1))
 
 
 def pretrain_backbone(
@@ -123,7 +118,7 @@ def pretrain_backbone(
             t_positive.append(positives)
         batch = torch.stack(images)  # (V, 2M, 3, S, S)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            feats = _features(backbone, batch.flatten(0, 1))
+            feats = pooled_features(backbone, batch.flatten(0, 1))  # as FrameEncoder pools them
         h = F.normalize(head(feats.float()), dim=-1).view(V, 2 * M, -1)
         ta = torch.from_numpy(np.stack(t_anchor)).to(device)
         tp = torch.from_numpy(np.stack(t_positive)).to(device)

@@ -66,9 +66,9 @@ def flatten_metrics(m: Mapping) -> dict[str, float]:
     return out
 
 
-# The rows under each model row of the table: (key in a class's metrics, row name); the
-# references come from lrprop.evaluate.score_with_references.
-REFERENCE_ROWS = (("baseline", "baseline"), ("gain", "gain"), ("oracle", "oracle"))
+# The rows under each model row of the table, named by their keys in a class's metrics (from
+# lrprop.evaluate.score_with_references).
+REFERENCE_ROWS = ("baseline", "gain", "oracle")
 TABLE_NOTE = (
     "model: the trained model; baseline: the time-stretch baseline, frame i of L embedded as i / L "
     "(no model, no labels); gain: model − baseline, in points; oracle: phase index plus progress "
@@ -126,19 +126,19 @@ def metrics_table(per_class: Mapping[str, Mapping], *, dataset: str = "", style:
     names = list(per_class)
     flat = {name: flatten_metrics(m) for name, m in per_class.items()}
     mean = mean_over_classes(per_class)
-    refs = [(key, row) for key, row in REFERENCE_ROWS if flat and all(key in m for m in per_class.values())]
-    ref_flat = {key: {name: flatten_metrics(m[key]) for name, m in per_class.items()} for key, _ in refs}
+    refs = [key for key in REFERENCE_ROWS if flat and all(key in m for m in per_class.values())]
+    ref_flat = {key: {name: flatten_metrics(m[key]) for name, m in per_class.items()} for key in refs}
     header = ["metric (%)", "", *names] + (["mean"] if len(names) > 1 else []) + (["paper (LRProp)"] if paper else [])
     rows = []
     for metric in next(iter(flat.values())) if flat else []:
         cells = [_cell(flat[n][metric]) for n in names] + ([_cell(mean[metric])] if len(names) > 1 else [])
         rows.append([metric, "model", *cells] + ([f"{paper[metric]:.2f}" if metric in paper else "–"] if paper else []))
-        for key, row in refs:
+        for key in refs:
             signed = key == "gain"
             cells = [_cell(ref_flat[key][n].get(metric), signed) for n in names]
             if len(names) > 1:
                 cells.append(_cell(mean[key].get(metric), signed))
-            rows.append(["", row, *cells] + (["–"] if paper else []))
+            rows.append(["", key, *cells] + (["–"] if paper else []))
     note = TABLE_NOTE if refs else ""
     if style == "html":
         head = "".join(f"<th>{html.escape(h)}</th>" for h in header)

@@ -32,6 +32,7 @@ from lrprop.data.source import VideoSource
 from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
 from lrprop.losses import LRPropLoss
 from lrprop.model import FrameEncoder, build_backbone, load_backbone_weights
+from lrprop.pretrain import pretrain_backbone
 
 __all__ = [
     "train",
@@ -299,8 +300,6 @@ def train(
 
     if resumed_from is None and config.pretrain.steps > 0 and not config.model.pretrained:
         # A resumed run's checkpoint holds the pretrained (and since trained) backbone already.
-        from lrprop.pretrain import pretrain_backbone
-
         done = pretrain_backbone(
             model.backbone,
             source,

@@ -160,12 +160,12 @@ def _config(**pretrain):
 
 
 def test_train_pretrains_only_from_random_weights_and_not_when_resuming(tmp_path, monkeypatch):
-    import lrprop.pretrain
+    import lrprop.train
     from lrprop.train import train
 
     calls = []
-    real = lrprop.pretrain.pretrain_backbone
-    monkeypatch.setattr(lrprop.pretrain, "pretrain_backbone", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = lrprop.train.pretrain_backbone
+    monkeypatch.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: calls.append(1) or real(*a, **k))
     source = _source()
     first = train(_config(), source, checkpoint_dir=tmp_path / "a")
     assert calls == [1]
@@ -179,15 +179,16 @@ def test_train_pretrains_only_from_random_weights_and_not_when_resuming(tmp_path
 
 
 def test_train_skips_pretraining_when_weights_are_given(tmp_path, monkeypatch):
-    import lrprop.pretrain
     from safetensors.torch import save_file
+
+    import lrprop.train
 
     from lrprop.train import train
 
     weights = tmp_path / "w.safetensors"
     torch.manual_seed(1)
     save_file(SmallCNNBackbone(width=8).state_dict(), str(weights))
-    monkeypatch.setattr(lrprop.pretrain, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained with weights given"))
+    monkeypatch.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained with weights given"))
     config = config_from_dict(tiny(optim={"epochs": 1}, model={"pretrained": str(weights)}))
     train(config, _source(), checkpoint_dir=tmp_path / "ckpt")
 

@@ -10,13 +10,23 @@ from __future__ import annotations
 import torch
 from torchvision.transforms import v2
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "train_transform", "eval_transform"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "blur_kernel_size", "train_transform", "eval_transform"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+# METHOD.md §1's parameters, shared with the per-frame augmentation of lrprop.data.frame_augment.
+CROP_SCALE = (0.8, 1.0)
+CROP_RATIO = (3 / 4, 4 / 3)
+FLIP_P = 0.5
+JITTER_P = 0.8
+JITTER = (0.8, 0.8, 0.8, 0.2)  # brightness, contrast, saturation, hue
+GRAYSCALE_P = 0.2
+BLUR_P = 0.5
+BLUR_SIGMA = (0.1, 2.0)
 
-def _blur_kernel(image_size: int) -> int:
+
+def blur_kernel_size(image_size: int) -> int:
     """An odd kernel of about a tenth of the image (23 at 224, as in SimCLR/SCL)."""
     k = max(3, int(0.1 * image_size))
     return k if k % 2 else k + 1
@@ -25,13 +35,13 @@ def _blur_kernel(image_size: int) -> int:
 def train_transform(
     image_size: int,
     *,
-    crop_scale: tuple[float, float] = (0.8, 1.0),
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    flip_p: float = 0.5,
-    jitter_p: float = 0.8,
-    jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2),
-    grayscale_p: float = 0.2,
-    blur_p: float = 0.5,
+    crop_scale: tuple[float, float] = CROP_SCALE,
+    crop_ratio: tuple[float, float] = CROP_RATIO,
+    flip_p: float = FLIP_P,
+    jitter_p: float = JITTER_P,
+    jitter: tuple[float, float, float, float] = JITTER,
+    grayscale_p: float = GRAYSCALE_P,
+    blur_p: float = BLUR_P,
 ) -> v2.Compose:
     """(T, 3, H, W) uint8 -> (T, 3, image_size, image_size) float32, normalised."""
     b, c, s, h = jitter
@@ -41,7 +51,7 @@ def train_transform(
             v2.RandomHorizontalFlip(flip_p),
             v2.RandomApply([v2.ColorJitter(b, c, s, h)], p=jitter_p),
             v2.RandomGrayscale(grayscale_p),
-            v2.RandomApply([v2.GaussianBlur(_blur_kernel(image_size), sigma=(0.1, 2.0))], p=blur_p),
+            v2.RandomApply([v2.GaussianBlur(blur_kernel_size(image_size), sigma=BLUR_SIGMA)], p=blur_p),
             v2.ToDtype(torch.float32, scale=True),
             v2.Normalize(IMAGENET_MEAN, IMAGENET_STD),
         ]

@@ -17,7 +17,19 @@ import math
 import torch
 import torch.nn.functional as F
 
-from lrprop.data.augment import IMAGENET_MEAN, IMAGENET_STD
+from lrprop.data.augment import (
+    BLUR_P,
+    BLUR_SIGMA,
+    CROP_RATIO,
+    CROP_SCALE,
+    FLIP_P,
+    GRAYSCALE_P,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    JITTER,
+    JITTER_P,
+    blur_kernel_size,
+)
 
 __all__ = ["augment_frames"]
 
@@ -73,7 +85,7 @@ def _blur(x: torch.Tensor, blur_p: float, sigma_range, g: torch.Generator) -> to
     """A Gaussian blur of σ ~ U(sigma_range) on a share ``blur_p`` of the images: one grouped
     separable convolution with a kernel per image (σ = 0 keeps an image as it is)."""
     N, C, H, W = x.shape
-    k = max(3, int(0.1 * H)) | 1  # odd, about a tenth of the image (as augment._blur_kernel)
+    k = blur_kernel_size(H)
     sigma = _uniform(N, *sigma_range, g) * (torch.rand(N, generator=g) < blur_p).float()
     offsets = torch.arange(k, dtype=torch.float32) - k // 2
     kernel = torch.exp(-offsets[None, :] ** 2 / (2 * sigma[:, None].clamp(min=1e-6) ** 2))
@@ -90,14 +102,14 @@ def augment_frames(
     image_size: int,
     generator: torch.Generator,
     *,
-    crop_scale: tuple[float, float] = (0.8, 1.0),
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
-    flip_p: float = 0.5,
-    jitter_p: float = 0.8,
-    jitter: tuple[float, float, float, float] = (0.8, 0.8, 0.8, 0.2),
-    grayscale_p: float = 0.2,
-    blur_p: float = 0.5,
-    blur_sigma: tuple[float, float] = (0.1, 2.0),
+    crop_scale: tuple[float, float] = CROP_SCALE,
+    crop_ratio: tuple[float, float] = CROP_RATIO,
+    flip_p: float = FLIP_P,
+    jitter_p: float = JITTER_P,
+    jitter: tuple[float, float, float, float] = JITTER,
+    grayscale_p: float = GRAYSCALE_P,
+    blur_p: float = BLUR_P,
+    blur_sigma: tuple[float, float] = BLUR_SIGMA,
 ) -> torch.Tensor:
     """Augment each frame with its own random parameters, then normalise (ImageNet statistics).
 
