@@ -116,6 +116,9 @@ class LossConfig:
     terms: tuple[Literal["same", "prop", "sdtw"], ...] = ("same", "prop", "sdtw")
     cost: Literal["sqeuclidean", "l2"] = "sqeuclidean"
     prop_positions: Literal["view", "timestamps"] = "view"
+    # Where L_prop's DTW path is found: on the embeddings (METHOD.md §3) or on the backbone's
+    # features, before the positions are added [choice]
+    prop_path: Literal["embeddings", "features"] = "embeddings"
     sdtw_normalize: bool = False
     sdtw_divergence: bool = False
 

@@ -309,6 +309,7 @@ class LRPropLoss(nn.Module):
         projections: torch.Tensor,
         mask: torch.Tensor,
         timestamps: torch.Tensor,
+        path_features: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         """The objective of one step.
 
@@ -317,6 +318,9 @@ class LRPropLoss(nn.Module):
             projections: (B, V, T, H) projections h.
             mask: (B, V, T) bool, True on valid frames (a prefix of each view).
             timestamps: (B, V, T) original frame indices of every view's frames.
+            path_features: optional (B, V, T, F) per-frame features on whose cost L_prop's DTW
+                path W is found instead of the embeddings' (e.g. the backbone's, before the
+                positions: a path a frame counter cannot produce). Soft-DTW stays on z.
 
         Returns:
             dict of scalar tensors: "total" and each enabled term's unweighted sum over pairs.
@@ -344,7 +348,12 @@ class LRPropLoss(nn.Module):
             ix, iy = (torch.tensor(c, device=z.device) for c in zip(*diff))
             cost = self.pair_cost(z[ix], z[iy])
             if "prop" in self.terms:
-                out["prop"] = self.prop_term(h, t, m, cost, ix, iy, lengths)
+                if path_features is None:
+                    path_cost = cost
+                else:
+                    f = path_features.reshape(B * V, T, -1).to(dtype)
+                    path_cost = self.pair_cost(f[ix], f[iy])
+                out["prop"] = self.prop_term(h, t, m, path_cost, ix, iy, lengths)
                 total = total + self.beta * out["prop"]
             if "sdtw" in self.terms:
                 out["sdtw"] = self.sdtw_term(z, cost, ix, iy, lengths)

@@ -298,13 +298,17 @@ class FrameEncoder(nn.Module):
         frames: torch.Tensor,
         mask: torch.Tensor,
         positions: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        *,
+        with_features: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Embed every frame of N sequences.
 
         Args:
             frames: (N, S, 3, H, W) normalised images.
             mask: (N, S) bool, True on valid frames.
             positions: optional (N, S) positions; default linspace(0, T - 1, S).
+            with_features: also return the backbone's pooled features (N, S, F) (zero on
+                padding), which see no positions (the training loop's ``loss.prop_path``).
 
         Returns:
             embeddings (N, S, E) L2-normalised, projections (N, S, P) L2-normalised; both zero
@@ -318,6 +322,7 @@ class FrameEncoder(nn.Module):
         feats = pooled_features(self.backbone, images)  # (n_valid, F)
         x = frames.new_zeros(N, S, feats.shape[-1], dtype=feats.dtype)
         x[mask] = feats
+        feats_seq = x
         x = _on_valid(self.mlp, x, mask)  # (N, S, model_dim)
         if self.use_positions:
             if positions is None:
@@ -327,4 +332,6 @@ class FrameEncoder(nn.Module):
         x = self.transformer(x, src_key_padding_mask=~mask)
         z = _on_valid(self.embed, x, mask)  # (N, S, E)
         h = _on_valid(lambda v: F.normalize(self.project(v), dim=-1), z, mask)
+        if with_features:
+            return F.normalize(z, dim=-1), h, feats_seq
         return F.normalize(z, dim=-1), h

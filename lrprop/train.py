@@ -342,6 +342,7 @@ def train(
             f"{what} at step {step} (epoch {epoch}, videos {batch['index'].tolist()}); the last checkpoint is {result.checkpoint}"
         )
 
+    path_on_features = config.loss.prop_path == "features" and "prop" in config.loss.terms
     net.train()
     started = time.perf_counter()
     for epoch in range(start_epoch, config.optim.epochs):
@@ -357,10 +358,12 @@ def train(
             timestamps = batch["timestamps"].to(device)
             B, V, T = mask.shape
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                z, h = net(frames.flatten(0, 1), mask.flatten(0, 1))  # (B·V, T, E), (B·V, T, P)
+                # (B·V, T, E), (B·V, T, P), and the backbone's features (B·V, T, F) when L_prop's path needs them
+                z, h, *feats = net(frames.flatten(0, 1), mask.flatten(0, 1), with_features=path_on_features)
             if not (torch.isfinite(z).all() and torch.isfinite(h).all()):
                 raise fail("non-finite embeddings", epoch, batch)
-            terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps)
+            path = feats[0].detach().float().view(B, V, T, -1) if path_on_features else None
+            terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps, path)
             total = terms["total"]
             if not torch.isfinite(total):
                 raise fail(f"loss is {total.item()}", epoch, batch)

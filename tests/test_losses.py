@@ -237,3 +237,23 @@ def test_whole_objective_passes_gradcheck_in_float64():
     zt, ht = torch.tensor(z, requires_grad=True), torch.tensor(h, requires_grad=True)
     assert loss(zt, ht, m, s)["total"].dtype == torch.float64
     assert torch.autograd.gradcheck(lambda a, b: loss(a, b, m, s)["total"], (zt, ht), eps=1e-6, atol=1e-6)
+
+
+def test_prop_path_on_other_features_equals_the_reference_on_them():
+    """With ``path_features`` the DTW path W of L_prop comes from their cost (tslearn's path on
+    it), Q still from the projections; soft-DTW stays on the embeddings."""
+    z, h, mask, stamps, lengths = _random_step(3)
+    f = np.random.default_rng(4).normal(size=z.shape[:-1] + (5,))
+    loss = losses.LRPropLoss(alpha=0.01, beta=0.4, tau=TAU, sigma2=SIGMA2, gamma=GAMMA)
+    out = loss(torch.tensor(z), torch.tensor(h), torch.tensor(mask), torch.tensor(stamps), torch.tensor(f))
+    prop = sdtw = 0.0
+    for b1, b2 in ((0, 1),):
+        for v1 in range(2):
+            for v2 in range(2):
+                n1, n2 = lengths[b1, v1], lengths[b2, v2]
+                prop += _ref_prop(f[b1, v1, :n1], f[b2, v2, :n2], h[b1, v1, :n1], h[b2, v2, :n2])
+                sdtw += _ref_sdtw(z[b1, v1, :n1], z[b2, v2, :n2])
+    assert out["prop"].item() == pytest.approx(prop, rel=1e-4)
+    assert out["sdtw"].item() == pytest.approx(sdtw, rel=1e-4)
+    plain = loss(torch.tensor(z), torch.tensor(h), torch.tensor(mask), torch.tensor(stamps))
+    assert out["prop"].item() != pytest.approx(plain["prop"].item(), rel=1e-3)  # the path did move

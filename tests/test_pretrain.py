@@ -96,7 +96,8 @@ def test_augment_frames_blur_keeps_a_constant_image_and_smooths_noise():
     out = augment_frames(flat, 16, torch.Generator(), **on)
     torch.testing.assert_close(out, augment_frames(flat, 16, torch.Generator(), **IDENTITY), atol=1e-5, rtol=0)
     noisy = _frames(2)
-    assert augment_frames(noisy, 16, torch.Generator(), **on).std() < augment_frames(noisy, 16, torch.Generator(), **IDENTITY).std()
+    blurred, sharp = (augment_frames(noisy, 16, torch.Generator(), **kw) for kw in (on, IDENTITY))
+    assert blurred.std() < sharp.std()
 
 
 def test_augment_frames_draws_per_frame_and_reproducibly():
@@ -206,3 +207,29 @@ def test_an_encoder_without_positions_is_equivariant_to_the_order_of_frames():
     torch.testing.assert_close(z_pos, z, atol=0, rtol=0)  # positions are ignored
     with pytest.raises(ValueError, match="positions"):
         FrameEncoder(SmallCNNBackbone(4), num_frames=6, positions="learned")
+
+
+def test_the_encoder_returns_the_backbone_features_it_embedded():
+    from lrprop.model import pooled_features
+
+    torch.manual_seed(0)
+    model = FrameEncoder(SmallCNNBackbone(4), num_frames=5, hidden_dim=16, model_dim=16, num_layers=1, num_heads=2,
+                         ffn_dim=16, embedding_dim=8, projection_dim=8).eval()
+    frames = torch.randn(2, 5, 3, 32, 32)
+    mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    z, h, feats = model(frames, mask, with_features=True)
+    z0, h0 = model(frames, mask)
+    torch.testing.assert_close(z, z0, atol=0, rtol=0)
+    torch.testing.assert_close(h, h0, atol=0, rtol=0)
+    torch.testing.assert_close(feats[mask], pooled_features(model.backbone, frames[mask]), atol=1e-6, rtol=1e-6)
+    assert feats.shape == (2, 5, 32) and not feats[~mask].any()
+
+
+def test_training_with_the_propagation_path_on_backbone_features(tmp_path):
+    from lrprop.train import train
+
+    config = config_from_dict(tiny(optim={"epochs": 1}, loss={"alpha": 0.01, "beta": 0.4, "prop_path": "features"}))
+    result = train(config, _source(), checkpoint_dir=tmp_path)
+    assert np.isfinite(result.history[-1]["loss_prop"]) and result.history[-1]["loss_prop"] > 0
+    with pytest.raises(Exception, match="prop_path"):
+        config_from_dict(tiny(loss={"prop_path": "pixels"}))
