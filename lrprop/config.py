@@ -154,6 +154,8 @@ class PretrainConfig:
     tau: float = 0.1  # temperature of the frame similarities
     lr: float = 1e-3
     projection_dim: int = 128
+    # Keep the pretrained backbone fixed while LRProp trains the rest (FrameEncoder.freeze_backbone)
+    freeze_backbone: bool = False
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "pretrain.steps", f"must be >= 0, got {self.steps}")

@@ -253,6 +253,7 @@ class FrameEncoder(nn.Module):
         self.use_positions = positions == "sinusoidal"
         self.num_frames = num_frames
         self.channels_last = False  # see use_channels_last
+        self.backbone_frozen = False  # see freeze_backbone
         feat = backbone.out_channels
         self.mlp = nn.Sequential(
             nn.Dropout(dropout),
@@ -289,6 +290,27 @@ class FrameEncoder(nn.Module):
         self.channels_last = True
         return self
 
+    def freeze_backbone(self) -> FrameEncoder:
+        """Keep the backbone as it is: no gradients to its weights, and its BatchNorm layers in
+        eval mode (running statistics used, not updated) even while the encoder trains.
+
+        Why: after the time-contrastive pretraining (lrprop/pretrain.py) the backbone's features
+        see the action; LRProp's objective, which a frame counter can satisfy, would otherwise
+        train them back towards the clock (docs/results.md). Call it before building the
+        optimizer, which then holds only the head's parameters. Also saves the backbone's
+        backward pass.
+        """
+        self.backbone.requires_grad_(False)
+        self.backbone_frozen = True
+        self.backbone.eval()
+        return self
+
+    def train(self, mode: bool = True) -> FrameEncoder:
+        super().train(mode)
+        if self.backbone_frozen:
+            self.backbone.eval()
+        return self
+
     def default_positions(self, num_frames: int, batch: int, device) -> torch.Tensor:
         """linspace(0, T - 1, S) for each of ``batch`` sequences: (batch, S) float."""
         return torch.linspace(0, self.num_frames - 1, num_frames, device=device).expand(batch, -1)
@@ -319,7 +341,8 @@ class FrameEncoder(nn.Module):
         images = frames[mask]  # (n_valid, 3, H, W)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        feats = pooled_features(self.backbone, images)  # (n_valid, F)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
+            feats = pooled_features(self.backbone, images)  # (n_valid, F)
         x = frames.new_zeros(N, S, feats.shape[-1], dtype=feats.dtype)
         x[mask] = feats
         feats_seq = x

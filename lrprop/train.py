@@ -262,7 +262,11 @@ def train(
     if device.type == "cuda" and config.train.channels_last:
         model.use_channels_last()
     loss_fn = build_loss(config.loss)
-    params = [p for p in model.parameters() if p.requires_grad]
+    pretraining = config.pretrain.steps > 0 and not config.model.pretrained
+    freeze = pretraining and config.pretrain.freeze_backbone
+    # A backbone frozen after its pretraining is left out of the optimizer from the start, so a
+    # resumed run's optimizer state has the same parameters as the run that wrote it.
+    params = [p for n, p in model.named_parameters() if p.requires_grad and not (freeze and n.startswith("backbone."))]
     optimizer = torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
     sampler = EpochBatchSampler(
         len(source), config.data.videos_per_step, seed=config.train.seed, rank=world_rank, world_size=world_size
@@ -298,7 +302,7 @@ def train(
         log.info("resumed from %s at step %d (epoch %d, batch %d)", candidate, step, start_epoch, start_batch)
         break
 
-    if resumed_from is None and config.pretrain.steps > 0 and not config.model.pretrained:
+    if resumed_from is None and pretraining:
         # A resumed run's checkpoint holds the pretrained (and since trained) backbone already.
         done = pretrain_backbone(
             model.backbone,
@@ -310,6 +314,8 @@ def train(
             log_every=config.train.log_every and 10 * config.train.log_every,
         )
         log.info("pretrained the backbone: %d steps, final loss %.4f", len(done.losses), done.losses[-1])
+    if freeze:
+        model.freeze_backbone()
 
     use_bf16 = device.type == "cuda" and config.optim.bf16
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")

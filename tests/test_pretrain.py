@@ -233,3 +233,44 @@ def test_training_with_the_propagation_path_on_backbone_features(tmp_path):
     assert np.isfinite(result.history[-1]["loss_prop"]) and result.history[-1]["loss_prop"] > 0
     with pytest.raises(Exception, match="prop_path"):
         config_from_dict(tiny(loss={"prop_path": "pixels"}))
+
+
+def test_a_frozen_backbone_keeps_its_weights_and_batchnorm_statistics_while_the_encoder_trains():
+    torch.manual_seed(0)
+    model = FrameEncoder(SmallCNNBackbone(4), num_frames=5, hidden_dim=16, model_dim=16, num_layers=1, num_heads=2,
+                         ffn_dim=16, embedding_dim=8, projection_dim=8).freeze_backbone()
+    before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    model.train()
+    assert not model.backbone.training and model.mlp.training
+    z, h = model(torch.randn(2, 5, 3, 32, 32), torch.ones(2, 5, dtype=torch.bool))
+    (z.sum() + h.sum()).backward()
+    assert all(p.grad is None for p in model.backbone.parameters())
+    assert model.mlp[1].weight.grad is not None
+    after = model.backbone.state_dict()
+    assert all(torch.equal(v, after[k]) for k, v in before.items())  # running means and counts too
+
+
+def test_train_freezes_the_backbone_as_pretrained_and_resumes_so(tmp_path, monkeypatch):
+    import lrprop.train
+    from lrprop.train import train
+
+    pretrained, calls = {}, []
+    real = lrprop.train.pretrain_backbone
+
+    def pretrain_and_remember(backbone, *a, **k):
+        out = real(backbone, *a, **k)
+        calls.append(1)
+        pretrained.update({k: v.clone() for k, v in backbone.state_dict().items()})
+        return out
+
+    monkeypatch.setattr(lrprop.train, "pretrain_backbone", pretrain_and_remember)
+    frozen = {"freeze_backbone": True}
+    # Stopped part way (optim.max_steps), then resumed to the end of its 2 epochs.
+    first = train(config_from_dict(tiny(optim={"epochs": 2, "max_steps": 1}, pretrain=frozen)), _source(),
+                  checkpoint_dir=tmp_path)
+    assert pretrained and all(torch.equal(v, first.model.backbone.state_dict()[k]) for k, v in pretrained.items())
+    head = {k: v.clone() for k, v in first.model.mlp.state_dict().items()}
+    final = train(config_from_dict(tiny(optim={"epochs": 2}, pretrain=frozen)), _source(), checkpoint_dir=tmp_path)
+    assert final.step > first.step and calls == [1]  # resumed, not pretrained again
+    assert all(torch.equal(v, final.model.backbone.state_dict()[k]) for k, v in pretrained.items())
+    assert any(not torch.equal(v, final.model.mlp.state_dict()[k]) for k, v in head.items())
