@@ -58,6 +58,9 @@ class DataConfig:
     videos_per_step: int = 2  # different videos of one class per step
     image_size: int = 224
     sample_ratio: tuple[float, float] = (1.0, 1.5)
+    # The share of the video each view covers, drawn from this range, at a random start
+    # (lrprop.data.sampling.sample_view); (1, 1): the whole video, SCL's views [choice]
+    view_window: tuple[float, float] = (1.0, 1.0)
     augment: bool = True
     num_workers: int = 0  # DataLoader workers decoding and augmenting off the training loop
     # Where the augmentation of training views runs: "loader" (the DataLoader's workers, on the
@@ -76,6 +79,8 @@ class DataConfig:
         _require(self.image_size >= 16, "data.image_size", f"must be >= 16, got {self.image_size}")
         lo, hi = self.sample_ratio
         _require(1.0 <= lo <= hi, "data.sample_ratio", f"must satisfy 1 <= low <= high, got {self.sample_ratio}")
+        lo, hi = self.view_window
+        _require(0.0 < lo <= hi <= 1.0, "data.view_window", f"must satisfy 0 < low <= high <= 1, got {self.view_window}")
         _require(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
         where = self.augment_on
         _require(where in ("loader", "device"), "data.augment_on", f"must be 'loader' or 'device', got {where!r}")

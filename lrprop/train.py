@@ -133,6 +133,7 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
         transform=None if on_device else view_transform(config),
         seed=config.train.seed,
         ratio_range=d.sample_ratio,
+        window=d.view_window,
         defer_transform=on_device,
         defer_decode=d.decode_on == "device",
     )

@@ -72,6 +72,28 @@ def test_sample_view_covers_l_less_equal_and_greater_than_t():
     assert mask.all()
 
 
+def test_sample_view_in_a_window_stays_in_a_stretch_of_the_share_drawn():
+    g = torch.Generator().manual_seed(3)
+    starts, spans = [], []
+    for L, T in [(100, 20), (37, 8), (5, 12), (1, 3), (240, 20)] * 40:
+        read, mask, stamps = sample_view(L, T, g, window=(0.5, 0.8))
+        valid = stamps[mask]
+        assert (valid[1:] > valid[:-1]).all() and valid.min() >= 0 and valid.max() < L
+        assert torch.equal(read[mask], valid) and read.max() <= L - 1 and (stamps[~mask] == L).all()
+        # Every valid frame lies in one stretch of at most ceil(0.8 L) frames.
+        assert int(valid.max() - valid.min()) < math.ceil(0.8 * L)
+        assert int(mask.sum()) >= min(2, math.ceil(0.5 * L), T)
+        if L == 100:
+            starts.append(int(valid.min()))
+            spans.append(int(valid.max() - valid.min()))
+    assert min(starts) < 10 and max(starts) > 30  # the stretch starts anywhere it fits
+    assert 40 <= np.mean(spans) <= 80
+    # The whole video, the default, draws what it drew before the option existed.
+    a = sample_view(137, 24, torch.Generator().manual_seed(0))
+    b = sample_view(137, 24, torch.Generator().manual_seed(0), window=(1.0, 1.0))
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
 def test_sample_view_min_valid_redraw_when_block_overhangs():
     """T = 2 of L = 3 with r up to 1.5: block 4 or 5 can yield < 2 valid; redraws must fix it."""
     g = torch.Generator().manual_seed(2)

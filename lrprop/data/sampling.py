@@ -24,8 +24,15 @@ def sample_view(
     generator: torch.Generator,
     ratio_range: tuple[float, float] = (1.0, 1.5),
     min_valid: int = 2,
+    window: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sample one view of T = ``num_frames`` frames from a video of ``length`` frames.
+
+    With ``window`` (lo, hi) below (1, 1), the view covers a random stretch of the video first:
+    w = ceil(U(lo, hi) · L) frames from a uniform start, sampled as above as if they were the
+    whole video; the time stamps stay frame indices of the video. Two views of a video then
+    cover different stretches, so a frame's slot in its view no longer tells its time and
+    only what the frames show can match them [choice; (1, 1), the whole video, is SCL's].
 
     A draw with fewer than ``min(min_valid, length, num_frames)`` valid frames is redrawn (it can happen when
     T is far below L and the block overhangs the video); after 100 tries r = 1 is used, which
@@ -36,6 +43,14 @@ def sample_view(
     """
     if length < 1:
         raise ValueError(f"cannot sample a view of an empty video (length {length})")
+    start = 0
+    if tuple(window) != (1.0, 1.0):
+        share = window[0] + (window[1] - window[0]) * torch.rand((), generator=generator).item()
+        stretch = min(length, max(1, math.ceil(share * length)))
+        start = int(torch.randint(0, length - stretch + 1, (), generator=generator))
+        read, mask, timestamps = sample_view(stretch, num_frames, generator, ratio_range, min_valid)
+        timestamps = torch.where(mask, timestamps + start, torch.full_like(timestamps, length))
+        return read + start, mask, timestamps
     need = min(min_valid, length, num_frames)
     lo, hi = ratio_range
     for attempt in range(_MAX_REDRAWS + 1):

@@ -35,6 +35,7 @@ class ViewDataset(Dataset):
             of random parameters; None gives frames scaled to [0, 1].
         seed: base seed.
         ratio_range: the temporal sampling ratio range.
+        window: the share of the video a view covers, drawn from this range (``sample_view``).
         defer_transform: leave ``transform`` to the training loop (:func:`transform_views`, on
             the GPU): the item then carries the decoded uint8 frames and the seed of each view.
         defer_decode: with ``defer_transform``, leave the decoding too: the item carries each
@@ -57,6 +58,7 @@ class ViewDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         seed: int = 0,
         ratio_range: tuple[float, float] = (1.0, 1.5),
+        window: tuple[float, float] = (1.0, 1.0),
         defer_transform: bool = False,
         defer_decode: bool = False,
     ) -> None:
@@ -65,7 +67,7 @@ class ViewDataset(Dataset):
         if defer_decode and not hasattr(source, "read_encoded"):
             raise ValueError(f"defer_decode needs a source of encoded frames; {type(source).__name__} has no read_encoded")
         self.source, self.num_frames, self.num_views = source, num_frames, num_views
-        self.transform, self.seed, self.ratio_range = transform, seed, ratio_range
+        self.transform, self.seed, self.ratio_range, self.window = transform, seed, ratio_range, window
         self.defer_transform, self.defer_decode = defer_transform, defer_decode
 
     def __len__(self) -> int:
@@ -77,7 +79,7 @@ class ViewDataset(Dataset):
         length = self.source.num_frames(index)
         frames, masks, stamps, seeds, offsets = [], [], [], [], []
         for _ in range(self.num_views):
-            read, mask, timestamps = sample_view(length, self.num_frames, generator, self.ratio_range)
+            read, mask, timestamps = sample_view(length, self.num_frames, generator, self.ratio_range, window=self.window)
             n_valid = int(mask.sum())  # valid frames are a prefix; padding is never looked at
             view_seed = int(torch.randint(0, 2**62, (), generator=generator))
             if self.defer_decode:
