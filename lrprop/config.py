@@ -107,6 +107,12 @@ class ModelConfig:
     dropout: float = 0.1
     # "none": no positional encoding, the transformer sees content only (docs/results.md)
     positions: Literal["sinusoidal", "none"] = "sinusoidal"
+    # In training, the share of sequences embedded without positions (content only) [choice]
+    drop_positions: float = 0.0
+
+    def __post_init__(self) -> None:
+        p = self.drop_positions
+        _require(0.0 <= p < 1.0, "model.drop_positions", f"must be in [0, 1), got {p}")
 
 
 @dataclass(frozen=True)

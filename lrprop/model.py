@@ -229,6 +229,7 @@ class FrameEncoder(nn.Module):
         dropout: dropout of the MLP blocks, positions and transformer (0.1).
         positions: "sinusoidal" (METHOD.md §2) or "none": no positional encoding, so the
             transformer sees the frames' content only and cannot align by counting them.
+        drop_positions: in training, the share of sequences embedded without positions.
     """
 
     def __init__(
@@ -245,8 +246,12 @@ class FrameEncoder(nn.Module):
         projection_dim: int = 128,
         dropout: float = 0.1,
         positions: str = "sinusoidal",
+        drop_positions: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= drop_positions < 1.0:
+            raise ValueError(f"drop_positions must be in [0, 1), got {drop_positions}")
+        self.drop_positions = drop_positions
         if positions not in ("sinusoidal", "none"):
             raise ValueError(f"positions must be 'sinusoidal' or 'none', got {positions!r}")
         self.backbone = backbone
@@ -350,7 +355,12 @@ class FrameEncoder(nn.Module):
         if self.use_positions:
             if positions is None:
                 positions = self.default_positions(S, N, frames.device)
-            x = x + self.positions(positions).to(x.dtype)
+            encoded = self.positions(positions).to(x.dtype)
+            if self.training and self.drop_positions > 0:
+                # Whole sequences without positions: only what their frames show can embed them.
+                keep = torch.rand(N, 1, 1, device=x.device) >= self.drop_positions
+                encoded = encoded * keep
+            x = x + encoded
         x = self.position_dropout(x)
         x = self.transformer(x, src_key_padding_mask=~mask)
         z = _on_valid(self.embed, x, mask)  # (N, S, E)

@@ -92,6 +92,7 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
         projection_dim=m.projection_dim,
         dropout=m.dropout,
         positions=m.positions,
+        drop_positions=m.drop_positions,
     )
 
 

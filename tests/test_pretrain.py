@@ -274,3 +274,29 @@ def test_train_freezes_the_backbone_as_pretrained_and_resumes_so(tmp_path, monke
     assert final.step > first.step and calls == [1]  # resumed, not pretrained again
     assert all(torch.equal(v, final.model.backbone.state_dict()[k]) for k, v in pretrained.items())
     assert any(not torch.equal(v, final.model.mlp.state_dict()[k]) for k, v in head.items())
+
+
+def test_sequences_dropped_from_the_positions_are_embedded_as_without_positions():
+    torch.manual_seed(0)
+    kwargs = dict(num_frames=6, hidden_dim=16, model_dim=16, num_layers=1, num_heads=2, ffn_dim=16,
+                  embedding_dim=8, projection_dim=8, dropout=0.0)
+    model = FrameEncoder(SmallCNNBackbone(4), drop_positions=0.5, **kwargs)
+    frames, mask = torch.randn(8, 6, 3, 32, 32), torch.ones(8, 6, dtype=torch.bool)
+    torch.manual_seed(3)
+    keep = (torch.rand(8, 1, 1) >= 0.5).flatten()
+    assert 0 < int(keep.sum()) < 8  # this seed drops some sequences and keeps others
+    torch.manual_seed(3)
+    z_train, _ = model.train()(frames, mask)
+    model.use_positions = False
+    z_none, _ = model(frames, mask)
+    model.use_positions, model.drop_positions = True, 0.0
+    z_all, _ = model(frames, mask)
+    torch.testing.assert_close(z_train[~keep], z_none[~keep], atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(z_train[keep], z_all[keep], atol=1e-6, rtol=1e-6)
+    # In evaluation every sequence has its positions.
+    model.eval()
+    z_eval, _ = model(frames, mask)
+    model.drop_positions = 0.5
+    torch.testing.assert_close(model(frames, mask)[0], z_eval, atol=0, rtol=0)
+    with pytest.raises(Exception, match="drop_positions"):
+        config_from_dict(tiny(model={"drop_positions": 1.0}))
