@@ -95,6 +95,8 @@ class ModelConfig:
 
     backbone: Literal["resnet50", "small_cnn"] = "resnet50"
     pretrained: str | None = None  # path or URI of backbone weights (safetensors or state dict)
+    # The first trained ResNet stage; "none" keeps the whole backbone as built or loaded (the
+    # small CNN, which has no stages, trains whole for any other value)
     train_from: Literal["conv1", "layer1", "layer2", "layer3", "layer4", "none"] = "layer4"
     cnn_width: int = 32  # small_cnn only
     hidden_dim: int = 512

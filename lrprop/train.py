@@ -80,7 +80,7 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
         if read_bytes is None:
             from lrprop.store import read_bytes
         load_backbone_weights(backbone, read_bytes(m.pretrained), name=m.pretrained)
-    return FrameEncoder(
+    encoder = FrameEncoder(
         backbone,
         num_frames=config.data.num_frames,
         hidden_dim=m.hidden_dim,
@@ -94,6 +94,9 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
         positions=m.positions,
         drop_positions=m.drop_positions,
     )
+    if m.train_from == "none":
+        encoder.freeze_backbone()  # for the small CNN, which has no stages to freeze one by one
+    return encoder
 
 
 def build_loss(loss: LossConfig) -> LRPropLoss:
@@ -264,7 +267,8 @@ def train(
     if device.type == "cuda" and config.train.channels_last:
         model.use_channels_last()
     loss_fn = build_loss(config.loss)
-    pretraining = config.pretrain.steps > 0 and not config.model.pretrained
+    # A backbone given as weights, or kept as it is (model.train_from: none), is not pretrained.
+    pretraining = config.pretrain.steps > 0 and not config.model.pretrained and config.model.train_from != "none"
     freeze = pretraining and config.pretrain.freeze_backbone
     # A backbone frozen after its pretraining is left out of the optimizer from the start, so a
     # resumed run's optimizer state has the same parameters as the run that wrote it.
