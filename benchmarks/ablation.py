@@ -1,23 +1,29 @@
 """The paper's Table 3 on our synthetic data: the four loss variants at an equal budget.
 
-    .venv/bin/python benchmarks/ablation.py [--seeds 3] [--epochs 40] [--store /tmp/lrprop-ablation]
+    .venv/bin/python benchmarks/ablation.py [--seeds 3] [--epochs N] [--set KEY=VALUE ...]
+        [--store /tmp/lrprop-ablation]
 
 Variants: {L_same} (the SCL baseline), {L_same + L_prop}, {L_same + SDTW}, all three (LRProp).
 Each trains one model per synthetic action class from the smoke config (same data, same steps,
-same seed set), then the five metrics are computed on the validation videos and averaged over
-classes. Prints a markdown table of mean ± standard deviation over seeds (percent); the latest
+same seed set; --epochs defaults to the config's), then the five metrics are computed on the
+validation videos and averaged over classes. The backbone is pretrained once per class and seed
+and shared, frozen, by the four variants (the default route; lrprop.train.pretrained_backbone).
+The time-stretch baseline and the label oracle, scored on the same videos, are rows of the
+table. Prints a markdown table of mean ± standard deviation over seeds (percent); the latest
 figures live in docs/results.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from safetensors.torch import save_file
 
 from lrprop.config import config_from_dict, config_to_dict, load_config
 from lrprop.data.parquet import ParquetVideos
@@ -25,7 +31,7 @@ from lrprop.data.synthetic import action_spec
 from lrprop.evaluate import evaluate_class
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
 from lrprop.report import mean_over_classes
-from lrprop.train import train
+from lrprop.train import pretrained_backbone, train
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -34,16 +40,20 @@ VARIANTS = {
     "L_same + SDTW": ["same", "sdtw"],
     "all (LRProp)": ["same", "prop", "sdtw"],
 }
+# The references scored on the same videos (lrprop.baselines): rows of the table, not variants.
+REFERENCE_ROWS = {"time-stretch baseline (no model)": "baseline", "label oracle (phase + progress)": "oracle"}
 SHOWN = ["classification@0.1", "classification@1.0", "phase_progression", "kendalls_tau", "ap@5", "ap@10", "dtw_accuracy"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the smoke config's optim.epochs")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     parser.add_argument("--store", default=None, help="store for the generated data (default: a temporary folder)")
     args = parser.parse_args()
-    base = load_config(REPO / "configs" / "smoke.yaml", [f"optim.epochs={args.epochs}"])
+    epochs = [f"optim.epochs={args.epochs}"] if args.epochs is not None else []
+    base = load_config(REPO / "configs" / "smoke.yaml", [*epochs, *args.set])
     store = args.store or tempfile.mkdtemp(prefix="lrprop-ablation-")
     version = ensure_synthetic_dataset(base, store, progress=False)
     actions = [action_spec(c, base.synthetic.seed).name for c in range(base.synthetic.num_classes)]
@@ -54,27 +64,42 @@ def main() -> None:
         )
         for a in actions
     }
-    results: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    results: dict[str, list[dict]] = {name: [] for name in [*VARIANTS, *REFERENCE_ROWS]}
     started = time.perf_counter()
+    weights_dir = Path(tempfile.mkdtemp(prefix="lrprop-ablation-backbones-"))
     for seed in range(args.seeds):
+        seeded = config_to_dict(base)
+        seeded["train"].update(seed=seed, log_every=0)
+        # One pretraining per class and seed, shared by the variants: given back frozen
+        # (model.train_from: none) it trains draw for draw as the default route would.
+        weights = {}
+        for action, (train_source, _) in sources.items():
+            backbone, _ = pretrained_backbone(config_from_dict(seeded), train_source)
+            weights[action] = weights_dir / f"{action}-seed{seed}.safetensors"
+            save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights[action]))
         for name, terms in VARIANTS.items():
-            overrides = config_to_dict(base)
-            overrides["loss"]["terms"] = terms
-            overrides["train"]["seed"] = seed
-            overrides["train"]["log_every"] = 0
-            config = config_from_dict(overrides)
             per_class = {}
             for action, (train_source, val_source) in sources.items():
+                overrides = copy.deepcopy(seeded)
+                overrides["loss"]["terms"] = terms
+                if base.pretrain.steps > 0 and base.pretrain.freeze_backbone:
+                    overrides["model"].update(pretrained=str(weights[action]), train_from="none")
+                config = config_from_dict(overrides)
                 with tempfile.TemporaryDirectory() as ckpt:
                     model = train(config, train_source, checkpoint_dir=ckpt).model
                 per_class[action] = evaluate_class(model, config, train_source, val_source, device="cpu").metrics
-            results[name].append(mean_over_classes(per_class))
-            print(f"seed {seed} {name}: " + " ".join(f"{k} {100 * results[name][-1][k]:.1f}" for k in SHOWN), flush=True)
+            mean = mean_over_classes(per_class)
+            results[name].append(mean)
+            for row, key in REFERENCE_ROWS.items():
+                if name == "all (LRProp)":  # the same videos for every variant
+                    results[row].append(mean[key])
+            print(f"seed {seed} {name}: " + " ".join(f"{k} {100 * mean[k]:.1f}" for k in SHOWN), flush=True)
     minutes = (time.perf_counter() - started) / 60
     print()
     print(
-        f"{args.seeds} seeds × {len(actions)} classes, {args.epochs} epochs of "
-        f"{len(sources[actions[0]][0]) // base.data.videos_per_step} steps each, smoke config; "
+        f"{args.seeds} seeds × {len(actions)} classes, {base.optim.epochs} epochs of "
+        f"{len(sources[actions[0]][0]) // base.data.videos_per_step} steps each after "
+        f"{base.pretrain.steps} pretraining steps per class and seed, smoke config; "
         f"{minutes:.1f} min on {platform.machine()}"
     )
     print("| variant | " + " | ".join(SHOWN) + " |")

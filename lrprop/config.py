@@ -167,8 +167,9 @@ class PretrainConfig:
     tau: float = 0.1  # temperature of the frame similarities
     lr: float = 1e-3
     projection_dim: int = 128
-    # Keep the pretrained backbone fixed while LRProp trains the rest (FrameEncoder.freeze_backbone)
-    freeze_backbone: bool = False
+    # Keep the backbone as pretrained while LRProp trains the rest (FrameEncoder.freeze_backbone):
+    # LRProp from here would train its features back towards the clock (docs/results.md)
+    freeze_backbone: bool = True
 
     def __post_init__(self) -> None:
         _require(self.steps >= 0, "pretrain.steps", f"must be >= 0, got {self.steps}")

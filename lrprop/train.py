@@ -32,11 +32,12 @@ from lrprop.data.source import VideoSource
 from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
 from lrprop.losses import LRPropLoss
 from lrprop.model import FrameEncoder, build_backbone, load_backbone_weights
-from lrprop.pretrain import pretrain_backbone
+from lrprop.pretrain import PretrainResult, pretrain_backbone
 
 __all__ = [
     "train",
     "TrainResult",
+    "pretrained_backbone",
     "batch_frames",
     "build_model",
     "build_loss",
@@ -209,6 +210,34 @@ def check_resumable(saved: dict, current: dict, saved_videos: int | None, curren
         raise ConfigError(f"cannot resume {where}: it trained on {saved_videos} videos, the source now has {current_videos}")
 
 
+def _pretrain(config: Config, backbone: torch.nn.Module, source: VideoSource, device: torch.device) -> PretrainResult:
+    done = pretrain_backbone(
+        backbone,
+        source,
+        config.pretrain,
+        image_size=config.data.image_size,
+        seed=config.train.seed,
+        device=device,
+        log_every=config.train.log_every and 10 * config.train.log_every,
+    )
+    log.info("pretrained the backbone: %d steps, final loss %.4f", len(done.losses), done.losses[-1])
+    return done
+
+
+def pretrained_backbone(config: Config, source: VideoSource) -> tuple[torch.nn.Module, PretrainResult]:
+    """The backbone that :func:`train` starts LRProp from when it pretrains: built under the
+    run's seed and pretrained on ``source`` as ``config.pretrain`` says.
+
+    Saved (safetensors) and given back as ``model.pretrained`` with ``model.train_from: none``,
+    it trains draw for draw as a run that pretrains and freezes its backbone itself, so several
+    runs on one class (an ablation, a search) can share one pretraining.
+    """
+    torch.manual_seed(config.train.seed)
+    device = resolve_device(config.train.device)
+    model = build_model(config).to(device)  # the same random draws as train's
+    return model.backbone, _pretrain(config, model.backbone, source, device)
+
+
 def _apply_thread_budget() -> None:
     """Let the numba DTW kernels use the threads torch was given, not every core of the node
     (a Ray worker or Tune trial gets a CPU share and sets torch's threads from it). This caps
@@ -310,16 +339,7 @@ def train(
 
     if resumed_from is None and pretraining:
         # A resumed run's checkpoint holds the pretrained (and since trained) backbone already.
-        done = pretrain_backbone(
-            model.backbone,
-            source,
-            config.pretrain,
-            image_size=config.data.image_size,
-            seed=config.train.seed,
-            device=device,
-            log_every=config.train.log_every and 10 * config.train.log_every,
-        )
-        log.info("pretrained the backbone: %d steps, final loss %.4f", len(done.losses), done.losses[-1])
+        _pretrain(config, model.backbone, source, device)
     if freeze:
         model.freeze_backbone()
 

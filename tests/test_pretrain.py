@@ -302,24 +302,20 @@ def test_sequences_dropped_from_the_positions_are_embedded_as_without_positions(
         config_from_dict(tiny(model={"drop_positions": 1.0}))
 
 
-def test_given_weights_kept_as_they_are_train_as_the_frozen_default_route(tmp_path, monkeypatch):
-    """Pretrained here and frozen (the default route) or pretrained once, saved, and given as
-    model.pretrained with model.train_from: none: the same training, draw for draw."""
+def test_a_backbone_pretrained_once_and_given_frozen_trains_as_the_default_route(tmp_path, monkeypatch):
+    """Pretrained and frozen in the run, or pretrained once (train.pretrained_backbone), saved,
+    and given as model.pretrained with model.train_from: none: the same training, draw for draw."""
     from safetensors.torch import save_file
 
     import lrprop.train
-    from lrprop.train import train
+    from lrprop.train import pretrained_backbone, train
 
+    config = _config(freeze_backbone=True)
+    route = train(config, _source(), checkpoint_dir=tmp_path / "a").model.state_dict()
+    backbone, result = pretrained_backbone(config, _source())
+    assert len(result.losses) == config.pretrain.steps
     saved = tmp_path / "backbone.safetensors"
-    real = lrprop.train.pretrain_backbone
-
-    def pretrain_and_save(backbone, *a, **k):
-        out = real(backbone, *a, **k)
-        save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(saved))
-        return out
-
-    monkeypatch.setattr(lrprop.train, "pretrain_backbone", pretrain_and_save)
-    route = train(_config(freeze_backbone=True), _source(), checkpoint_dir=tmp_path / "a").model.state_dict()
+    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(saved))
     monkeypatch.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained again"))
     given = config_from_dict(tiny(optim={"epochs": 1}, model={"pretrained": str(saved), "train_from": "none"}))
     again = train(given, _source(), checkpoint_dir=tmp_path / "b").model.state_dict()
