@@ -32,6 +32,7 @@ __all__ = [
     "export_checkpoint",
     "fit",
     "held_resources",
+    "init_local_ray",
     "live_placement_groups",
     "make_trainer",
     "remove_placement_groups",
@@ -77,7 +78,41 @@ def ensure_ray(address: str | None) -> None:
     if not ray.is_initialized():
         # Keep the dashboard (the default with ray[default]): Ray Train cleans up a finished
         # run's placement group through its State API, and without it later jobs starve.
-        ray.init(address=address, log_to_driver=False)  # Ray
+        if address is None:
+            init_local_ray(log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)  # Ray
+
+
+def init_local_ray(**init_args) -> None:
+    """Start a local Ray (``ray.init(address="local", **init_args)``) whose processes know its address.
+
+    Ray Train's ``PlacementGroupCleaner`` (a process per Train run, the only thing that removes
+    the placement group of a run whose controller was killed, as Tune kills every trial's) finds
+    the State API through ``RAY_ADDRESS``, else by looking for running Ray instances on the
+    machine. With a second one there (another user's, a test's), the cleaner's monitor thread
+    dies of ``ConnectionError: Found multiple active Ray instances`` and never removes its run's
+    group: the group holds its CPU and the next trial waits for ever (issue 12). Ray's processes
+    inherit the environment of ``ray.init``, so the GCS port is chosen here and ``RAY_ADDRESS``
+    set for them; this process's own environment is left as it was.
+    """
+    import socket
+
+    import ray  # Ray
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    saved = {key: os.environ.get(key) for key in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
+    os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=f"127.0.0.1:{port}")
+    try:
+        ray.init(address="local", **init_args)  # Ray: "local" starts one, whatever RAY_ADDRESS says
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def validation_metrics(config: Config, train_source, val_source):
@@ -316,7 +351,14 @@ def held_resources() -> str:
     try:
         from ray.util.state import list_actors  # Ray: needs the dashboard (ray[default])
 
-        for actor in list_actors(filters=[("state", "!=", "DEAD")], detail=True, limit=10_000, raise_on_missing_output=False):
+        actors = list_actors(
+            address=ray.get_runtime_context().gcs_address,  # this cluster's, not any other on the machine
+            filters=[("state", "!=", "DEAD")],
+            detail=True,
+            limit=10_000,
+            raise_on_missing_output=False,
+        )
+        for actor in actors:
             if actor.placement_group_id:
                 members.setdefault(actor.placement_group_id, []).append(f"{actor.class_name} {actor.state}")
         unknown = "no live actor"

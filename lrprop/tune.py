@@ -9,11 +9,12 @@ Trap (issue 12): a trial's Train run reserves its workers' CPUs in a placement g
 own, which outlives the trial unless something removes it. Tune ends every trial by removing
 the trial's own placement group, which kills the trial and its Train controller at once (even a
 trial that ran all its epochs: ASHA stops it on its last result), so the controller never
-removes its group; only Ray Train's detached ``PlacementGroupCleaner`` would, and when it misses
-one the group holds its CPU until the search ends and the next trial waits for ever. So the
-workers name their group in every report and the search removes it when the trial ends
-(:class:`_TrialPlacementGroups`), and a trial whose workers still cannot start within
-``ray.start_timeout_s`` fails, naming what holds the cluster.
+removes its group; only Ray Train's detached ``PlacementGroupCleaner`` does. Its monitor thread
+died when another Ray ran on the machine (``lrprop.distributed.init_local_ray`` says why and
+fixes it), and then the group held its CPU until the search ended and the next trial waited
+for ever. In depth: the workers name their group in every report and the search removes what
+the cleaner left once the trial has ended (:class:`_TrialPlacementGroups`), and a trial whose
+workers still cannot start within ``ray.start_timeout_s`` fails, naming what holds the cluster.
 
 The best trial is recorded in the store under ``<store>/tune/<run_name>/<action>/``:
 ``best.json`` (parameters, metrics, checkpoint) and ``best.yaml``, a complete config that a

@@ -93,6 +93,38 @@ class _KillRayTrainCleaners:
         self._thread.join(timeout=30)
 
 
+def test_ray_workers_find_this_clusters_state_api_beside_another_ray(local_ray):
+    """The root of issue 12: Ray Train's PlacementGroupCleaner asks the State API for its
+    controller from inside a Ray worker, with no address; with a second Ray on the machine that
+    failed ("Found multiple active Ray instances") and the cleaner never removed its run's
+    placement group. Workers of a Ray started by lrprop know their cluster's address."""
+    import subprocess
+    import sys
+
+    import ray
+
+    second_ray = "import ray, sys; ray.init(num_cpus=1, include_dashboard=False); print('up', flush=True); sys.stdin.read()"
+    other = subprocess.Popen(
+        [sys.executable, "-c", second_ray],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline().strip() == "up"
+
+        @ray.remote(num_cpus=0)
+        def state_api_from_a_worker() -> int:
+            from ray.util.state import list_actors
+
+            return len(list_actors())  # what the cleaner does: no address given
+
+        assert ray.get(state_api_from_a_worker.remote(), timeout=120) >= 0
+    finally:
+        other.stdin.close()
+        other.wait(timeout=60)
+
+
 def test_a_search_of_more_trials_than_cpus_ends_and_leaves_no_placement_group(tmp_path, local_ray, caplog):
     """8 trials on 2 CPUs with ASHA, Ray Train's own cleaner out of play: without the removal of
     each ended trial's placement group the third trial waits for a CPU that two ended trials
