@@ -68,11 +68,15 @@ class _KillRayTrainCleaners:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
+        import ray
         from ray.util.state import list_actors
 
+        address = ray.get_runtime_context().gcs_address  # this cluster's, whatever else runs here
         while not self._stop.is_set():
             try:
-                cleaners = list_actors(filters=[("class_name", "=", "PlacementGroupCleaner"), ("state", "=", "ALIVE")])
+                cleaners = list_actors(
+                    address=address, filters=[("class_name", "=", "PlacementGroupCleaner"), ("state", "=", "ALIVE")]
+                )
             except Exception:  # noqa: BLE001 - the State API can be slow to answer on 2 cores
                 cleaners = []
             for actor in cleaners:
