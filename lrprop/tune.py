@@ -143,9 +143,12 @@ class _TrialPlacementGroups:
         for trial in due:
             del self.ended[trial]
             removed = remove_placement_groups(self.groups.pop(trial, ()))
-            if removed:
+            if removed and everything:
+                # The search has just ended: Ray Train's cleaner may not have had its second yet.
+                log.info("search ended: removed trial %s's Train placement groups %s", trial, removed)
+            elif removed:
                 log.warning("trial %s ended, its Train placement groups %s were left: removed them", trial, removed)
-                self.removed += removed
+            self.removed += removed
 
     def finish(self) -> None:
         """At the end of the search (every trial's controller is gone): remove what is left."""
