@@ -233,6 +233,11 @@ class RayConfig:
     tune_samples: int = 8  # trials of a search
     tune_max_concurrent: int = 2
     tune_grace_epochs: int = 5  # ASHA stops no trial before this many epochs
+    # A class's or a trial's Ray Train workers that cannot start within this many seconds fail
+    # the job, naming the resources they waited for and the placement groups holding them,
+    # instead of waiting for ever. Classes beyond what the cluster holds at once wait for
+    # earlier ones to finish: raise it for such runs. 0: wait for ever (Ray's own default).
+    start_timeout_s: float = 600.0
 
     def __post_init__(self) -> None:
         _require(self.num_workers >= 1, "ray.num_workers", f"must be >= 1, got {self.num_workers}")
@@ -241,6 +246,7 @@ class RayConfig:
         _require(self.max_failures >= 0, "ray.max_failures", f"must be >= 0, got {self.max_failures}")
         _require(self.validate_every >= 1, "ray.validate_every", f"must be >= 1, got {self.validate_every}")
         _require(self.tune_samples >= 1 and self.tune_max_concurrent >= 1, "ray.tune_samples", "must be >= 1")
+        _require(self.start_timeout_s >= 0, "ray.start_timeout_s", f"must be >= 0, got {self.start_timeout_s}")
 
 
 @dataclass(frozen=True)

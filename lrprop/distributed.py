@@ -26,15 +26,31 @@ from lrprop.config import Config, config_from_dict, config_to_dict
 
 __all__ = [
     "ClassRun",
+    "PLACEMENT_GROUP_KEY",
+    "WorkerStartTimeout",
     "ensure_ray",
     "export_checkpoint",
+    "fit",
+    "held_resources",
+    "init_local_ray",
+    "live_placement_groups",
     "make_trainer",
+    "remove_placement_groups",
     "train_classes",
     "train_loop_per_worker",
     "validation_metrics",
 ]
 
 log = logging.getLogger(__name__)
+
+# Ray Train's bound on one attempt to start a worker group (its default: 60 s, retried for ever).
+START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
+# The metric through which a Tune trial's workers name their placement group (lrprop.tune).
+PLACEMENT_GROUP_KEY = "train_placement_group"
+
+
+class WorkerStartTimeout(RuntimeError):
+    """A Ray Train job whose worker group did not start within ``ray.start_timeout_s``."""
 
 
 @dataclass
@@ -62,7 +78,41 @@ def ensure_ray(address: str | None) -> None:
     if not ray.is_initialized():
         # Keep the dashboard (the default with ray[default]): Ray Train cleans up a finished
         # run's placement group through its State API, and without it later jobs starve.
-        ray.init(address=address, log_to_driver=False)  # Ray
+        if address is None:
+            init_local_ray(log_to_driver=False)
+        else:
+            ray.init(address=address, log_to_driver=False)  # Ray
+
+
+def init_local_ray(**init_args) -> None:
+    """Start a local Ray (``ray.init(address="local", **init_args)``) whose processes know its address.
+
+    Ray Train's ``PlacementGroupCleaner`` (a process per Train run, the only thing that removes
+    the placement group of a run whose controller was killed, as Tune kills every trial's) finds
+    the State API through ``RAY_ADDRESS``, else by looking for running Ray instances on the
+    machine. With a second one there (another user's, a test's), the cleaner's monitor thread
+    dies of ``ConnectionError: Found multiple active Ray instances`` and never removes its run's
+    group: the group holds its CPU and the next trial waits for ever (issue 12). Ray's processes
+    inherit the environment of ``ray.init``, so the GCS port is chosen here and ``RAY_ADDRESS``
+    set for them; this process's own environment is left as it was.
+    """
+    import socket
+
+    import ray  # Ray
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    saved = {key: os.environ.get(key) for key in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
+    os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=f"127.0.0.1:{port}")
+    try:
+        ray.init(address="local", **init_args)  # Ray: "local" starts one, whatever RAY_ADDRESS says
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def validation_metrics(config: Config, train_source, val_source):
@@ -98,10 +148,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
         validate = validation_metrics(config, source, val_source)
     context = ray.train.get_context()  # Ray
     rank, world = context.get_world_rank(), context.get_world_size()
+    # In a Tune trial, name this worker group's placement group in every report, so that the
+    # search can remove it when the trial ends (see lrprop.tune._TrialPlacementGroups).
+    named = {}
+    if loop_config.get("name_placement_group"):
+        named[PLACEMENT_GROUP_KEY] = ray.get_runtime_context().get_placement_group_id()  # Ray
 
     def report(metrics: dict, checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None  # Ray
-        ray.train.report(metrics, checkpoint=checkpoint)  # Ray
+        ray.train.report({**metrics, **named}, checkpoint=checkpoint)  # Ray
 
     with tempfile.TemporaryDirectory(prefix="lrprop-ckpt-") as local, tempfile.TemporaryDirectory() as restored:
         resume_from = None
@@ -133,8 +188,14 @@ def make_trainer(
     validate: bool = False,
     callbacks: list | None = None,
     storage_options: dict | None = None,
+    name_placement_group: bool = False,
 ):
-    """The TorchTrainer of one class: scaling and failure handling from ``config.ray``."""
+    """The TorchTrainer of one class: scaling and failure handling from ``config.ray``.
+
+    Run it with :func:`fit`, which bounds the wait for its workers (``ray.start_timeout_s``).
+    ``name_placement_group``: the workers add their placement group's id to every report
+    (``PLACEMENT_GROUP_KEY``), for a Tune search to remove it when the trial ends.
+    """
     from ray.train import FailureConfig, RunConfig, ScalingConfig  # Ray
     from ray.train.torch import TorchTrainer  # Ray
 
@@ -155,13 +216,16 @@ def make_trainer(
             "action": action,
             "validate": validate,
             "storage_options": storage_options,
+            "name_placement_group": name_placement_group,
         },
         scaling_config=ScalingConfig(num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0, resources_per_worker=resources),
         run_config=RunConfig(
             name=action,
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
-            failure_config=FailureConfig(max_failures=r.max_failures),
+            # With a start bound, a worker group that cannot start fails the job at once: Ray's
+            # default (-1) retries the start for ever, which is how a search hung (issue 12).
+            failure_config=FailureConfig(max_failures=r.max_failures, controller_failure_limit=0 if r.start_timeout_s else -1),
             callbacks=callbacks,
         ),
     )
@@ -188,7 +252,7 @@ def train_classes(
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the workers run in other directories
 
-    def fit(action: str) -> ClassRun:
+    def fit_class(action: str) -> ClassRun:
         started = time.time()
         trainer = make_trainer(
             config.for_class(action),  # the class's own T, alpha, beta, … (config.classes)
@@ -199,7 +263,7 @@ def train_classes(
             run_name=run_name,
             storage_options=storage_options,
         )
-        result = trainer.fit()  # Ray: blocks until this class is done
+        result = fit(trainer, config, action)  # Ray: blocks until this class is done
         if result.checkpoint is None:
             raise RuntimeError(f"{action}: the Ray Train job reported no checkpoint")
         fs = result.checkpoint.filesystem
@@ -209,7 +273,7 @@ def train_classes(
 
     failures, runs = {}, {}
     with ThreadPoolExecutor(max_workers=max(1, len(actions))) as pool:
-        futures = {action: pool.submit(fit, action) for action in actions}
+        futures = {action: pool.submit(fit_class, action) for action in actions}
         for action, future in futures.items():
             try:
                 runs[action] = future.result()
@@ -219,6 +283,92 @@ def train_classes(
         detail = "; ".join(f"{a}: {type(e).__name__}: {e}" for a, e in failures.items())
         raise RuntimeError(f"training failed for {sorted(failures)}: {detail}")
     return runs
+
+
+def fit(trainer, config: Config, what: str):
+    """``trainer.fit()`` with its worker group's start bounded by ``config.ray.start_timeout_s``.
+
+    Raises:
+        WorkerStartTimeout: the workers did not start in time; the message names the resources
+            they waited for and what held the cluster's (:func:`held_resources`).
+    """
+    r = config.ray
+    if r.start_timeout_s:
+        # Read by fit() in this process and passed on to the Train controller it starts.
+        os.environ[START_TIMEOUT_ENV] = f"{r.start_timeout_s:g}"
+    try:
+        return trainer.fit()  # Ray
+    except Exception as exc:
+        # The type is internal to Ray Train (ray.train.v2._internal.exceptions): match its name.
+        if type(getattr(exc, "controller_failure", None)).__name__ != "WorkerGroupStartupTimeoutError":
+            raise
+        wanted = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
+        raise WorkerStartTimeout(
+            f"{what}: Ray Train's workers did not start within {r.start_timeout_s:g} s (ray.start_timeout_s); "
+            f"they waited for {r.num_workers} x {wanted}. {held_resources()}"
+        ) from exc
+
+
+def live_placement_groups() -> dict[str, dict]:
+    """The placement groups not REMOVED: {id: {"state", "bundles"}} (Ray's GCS, no dashboard needed)."""
+    import ray  # Ray
+
+    return {
+        pg: {"state": info["state"], "bundles": list(info["bundles"].values())}
+        for pg, info in ray.util.placement_group_table().items()  # Ray
+        if info["state"] != "REMOVED"
+    }
+
+
+def remove_placement_groups(ids) -> list[str]:
+    """Remove the placement groups ``ids`` that are not REMOVED yet; returns those removed."""
+    import ray  # Ray
+    from ray.util.placement_group import PlacementGroup  # Ray
+
+    live = live_placement_groups()
+    removed = [pg for pg in ids if pg in live]
+    for pg in removed:
+        ray.util.remove_placement_group(PlacementGroup(ray.PlacementGroupID.from_hex(pg)))  # Ray
+    return removed
+
+
+def held_resources() -> str:
+    """What holds the cluster's resources, for an error message: the free and total CPU, GPU and
+    memory, then every placement group not REMOVED with its state, bundles and the live actors
+    placed in it (from the State API; a CREATED group with no actor is one an ended run left)."""
+    import ray  # Ray
+
+    def amount(key: str, value: float) -> str:
+        return f"{value / 2**20:.0f} MiB" if key == "memory" else f"{value:g}"
+
+    total, free = ray.cluster_resources(), ray.available_resources()  # Ray
+    keys = [k for k in ("CPU", "GPU", "memory") if k in total]
+    text = "Free: " + ", ".join(f"{k} {amount(k, free.get(k, 0.0))} of {amount(k, total[k])}" for k in keys) + "."
+    groups = live_placement_groups()
+    if not groups:
+        return text + " No placement group holds any."
+    members: dict[str, list[str]] = {}
+    try:
+        from ray.util.state import list_actors  # Ray: needs the dashboard (ray[default])
+
+        actors = list_actors(
+            address=ray.get_runtime_context().gcs_address,  # this cluster's, not any other on the machine
+            filters=[("state", "!=", "DEAD")],
+            detail=True,
+            limit=10_000,
+            raise_on_missing_output=False,
+        )
+        for actor in actors:
+            if actor.placement_group_id:
+                members.setdefault(actor.placement_group_id, []).append(f"{actor.class_name} {actor.state}")
+        unknown = "no live actor"
+    except Exception as exc:  # noqa: BLE001 - the message is still useful without the actors
+        unknown = f"actors unknown ({type(exc).__name__}: State API)"
+    held = []
+    for pg, info in groups.items():
+        bundles = [{k: amount(k, v) for k, v in b.items()} for b in info["bundles"]]
+        held.append(f"{pg} {info['state']} {bundles}: {', '.join(members.get(pg, [])) or unknown}")
+    return text + " Placement groups holding resources: " + "; ".join(held) + "."
 
 
 def _uri_of(store_uri: str, path: str, storage_options: dict | None) -> str:

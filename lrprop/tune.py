@@ -5,6 +5,17 @@ with the trial's T, α, β and calls ``fit()``; Ray Train reports each epoch's m
 validation metrics, to Tune through ``TuneReportCallback``. The trial itself holds no CPU (its
 Train workers do), which is what keeps a trial that waits on its workers from starving them.
 
+Trap (issue 12): a trial's Train run reserves its workers' CPUs in a placement group of its
+own, which outlives the trial unless something removes it. Tune ends every trial by removing
+the trial's own placement group, which kills the trial and its Train controller at once (even a
+trial that ran all its epochs: ASHA stops it on its last result), so the controller never
+removes its group; only Ray Train's detached ``PlacementGroupCleaner`` does. Its monitor thread
+died when another Ray ran on the machine (``lrprop.distributed.init_local_ray`` says why and
+fixes it), and then the group held its CPU until the search ended and the next trial waited
+for ever. In depth: the workers name their group in every report and the search removes what
+the cleaner left once the trial has ended (:class:`_TrialPlacementGroups`), and a trial whose
+workers still cannot start within ``ray.start_timeout_s`` fails, naming what holds the cluster.
+
 The best trial is recorded in the store under ``<store>/tune/<run_name>/<action>/``:
 ``best.json`` (parameters, metrics, checkpoint) and ``best.yaml``, a complete config that a
 normal run takes as it is: ``lrprop run --config best.yaml``.
@@ -13,6 +24,7 @@ normal run takes as it is: ``lrprop run --config best.yaml``.
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import yaml
@@ -25,6 +37,7 @@ __all__ = ["TUNE_METRIC", "apply_params", "frame_choices", "search_space", "tune
 log = logging.getLogger(__name__)
 
 TUNE_METRIC = "val_dtw_accuracy"
+_STOP_WAIT_S = 60.0  # how long a trial whose Train run ended waits for Tune to stop it
 
 
 def frame_choices(shortest_video: int, step: int = 20, largest: int = 240) -> list[int]:
@@ -59,7 +72,7 @@ def _trial(params: dict, *, base: dict, store_uri: str, dataset: str, version: s
     from ray import tune  # Ray
     from ray.tune.integration.ray_train import TuneReportCallback  # Ray
 
-    from lrprop.distributed import make_trainer
+    from lrprop.distributed import fit, make_trainer
 
     config = apply_params(config_from_dict(base), params)
     trial = tune.get_context().get_trial_id()  # Ray
@@ -72,8 +85,87 @@ def _trial(params: dict, *, base: dict, store_uri: str, dataset: str, version: s
         run_name=f"{run_name}-{trial}",
         validate=True,
         callbacks=[TuneReportCallback()],  # Ray: each Train report becomes a Tune result
+        name_placement_group=True,  # for _TrialPlacementGroups
     )
-    trainer.fit()  # Ray
+    fit(trainer, config, f"trial {trial}")  # Ray
+    # Ray 2.60 trap (seen here as a trial RUNNING for ever with no Train run left): if this
+    # function returns while Train's last report is still on its way to Tune (through
+    # TuneReportCallback's queue), the trial's main thread blocks for ever putting that report
+    # behind the end-of-trial marker this return puts first. Tune stops the trial when it sees
+    # the last epoch's result (ASHA's max_t is the epochs), which ends this thread with the
+    # trial: wait for that, and return only if it does not come.
+    time.sleep(_STOP_WAIT_S)
+
+
+class _TrialPlacementGroups:
+    """Removes each trial's Train placement groups once the trial has ended (a Tune callback).
+
+    The workers name their group in every result (``PLACEMENT_GROUP_KEY``; a restarted worker
+    group names its new one). A group is removed ``grace_s`` after its trial ended, not at once:
+    until Tune has killed the trial's Train controller, removing its workers' group would make
+    the controller restart them in a new group, which nothing would remove. Ray Train's own
+    cleaner usually removes the group within a second or two; this catches the ones it misses.
+    :meth:`finish` removes whatever is left when the search returns.
+    """
+
+    def __init__(self, grace_s: float = 10.0):
+        from ray import tune  # Ray
+
+        self.grace_s = grace_s
+        self.groups: dict[str, set[str]] = {}  # trial id -> its Train placement groups
+        self.ended: dict[str, float] = {}  # trial id -> when it ended
+        self.removed: list[str] = []
+        outer = self
+
+        class Callback(tune.Callback):  # Ray
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                from lrprop.distributed import PLACEMENT_GROUP_KEY
+
+                if result.get(PLACEMENT_GROUP_KEY):
+                    outer.groups.setdefault(trial.trial_id, set()).add(result[PLACEMENT_GROUP_KEY])
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                outer.ended[trial.trial_id] = time.monotonic()
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                outer.ended[trial.trial_id] = time.monotonic()
+
+            def on_step_end(self, iteration, trials, **info):
+                outer.sweep()
+
+        self.callback = Callback()
+
+    def sweep(self, *, everything: bool = False) -> None:
+        from lrprop.distributed import remove_placement_groups
+
+        now = time.monotonic()
+        due = [t for t, ended in self.ended.items() if everything or now - ended >= self.grace_s]
+        for trial in due:
+            del self.ended[trial]
+            removed = remove_placement_groups(self.groups.pop(trial, ()))
+            if removed and everything:
+                # The search has just ended: Ray Train's cleaner may not have had its second yet.
+                log.info("search ended: removed trial %s's Train placement groups %s", trial, removed)
+            elif removed:
+                log.warning("trial %s ended, its Train placement groups %s were left: removed them", trial, removed)
+            self.removed += removed
+
+    def finish(self) -> None:
+        """At the end of the search (every trial's controller is gone): remove what is left."""
+        self.ended.update({t: 0.0 for t in self.groups if t not in self.ended})
+        self.sweep(everything=True)
+
+
+def _raise_start_timeouts(results) -> None:
+    """Fail the search if a trial's workers could not start: the other trials' results were
+    not obtained under the resources the search asked for, and the cause needs a person."""
+    from lrprop.distributed import WorkerStartTimeout
+
+    # A trial's exception comes back as Ray's RayTaskError, a subclass of the raised class
+    # whose ``cause`` is the exception itself (its own message, without the traceback).
+    stuck = [str(getattr(r.error, "cause", r.error)) for r in results if isinstance(r.error, WorkerStartTimeout)]
+    if stuck:
+        raise WorkerStartTimeout(f"{len(stuck)} of {len(results)} trials could not start their workers: {stuck[0]}")
 
 
 def tune_class(
@@ -114,6 +206,7 @@ def tune_class(
         run_name=run_name,
     )
     storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "tune", run_name), **(storage_options or {}))
+    placement_groups = _TrialPlacementGroups()
     tuner = tune.Tuner(  # Ray
         # No CPU for the trial itself: its Train workers take theirs (a trial holding one while
         # waiting for them deadlocks on a small machine).
@@ -128,9 +221,18 @@ def tune_class(
             num_samples=config.ray.tune_samples,
             max_concurrent_trials=config.ray.tune_max_concurrent,
         ),
-        run_config=tune.RunConfig(name=action, storage_path=storage_path, storage_filesystem=storage_filesystem),
+        run_config=tune.RunConfig(
+            name=action,
+            storage_path=storage_path,
+            storage_filesystem=storage_filesystem,
+            callbacks=[placement_groups.callback],
+        ),
     )
-    results = tuner.fit()  # Ray
+    try:
+        results = tuner.fit()  # Ray
+    finally:
+        placement_groups.finish()
+    _raise_start_timeouts(results)
     best = results.get_best_result(metric=TUNE_METRIC, mode="max")
     params = {k: (int(v) if k == "num_frames" else float(v)) for k, v in best.config.items()}
     metrics = {k: float(v) for k, v in (best.metrics or {}).items() if isinstance(v, (int, float, np.floating))}

@@ -81,10 +81,13 @@ def local_ray(s3_endpoint):
     """
     import ray
 
+    from lrprop.distributed import init_local_ray
+
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
     # The dashboard stays on: Ray Train needs its State API to clean up a finished run's
-    # placement group; without it later jobs starve waiting for resources.
-    ray.init(num_cpus=2, log_to_driver=False)
+    # placement group; without it later jobs starve waiting for resources. Started as lrprop
+    # starts it, so that Ray Train finds this cluster's State API when another Ray runs here.
+    init_local_ray(num_cpus=2, log_to_driver=False)
     yield
     ray.shutdown()
 

@@ -120,6 +120,8 @@ def test_unknown_key_names_the_dotted_key(tmp_path):
         ("data: {sample_ratio: 1.5}\n", "data.sample_ratio"),
         ("loss: {terms: [same, 3]}\n", "loss.terms"),
         ("loss: 0.5\n", "loss"),
+        ("ray: {start_timeout_s: -1}\n", "ray.start_timeout_s"),
+        ("ray: {start_timeout_s: soon}\n", "ray.start_timeout_s"),
     ],
 )
 def test_bad_values_name_the_key(tmp_path, text, key):

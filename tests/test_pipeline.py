@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from tiny import TINY_MODEL
@@ -16,6 +17,7 @@ from tiny import TINY_MODEL
 from lrprop import store
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
+from lrprop.distributed import live_placement_groups
 from lrprop.embeddings import list_embeddings, pull_embeddings
 
 pytestmark = pytest.mark.integration
@@ -33,6 +35,14 @@ TINY_PIPELINE = {
 }
 
 
+def _no_placement_group_left(timeout_s: float = 15.0) -> bool:
+    """No placement group is left holding resources (removal is asynchronous: wait a little)."""
+    deadline = time.monotonic() + timeout_s
+    while live_placement_groups() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return live_placement_groups() == {}
+
+
 def _config(**changes):
     merged = json.loads(json.dumps(TINY_PIPELINE))
     for section, values in changes.items():
@@ -45,6 +55,7 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
 
     root = f"{s3_bucket}/lrprop"
     result = retrain_and_evaluate(_config(), root, "t1")
+    assert _no_placement_group_left()  # every class's Ray Train job gave its CPU back
     runs = result["checkpoints"]
     assert sorted(runs) == ["reach", "swing"]
     # The two Ray Train jobs ran at the same time: each started before the other finished.
@@ -87,6 +98,7 @@ def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_
     root = f"{s3_bucket}/lrprop"
     best = tune_flow(_config(optim={"epochs": 3}), root, "reach", "tune1")
     assert best["trials"] == 3 and best["metric"] == "val_dtw_accuracy"
+    assert _no_placement_group_left()  # no trial's placement group outlived the search
     assert 0.0 <= best["value"] <= 1.0
     assert (
         best["params"]["num_frames"] in (20,) and 1e-4 <= best["params"]["alpha"] <= 1e-1 and 0.1 <= best["params"]["beta"] <= 3.2
@@ -108,6 +120,7 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     store_dir = tmp_path / "store"
     monkeypatch.chdir(tmp_path)  # a relative --store, as in the README: Ray workers run elsewhere
     assert main(["run", "--config", str(config), "--store", "store", "--run-name", "cli1"]) == 0
+    assert _no_placement_group_left()  # `lrprop run` returns with nothing reserved
     out = capsys.readouterr().out
     assert "dtw_accuracy" in out and "published embeddings synthetic/reach" in out
     assert "time-stretch baseline" in out and re.search(r"^\s+baseline(\s+-?\d+\.\d\d){3}$", out, re.M)
