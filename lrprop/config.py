@@ -256,9 +256,15 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # "auto" = CUDA when available, else CPU
     checkpoint_every: int = 0  # steps between checkpoints; 0 = at the end of each epoch only
+    # whole epochs between end-of-epoch checkpoints (the last epoch always writes one): short
+    # epochs (the smoke run's are 8 steps) would otherwise spend much of their time writing them
+    checkpoint_epochs: int = 1
     keep_checkpoints: int = 2
     log_every: int = 10  # steps between log lines
     channels_last: bool = True  # channels-last (NHWC) backbone and images on CUDA; ignored on CPU
+
+    def __post_init__(self) -> None:
+        _require(self.checkpoint_epochs >= 1, "train.checkpoint_epochs", f"must be >= 1, got {self.checkpoint_epochs}")
 
 
 @dataclass(frozen=True)

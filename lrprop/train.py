@@ -434,9 +434,9 @@ def train(
             net.train()
         if whole:  # only whole epochs enter the history
             history.append(metrics)
-        saved = checkpoint(epoch, position)
+        saved = checkpoint(epoch, position) if last or (epoch + 1) % config.train.checkpoint_epochs == 0 else None
         if report is not None:
-            report(metrics, saved)  # the checkpoint of this epoch's end
+            report(metrics, saved)  # the checkpoint of this epoch's end, if one was written
     result.step = step
     model.eval()
     return result

@@ -103,6 +103,17 @@ def test_checkpoints_hold_no_pickle_and_are_pruned(tmp_path, videos):
     assert reports[-1][1] == latest_checkpoint(tmp_path)
 
 
+def test_checkpoints_every_few_epochs_and_always_at_the_end(tmp_path, videos):
+    config = _config(optim={"epochs": 5}, train={"keep_checkpoints": 10, "checkpoint_epochs": 2})
+    reports = []
+    train(config, videos, checkpoint_dir=tmp_path, report=lambda m, c: reports.append((m["epoch"], c)))
+    assert [epoch for epoch, _ in reports] == [0, 1, 2, 3, 4]  # every epoch reports its metrics
+    assert [epoch for epoch, c in reports if c is not None] == [1, 3, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step_00000012", "step_00000024", "step_00000030"]
+    with pytest.raises(ConfigError, match="train.checkpoint_epochs"):
+        _config(train={"checkpoint_epochs": 0})
+
+
 def test_pretrained_backbone_weights_are_loaded_from_a_path(tmp_path):
     source = SmallCNNBackbone(width=8)
     torch.nn.init.normal_(source.net[0].weight)
