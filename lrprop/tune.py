@@ -168,6 +168,45 @@ def _raise_start_timeouts(results) -> None:
         raise WorkerStartTimeout(f"{len(stuck)} of {len(results)} trials could not start their workers: {stuck[0]}")
 
 
+def _pretrain_and_save(config: Config, where: dict, uri: str, storage_options: dict | None) -> str:
+    from safetensors.torch import save
+
+    from lrprop.data.parquet import ParquetVideos
+    from lrprop.train import pretrained_backbone
+
+    source = ParquetVideos(**where, split="train", storage_options=storage_options)
+    backbone, _ = pretrained_backbone(config, source)
+    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+    store.write_bytes(uri, save(state), **(storage_options or {}))
+    return uri
+
+
+def _with_shared_backbone(config: Config, where: dict, out: str, storage_options: dict | None) -> Config:
+    """``config`` with the class's backbone pretrained once, for every trial of the search.
+
+    The search varies T, α and β, none of which the pretraining reads, and the default route
+    freezes the pretrained backbone; without this each trial repeated the same pretraining
+    (issue 12: about 6 minutes a trial on 2 cores). The weights go to ``out/backbone.safetensors``
+    and every trial gets them as ``model.pretrained`` with ``model.train_from: none``, which
+    trains draw for draw as a trial that pretrained itself (:func:`lrprop.train.pretrained_backbone`),
+    so ``best.yaml`` names them too. A run that would not pretrain and freeze is left as it is.
+    """
+    import ray  # Ray
+
+    p, m = config.pretrain, config.model
+    if not (p.steps > 0 and p.freeze_backbone and not m.pretrained and m.train_from != "none"):
+        return config
+    r = config.ray
+    # A Ray task on the resources of one training worker, so that on a cluster it runs where
+    # training would, not on the head node.
+    task = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)(_pretrain_and_save)  # Ray
+    uri = ray.get(task.remote(config, where, store.join(out, "backbone.safetensors"), storage_options))  # Ray
+    log.info("pretrained the backbone once for the search: %s", uri)
+    overrides = config_to_dict(config)
+    overrides["model"].update(pretrained=uri, train_from="none")
+    return config_from_dict(overrides)
+
+
 def tune_class(
     config: Config,
     store_uri: str,
@@ -196,6 +235,8 @@ def tune_class(
     config = config.for_class(action)  # search around the class's own settings
     source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train", storage_options=storage_options)
     shortest = min(source.num_frames(i) for i in range(len(source)))
+    where = {"store_uri": store_uri, "dataset": dataset, "version": version, "action": action}
+    config = _with_shared_backbone(config, where, store.join(store_uri, "tune", run_name, action), storage_options)
     trainable = partial(
         _trial,
         base=config_to_dict(config),

@@ -109,7 +109,12 @@ def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_
     assert promoted.startswith("# lrprop run --config")
     import yaml
 
-    assert config_from_dict(yaml.safe_load(promoted)).loss.alpha == pytest.approx(best["params"]["alpha"])
+    promoted_config = config_from_dict(yaml.safe_load(promoted))
+    assert promoted_config.loss.alpha == pytest.approx(best["params"]["alpha"])
+    # The backbone was pretrained once for all trials, and the promoted config names it.
+    shared = store.join(root, "tune", "tune1", "reach", "backbone.safetensors")
+    assert promoted_config.model.pretrained == shared and promoted_config.model.train_from == "none"
+    assert len(store.read_bytes(shared)) > 0
 
 
 def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, local_ray, prefect_harness, capsys, monkeypatch):
