@@ -168,17 +168,21 @@ def _raise_start_timeouts(results) -> None:
         raise WorkerStartTimeout(f"{len(stuck)} of {len(results)} trials could not start their workers: {stuck[0]}")
 
 
-def _pretrain_and_save(config: Config, where: dict, uri: str, storage_options: dict | None) -> str:
-    from safetensors.torch import save
+class _Pretrainer:
+    """A Ray actor that pretrains a class's backbone (:func:`lrprop.train.pretrained_backbone`)
+    and writes it to ``uri`` (safetensors)."""
 
-    from lrprop.data.parquet import ParquetVideos
-    from lrprop.train import pretrained_backbone
+    def run(self, config: Config, where: dict, uri: str, storage_options: dict | None) -> str:
+        from safetensors.torch import save
 
-    source = ParquetVideos(**where, split="train", storage_options=storage_options)
-    backbone, _ = pretrained_backbone(config, source)
-    state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-    store.write_bytes(uri, save(state), **(storage_options or {}))
-    return uri
+        from lrprop.data.parquet import ParquetVideos
+        from lrprop.train import pretrained_backbone
+
+        source = ParquetVideos(**where, split="train", storage_options=storage_options)
+        backbone, _ = pretrained_backbone(config, source)
+        state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
+        store.write_bytes(uri, save(state), **(storage_options or {}))
+        return uri
 
 
 def _with_shared_backbone(config: Config, where: dict, out: str, storage_options: dict | None) -> Config:
@@ -196,11 +200,24 @@ def _with_shared_backbone(config: Config, where: dict, out: str, storage_options
     p, m = config.pretrain, config.model
     if not (p.steps > 0 and p.freeze_backbone and not m.pretrained and m.train_from != "none"):
         return config
+    from lrprop.distributed import WorkerStartTimeout, held_resources
+
     r = config.ray
-    # A Ray task on the resources of one training worker, so that on a cluster it runs where
-    # training would, not on the head node.
-    task = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)(_pretrain_and_save)  # Ray
-    uri = ray.get(task.remote(config, where, store.join(out, "backbone.safetensors"), storage_options))  # Ray
+    # An actor on the resources of one training worker, so that on a cluster it runs where
+    # training would, not on the head node; its start is bounded like a Train job's
+    # (ray.start_timeout_s), or a search whose CPUs are all held would wait here for ever.
+    pretrainer = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)(_Pretrainer).remote()  # Ray
+    try:
+        ready, _ = ray.wait([pretrainer.__ray_ready__.remote()], timeout=r.start_timeout_s or None)  # Ray
+        if not ready:
+            wanted = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
+            raise WorkerStartTimeout(
+                f"{where['action']}: the search's backbone pretraining did not start within {r.start_timeout_s:g} s "
+                f"(ray.start_timeout_s); it waited for 1 x {wanted}. {held_resources()}"
+            )
+        uri = ray.get(pretrainer.run.remote(config, where, store.join(out, "backbone.safetensors"), storage_options))  # Ray
+    finally:
+        ray.kill(pretrainer)  # Ray: frees its CPU for the trials
     log.info("pretrained the backbone once for the search: %s", uri)
     overrides = config_to_dict(config)
     overrides["model"].update(pretrained=uri, train_from="none")

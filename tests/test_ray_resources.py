@@ -188,8 +188,13 @@ def test_a_class_or_trial_whose_workers_cannot_start_fails_naming_what_holds_the
     assert "Free: CPU 0 of 2" in message and held in message  # what held the cluster
     assert _wait_for_no_placement_group(but={holder.id.hex()}) == {}  # the failed class left nothing
 
+    # A search pretrains its backbone first (lrprop.tune._with_shared_backbone), bounded alike.
+    with pytest.raises(WorkerStartTimeout, match=r"^reach: the search's backbone pretraining did not start within 3 s") as caught:
+        tune_class(config, root, dataset="synthetic", version=version, action="reach", run_name="s1")
+    assert "1 x {'CPU': 1.0}" in str(caught.value) and held in str(caught.value)
+    no_pretraining = _config(ray={"start_timeout_s": 3, "tune_samples": 1}, pretrain={"steps": 0})
     with pytest.raises(WorkerStartTimeout, match=r"^1 of 1 trials could not start their workers: trial ") as caught:
-        tune_class(config, root, dataset="synthetic", version=version, action="reach", run_name="s2")
+        tune_class(no_pretraining, root, dataset="synthetic", version=version, action="reach", run_name="s2")
     assert "Free: CPU 0 of 2" in str(caught.value) and held in str(caught.value)
     ray.util.remove_placement_group(holder)
     assert _wait_for_no_placement_group() == {}
