@@ -23,15 +23,15 @@ import time
 from pathlib import Path
 
 import numpy as np
-from safetensors.torch import save_file
 
 from lrprop.config import config_from_dict, config_to_dict, load_config
 from lrprop.data.parquet import ParquetVideos
 from lrprop.data.synthetic import action_spec
 from lrprop.evaluate import evaluate_class
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
+from lrprop.model import backbone_weights_bytes
 from lrprop.report import mean_over_classes
-from lrprop.train import pretrained_backbone, train
+from lrprop.train import pretrained_backbone, pretrains, train
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -67,22 +67,23 @@ def main() -> None:
     results: dict[str, list[dict]] = {name: [] for name in [*VARIANTS, *REFERENCE_ROWS]}
     started = time.perf_counter()
     weights_dir = Path(tempfile.mkdtemp(prefix="lrprop-ablation-backbones-"))
+    shared = pretrains(base) and base.pretrain.freeze_backbone  # else each run trains its own backbone
     for seed in range(args.seeds):
         seeded = config_to_dict(base)
         seeded["train"].update(seed=seed, log_every=0)
         # One pretraining per class and seed, shared by the variants: given back frozen
         # (model.train_from: none) it trains draw for draw as the default route would.
         weights = {}
-        for action, (train_source, _) in sources.items():
+        for action, (train_source, _) in sources.items() if shared else ():
             backbone, _ = pretrained_backbone(config_from_dict(seeded), train_source)
             weights[action] = weights_dir / f"{action}-seed{seed}.safetensors"
-            save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(weights[action]))
+            weights[action].write_bytes(backbone_weights_bytes(backbone))
         for name, terms in VARIANTS.items():
             per_class = {}
             for action, (train_source, val_source) in sources.items():
                 overrides = copy.deepcopy(seeded)
                 overrides["loss"]["terms"] = terms
-                if base.pretrain.steps > 0 and base.pretrain.freeze_backbone:
+                if shared:
                     overrides["model"].update(pretrained=str(weights[action]), train_from="none")
                 config = config_from_dict(overrides)
                 with tempfile.TemporaryDirectory() as ckpt:

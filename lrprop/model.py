@@ -34,6 +34,7 @@ __all__ = [
     "build_backbone",
     "pooled_features",
     "load_backbone_weights",
+    "backbone_weights_bytes",
     "RESNET_STAGES",
 ]
 
@@ -129,6 +130,14 @@ def build_backbone(name: str, *, train_from: str = "layer4", width: int = 32) ->
 
 
 _PREFIXES = ("module.", "backbone.", "encoder.", "online_network.")
+
+
+def backbone_weights_bytes(backbone: nn.Module) -> bytes:
+    """The bytes of a safetensors file of ``backbone``'s state dict (contiguous CPU copies),
+    which :func:`load_backbone_weights` reads back."""
+    from safetensors.torch import save as save_safetensors
+
+    return save_safetensors({k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()})
 
 
 def load_backbone_weights(backbone: nn.Module, data: bytes, *, name: str = "<weights>") -> None:

@@ -38,6 +38,7 @@ __all__ = [
     "train",
     "TrainResult",
     "pretrained_backbone",
+    "pretrains",
     "batch_frames",
     "build_model",
     "build_loss",
@@ -210,6 +211,12 @@ def check_resumable(saved: dict, current: dict, saved_videos: int | None, curren
         raise ConfigError(f"cannot resume {where}: it trained on {saved_videos} videos, the source now has {current_videos}")
 
 
+def pretrains(config: Config) -> bool:
+    """Whether :func:`train` pretrains the backbone: ``pretrain.steps`` > 0 and the backbone
+    neither given as weights (``model.pretrained``) nor kept as built (``model.train_from: none``)."""
+    return config.pretrain.steps > 0 and not config.model.pretrained and config.model.train_from != "none"
+
+
 def _pretrain(config: Config, backbone: torch.nn.Module, source: VideoSource, device: torch.device) -> PretrainResult:
     done = pretrain_backbone(
         backbone,
@@ -296,8 +303,7 @@ def train(
     if device.type == "cuda" and config.train.channels_last:
         model.use_channels_last()
     loss_fn = build_loss(config.loss)
-    # A backbone given as weights, or kept as it is (model.train_from: none), is not pretrained.
-    pretraining = config.pretrain.steps > 0 and not config.model.pretrained and config.model.train_from != "none"
+    pretraining = pretrains(config)
     freeze = pretraining and config.pretrain.freeze_backbone
     # A backbone frozen after its pretraining is left out of the optimizer from the start, so a
     # resumed run's optimizer state has the same parameters as the run that wrote it.

@@ -173,15 +173,13 @@ class _Pretrainer:
     and writes it to ``uri`` (safetensors)."""
 
     def run(self, config: Config, where: dict, uri: str, storage_options: dict | None) -> str:
-        from safetensors.torch import save
-
         from lrprop.data.parquet import ParquetVideos
+        from lrprop.model import backbone_weights_bytes
         from lrprop.train import pretrained_backbone
 
         source = ParquetVideos(**where, split="train", storage_options=storage_options)
         backbone, _ = pretrained_backbone(config, source)
-        state = {k: v.detach().cpu().contiguous() for k, v in backbone.state_dict().items()}
-        store.write_bytes(uri, save(state), **(storage_options or {}))
+        store.write_bytes(uri, backbone_weights_bytes(backbone), **(storage_options or {}))
         return uri
 
 
@@ -197,8 +195,9 @@ def _with_shared_backbone(config: Config, where: dict, out: str, storage_options
     """
     import ray  # Ray
 
-    p, m = config.pretrain, config.model
-    if not (p.steps > 0 and p.freeze_backbone and not m.pretrained and m.train_from != "none"):
+    from lrprop.train import pretrains
+
+    if not (pretrains(config) and config.pretrain.freeze_backbone):
         return config
     from lrprop.distributed import WorkerStartTimeout, held_resources
 

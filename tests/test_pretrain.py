@@ -305,9 +305,8 @@ def test_sequences_dropped_from_the_positions_are_embedded_as_without_positions(
 def test_a_backbone_pretrained_once_and_given_frozen_trains_as_the_default_route(tmp_path, monkeypatch):
     """Pretrained and frozen in the run, or pretrained once (train.pretrained_backbone), saved,
     and given as model.pretrained with model.train_from: none: the same training, draw for draw."""
-    from safetensors.torch import save_file
-
     import lrprop.train
+    from lrprop.model import backbone_weights_bytes
     from lrprop.train import pretrained_backbone, train
 
     config = _config(freeze_backbone=True)
@@ -315,7 +314,7 @@ def test_a_backbone_pretrained_once_and_given_frozen_trains_as_the_default_route
     backbone, result = pretrained_backbone(config, _source())
     assert len(result.losses) == config.pretrain.steps
     saved = tmp_path / "backbone.safetensors"
-    save_file({k: v.contiguous() for k, v in backbone.state_dict().items()}, str(saved))
+    saved.write_bytes(backbone_weights_bytes(backbone))
     monkeypatch.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained again"))
     given = config_from_dict(tiny(optim={"epochs": 1}, model={"pretrained": str(saved), "train_from": "none"}))
     again = train(given, _source(), checkpoint_dir=tmp_path / "b").model.state_dict()

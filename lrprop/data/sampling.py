@@ -43,7 +43,6 @@ def sample_view(
     """
     if length < 1:
         raise ValueError(f"cannot sample a view of an empty video (length {length})")
-    start = 0
     if tuple(window) != (1.0, 1.0):
         share = window[0] + (window[1] - window[0]) * torch.rand((), generator=generator).item()
         stretch = min(length, max(1, math.ceil(share * length)))
