@@ -18,7 +18,6 @@ half-copied version. Version ids sort by time and never collide between concurre
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 from collections.abc import Mapping, Sequence
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lrprop import __version__, store
+from lrprop.store import ChecksumError
 
 __all__ = [
     "EMBEDDINGS_FILE",
@@ -47,10 +47,6 @@ __all__ = [
 EMBEDDINGS_FILE = "embeddings.parquet"
 MODEL_FILES = ("model.safetensors", "config.json", "meta.json")
 MANIFEST_FORMAT = "lrprop-embeddings/1"
-
-
-class ChecksumError(ValueError):
-    """A published file does not match its manifest (damaged, truncated or replaced)."""
 
 
 # (video ids, per-video embeddings (L, D), per-video labels (L,) with -1 = unlabelled)
@@ -105,11 +101,6 @@ def _table(splits: Mapping[str, SplitEmbeddings]) -> pa.Table:
     )
 
 
-def _put(uri: str, data: bytes, opts: dict) -> dict:
-    store.write_bytes(uri, data, **opts)
-    return {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-
-
 def publish_embeddings(
     store_uri: str,
     *,
@@ -143,11 +134,11 @@ def publish_embeddings(
     table = _table(splits)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    files = [{"path": EMBEDDINGS_FILE, "rows": table.num_rows, **_put(store.join(root, EMBEDDINGS_FILE), buf.getvalue(), opts)}]
+    files = [{**store.write_entry(root, EMBEDDINGS_FILE, buf.getvalue(), **opts), "rows": table.num_rows}]
     model_dir = Path(model_dir)
     for name in MODEL_FILES:
         data = (model_dir / name).read_bytes()
-        files.append({"path": f"model/{name}", **_put(store.join(root, "model", name), data, opts)})
+        files.append(store.write_entry(root, f"model/{name}", data, **opts))
     manifest = {
         "format": MANIFEST_FORMAT,
         "version": version,
@@ -171,13 +162,6 @@ def publish_embeddings(
     return manifest
 
 
-def _verified(root: str, entry: Mapping, opts: dict) -> bytes:
-    data = store.read_bytes(store.join(root, entry["path"]), **opts)
-    if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
-        raise ChecksumError(f"{store.join(root, entry['path'])}: size or sha256 differs from the manifest")
-    return data
-
-
 def pull_embeddings(
     store_uri: str, dataset: str, action: str, version: str | None = None, *, storage_options: dict | None = None
 ) -> tuple[pa.Table, dict]:
@@ -187,7 +171,7 @@ def pull_embeddings(
     manifest = store.read_manifest(collection, version, **opts)
     root = store.join(collection, manifest["version"])
     entry = next(f for f in manifest["files"] if f["path"] == EMBEDDINGS_FILE)
-    table = pq.read_table(io.BytesIO(_verified(root, entry, opts)))
+    table = pq.read_table(io.BytesIO(store.read_verified(root, entry, **opts)))
     if table.num_rows != manifest["rows"]:
         raise ChecksumError(f"{root}: {table.num_rows} rows, the manifest says {manifest['rows']}")
     return table, manifest
@@ -238,6 +222,6 @@ def load_published_model(
     with tempfile.TemporaryDirectory() as tmp:
         for entry in manifest["files"]:
             if entry["path"].startswith("model/"):
-                (Path(tmp) / entry["path"][len("model/") :]).write_bytes(_verified(root, entry, opts))
+                (Path(tmp) / entry["path"][len("model/") :]).write_bytes(store.read_verified(root, entry, **opts))
         model, _, _ = load_trained_model(tmp)
     return model

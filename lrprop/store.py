@@ -11,13 +11,16 @@ Versions. A *collection* is a folder holding immutable versions, one folder each
     <collection>/<version>/_manifest.json written last: the version exists once it is there
 
 Readers list only versions whose manifest exists, so a writer that crashes part way leaves
-nothing that looks complete. Version ids are ``vYYYYMMDDTHHMMSSffffffZ-<8 hex>``: they sort by
+nothing that looks complete. A manifest lists its version's files with their size and sha256
+(:func:`write_entry`), and a reader checks a file against them before using it
+(:func:`read_verified`). Version ids are ``vYYYYMMDDTHHMMSSffffffZ-<8 hex>``: they sort by
 creation time, and the random suffix keeps two writers that start in the same microsecond apart
 without any coordination.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import posixpath
 import re
@@ -31,6 +34,7 @@ from fsspec.core import url_to_fs
 
 __all__ = [
     "MANIFEST",
+    "ChecksumError",
     "absolute",
     "check_version",
     "datasets_collection",
@@ -44,14 +48,20 @@ __all__ = [
     "read_bytes",
     "read_json",
     "read_manifest",
+    "read_verified",
     "remove",
     "write_bytes",
+    "write_entry",
     "write_json",
     "write_manifest",
 ]
 
 MANIFEST = "_manifest.json"  # the leading _ keeps pyarrow dataset discovery from reading it
 _VERSION = re.compile(r"^v\d{8}T\d{12}Z-[0-9a-f]{8}$")
+
+
+class ChecksumError(ValueError):
+    """A published file does not match its manifest (damaged, truncated or replaced)."""
 
 
 def filesystem(uri: str, **storage_options) -> tuple[fsspec.AbstractFileSystem, str]:
@@ -195,3 +205,19 @@ def read_manifest(collection: str, version: str | None = None, **storage_options
 def write_manifest(collection: str, version: str, manifest: dict, **storage_options) -> None:
     """Publish ``version``: write its manifest, the last file of a version."""
     write_json(join(collection, check_version(version), MANIFEST), manifest, **storage_options)
+
+
+def write_entry(root: str, path: str, data: bytes, **storage_options) -> dict:
+    """Write ``data`` to ``root/path``; returns its manifest entry ``{"path", "size", "sha256"}``."""
+    write_bytes(join(root, path), data, **storage_options)
+    return {"path": path, "size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def read_verified(root: str, entry: dict, **storage_options) -> bytes:
+    """The bytes of the file a manifest entry names under ``root``, once they match its size
+    and sha256; else a ChecksumError naming the file's URI."""
+    uri = join(root, entry["path"])
+    data = read_bytes(uri, **storage_options)
+    if len(data) != entry["size"] or hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise ChecksumError(f"{uri}: size or sha256 differs from the manifest")
+    return data
