@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 __all__ = [
+    "ACTION_PLACEHOLDER",
     "DataConfig",
     "ModelConfig",
     "LossConfig",
@@ -42,6 +44,12 @@ __all__ = [
 
 class ConfigError(ValueError):
     """A configuration key or value that cannot be used; the message names the key."""
+
+
+# The placeholder of model.pretrained that Config.for_class replaces with the class's name; any
+# other {...} is refused rather than read as part of a path.
+ACTION_PLACEHOLDER = "{action}"
+_PLACEHOLDER = re.compile(r"\{[^{}]*\}")
 
 
 def _require(condition: bool, key: str, message: str) -> None:
@@ -94,7 +102,9 @@ class ModelConfig:
     """The frame encoder (METHOD.md §2)."""
 
     backbone: Literal["resnet50", "small_cnn"] = "resnet50"
-    pretrained: str | None = None  # path or URI of backbone weights (safetensors or state dict)
+    # Path or URI of backbone weights (safetensors or state dict). "{action}" in it stands for the
+    # class's name (Config.for_class), so one value names every class's weights (lrprop.backbones)
+    pretrained: str | None = None
     # The first trained ResNet stage; "none" keeps the whole backbone as built or loaded (the
     # small CNN, which has no stages, trains whole for any other value)
     train_from: Literal["conv1", "layer1", "layer2", "layer3", "layer4", "none"] = "layer4"
@@ -115,6 +125,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         p = self.drop_positions
         _require(0.0 <= p < 1.0, "model.drop_positions", f"must be in [0, 1), got {p}")
+        unknown = sorted(set(_PLACEHOLDER.findall(self.pretrained or "")) - {ACTION_PLACEHOLDER})
+        _require(
+            not unknown,
+            "model.pretrained",
+            f"unknown placeholder {', '.join(unknown)} in {self.pretrained!r}; the only one is {ACTION_PLACEHOLDER}",
+        )
 
 
 @dataclass(frozen=True)
@@ -328,8 +344,20 @@ class Config:
     CLASS_SECTIONS = ("data", "model", "loss", "pretrain", "optim", "eval")
 
     def for_class(self, action: str) -> Config:
-        """This config with ``classes[action]`` merged in (and no per-class table left)."""
-        return _merge(dataclasses.replace(self, classes={}), self.classes.get(action, {}), f"classes.{action}.")
+        """This config with ``classes[action]`` merged in (and no per-class table left), and
+        ``{action}`` in ``model.pretrained`` replaced by ``action``."""
+        merged = _merge(dataclasses.replace(self, classes={}), self.classes.get(action, {}), f"classes.{action}.")
+        pretrained = merged.model.pretrained
+        if pretrained and ACTION_PLACEHOLDER in pretrained:
+            from lrprop.names import check_name
+
+            try:
+                name = check_name(action, "action name")  # it becomes part of a path
+            except ValueError as exc:
+                raise ConfigError(f"model.pretrained: {exc}") from None
+            model = dataclasses.replace(merged.model, pretrained=pretrained.replace(ACTION_PLACEHOLDER, name))
+            merged = dataclasses.replace(merged, model=model)
+        return merged
 
     def __post_init__(self) -> None:
         for action, overrides in self.classes.items():

@@ -262,3 +262,33 @@ def test_terms_that_act_on_no_pair_of_views_are_refused():
     with pytest.raises(ConfigError, match="data.videos_per_step=1"):
         load_config(None, ["data.videos_per_step=1", "loss.terms=[prop, sdtw]"])
     assert load_config(None, ["data.videos_per_step=1", "loss.terms=[same, prop]"]).loss.terms == ("same", "prop")
+
+
+# ----------------------------------------------------------------------------- {action} in model.pretrained
+
+
+def test_action_in_model_pretrained_becomes_the_class_name():
+    c = load_config(None, ["model.pretrained=s3://b/backbones/pennaction/{action}/v1/backbone.safetensors"])
+    assert c.for_class("golf_swing").model.pretrained == "s3://b/backbones/pennaction/golf_swing/v1/backbone.safetensors"
+    assert c.model.pretrained.count("{action}") == 1  # the shared config keeps the template
+    # A class's own value (classes:) is substituted too; a value without it is left alone.
+    per_class = config_from_dict(
+        {"model": {"pretrained": "w/{action}.safetensors"}, "classes": {"squat": {"model": {"pretrained": "{action}/own"}}}}
+    )
+    assert per_class.for_class("squat").model.pretrained == "squat/own"
+    assert per_class.for_class("bench_press").model.pretrained == "w/bench_press.safetensors"
+    assert load_config(None, ["model.pretrained=w.safetensors"]).for_class("squat").model.pretrained == "w.safetensors"
+
+
+@pytest.mark.parametrize("value", ["w/{class}/b.safetensors", "w/{Action}/b", "w/{}/b", "w/{action}/{version}"])
+def test_any_other_placeholder_in_model_pretrained_is_refused_naming_the_key(value):
+    with pytest.raises(ConfigError, match=r"^model\.pretrained: unknown placeholder"):
+        load_config(None, [f"model.pretrained={value}"])
+    with pytest.raises(ConfigError, match=r"model\.pretrained: unknown placeholder"):
+        config_from_dict({"classes": {"squat": {"model": {"pretrained": value}}}})
+
+
+def test_an_action_that_is_not_a_path_component_is_refused_in_the_template():
+    c = load_config(None, ["model.pretrained=w/{action}/b"])
+    with pytest.raises(ConfigError, match="model.pretrained: invalid action name"):
+        c.for_class("../escape")
