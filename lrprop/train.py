@@ -26,7 +26,7 @@ from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
 from lrprop.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
-from lrprop.config import Config, ConfigError, LossConfig, config_to_dict
+from lrprop.config import ACTION_PLACEHOLDER, Config, ConfigError, LossConfig, config_to_dict
 from lrprop.data.augment import eval_transform, train_transform
 from lrprop.data.source import VideoSource
 from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
@@ -74,13 +74,20 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
     """The encoder of ``config.model`` for views of ``config.data.num_frames`` frames.
 
     Pretrained backbone weights at ``config.model.pretrained`` are read with ``read_bytes``
-    (default: :func:`lrprop.store.read_bytes`, any fsspec URI); nothing is downloaded otherwise.
+    (default: :func:`lrprop.backbones.read_weights`, any fsspec URI, and a version of the
+    store's backbones verified against its manifest); nothing is downloaded otherwise.
+
+    Raises:
+        ConfigError: ``model.pretrained`` still holds ``{action}``: a class's config comes from
+            ``Config.for_class``, which names the class.
     """
     m = config.model
+    if m.pretrained and ACTION_PLACEHOLDER in m.pretrained:
+        raise ConfigError(f"model.pretrained: {m.pretrained!r} names no class; make the class's config with Config.for_class")
     backbone = build_backbone(m.backbone, train_from=m.train_from, width=m.cnn_width)
     if m.pretrained:
         if read_bytes is None:
-            from lrprop.store import read_bytes
+            from lrprop.backbones import read_weights as read_bytes
         load_backbone_weights(backbone, read_bytes(m.pretrained), name=m.pretrained)
     encoder = FrameEncoder(
         backbone,

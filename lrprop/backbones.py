@@ -1,0 +1,292 @@
+"""Versioned pretrained backbones in a store: what ``model.pretrained`` names after a pretraining stage.
+
+Layout (one immutable version per publish, see :mod:`lrprop.store`):
+
+    <store>/backbones/<dataset>/<action>/<version>/
+        backbone.safetensors   the backbone's state dict (lrprop.model.backbone_weights_bytes)
+        _manifest.json         written last: the version exists once it is there
+
+The manifest holds the data set and its version, the settings that decide the weights
+(:func:`pretraining_settings`: the ``pretrain`` section, the model settings that shape the
+backbone, ``data.image_size``, ``train.seed``), the device it ran on, the steps, final loss,
+frames/s and wall seconds of the pretraining, the file's size and sha256, the lrprop version
+and the creation time; never credentials or storage options.
+
+A version's weights URI (:func:`weights_uri`) is what ``model.pretrained`` takes. The classes
+pretrained together (:func:`lrprop.distributed.pretrain_classes`) share one version id, so
+``<store>/backbones/<dataset>/{action}/<version>/backbone.safetensors`` names them all
+(``Config.for_class`` puts the class's name in). Whatever reads ``model.pretrained`` goes
+through :func:`read_weights`, which checks a file of this registry against its manifest
+before the bytes are used: a damaged file or a version without its manifest is an error naming
+the URI, never weights trained from silently.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+
+from lrprop import __version__, store
+from lrprop.config import Config, config_to_dict
+from lrprop.names import check_name
+
+__all__ = [
+    "WEIGHTS_FILE",
+    "backbones_collection",
+    "list_backbones",
+    "pretrain_and_publish",
+    "pretraining_settings",
+    "published_as",
+    "publish_backbone",
+    "read_backbone",
+    "read_weights",
+    "weights_uri",
+    "with_pretrained_backbones",
+]
+
+WEIGHTS_FILE = "backbone.safetensors"
+MANIFEST_FORMAT = "lrprop-backbone/1"
+
+
+def backbones_collection(store_uri: str, dataset: str, action: str) -> str:
+    """``<store>/backbones/<dataset>/<action>``, both names validated as path components."""
+    return store.join(store_uri, "backbones", check_name(dataset, "dataset name"), check_name(action, "action name"))
+
+
+def weights_uri(store_uri: str, dataset: str, action: str, version: str) -> str:
+    """The weights file of a version: the value ``model.pretrained`` takes."""
+    return store.join(backbones_collection(store_uri, dataset, action), store.check_version(version), WEIGHTS_FILE)
+
+
+def pretraining_settings(config: Config) -> dict:
+    """The settings of a class's config that decide its pretrained weights (with the data and
+    the code): what :func:`lrprop.train.pretrained_backbone` reads. The transformer's settings
+    are not among them: the backbone is built, and its random weights drawn, before it."""
+    m = config.model
+    return {
+        "pretrain": config_to_dict(config.pretrain),
+        # train_from: which ResNet stages the pretraining trains (the small CNN trains whole)
+        "model": {"backbone": m.backbone, "cnn_width": m.cnn_width, "train_from": m.train_from},
+        "data": {"image_size": config.data.image_size},
+        "train": {"seed": config.train.seed},
+    }
+
+
+def publish_backbone(
+    store_uri: str,
+    *,
+    dataset: str,
+    action: str,
+    weights: bytes,
+    config: Config,
+    dataset_manifest: Mapping,
+    losses: Sequence[float],
+    frames_per_s: float,
+    wall_s: float,
+    device: str,
+    version: str | None = None,
+    storage_options: dict | None = None,
+) -> dict:
+    """Write a new immutable version of a class's pretrained backbone: the weights, then the manifest.
+
+    Args:
+        weights: the safetensors bytes of the backbone (``lrprop.model.backbone_weights_bytes``).
+        config: the class's config (``Config.for_class``) the backbone was pretrained under.
+        dataset_manifest: the manifest of the data-set version it was pretrained on.
+        losses, frames_per_s, wall_s, device: what the pretraining did (``PretrainResult``, its
+            wall time, the device type).
+        version: the id to publish under (default a new one): classes pretrained together share
+            one, so one ``{action}`` template names them all.
+
+    Returns:
+        the manifest written.
+
+    Raises:
+        FileExistsError: ``version`` of this class is already published (versions are immutable).
+    """
+    opts = storage_options or {}
+    collection = backbones_collection(store_uri, dataset, action)
+    version = store.check_version(version) if version is not None else store.new_version_id()
+    root = store.join(collection, version)
+    if store.exists(store.join(root, store.MANIFEST), **opts):
+        raise FileExistsError(f"{root} is already published")
+    files = [store.write_entry(root, WEIGHTS_FILE, weights, **opts)]
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "tool_version": __version__,
+        "dataset": dataset,
+        "action": action,
+        "dataset_version": dataset_manifest.get("version"),
+        "dataset_content_hash": dataset_manifest.get("content_hash"),
+        "settings": pretraining_settings(config),
+        "device": device,
+        "steps": len(losses),
+        "final_loss": float(losses[-1]) if len(losses) else None,
+        "frames_per_s": float(frames_per_s),
+        "wall_s": float(wall_s),
+        "files": files,
+    }
+    store.write_manifest(collection, version, manifest, **opts)
+    return manifest
+
+
+def read_backbone(
+    store_uri: str, dataset: str, action: str, version: str | None = None, *, storage_options: dict | None = None
+) -> tuple[bytes, dict]:
+    """A version's weights (default: the latest complete one), checksum-verified, and its manifest."""
+    opts = storage_options or {}
+    collection = backbones_collection(store_uri, dataset, action)
+    manifest = store.read_manifest(collection, version, **opts)
+    return _verified_weights(store.join(collection, manifest["version"]), manifest, opts), manifest
+
+
+def _verified_weights(root: str, manifest: Mapping, opts: dict) -> bytes:
+    entry = next((f for f in manifest.get("files", []) if f["path"] == WEIGHTS_FILE), None)
+    if entry is None:
+        raise FileNotFoundError(f"{root}: its manifest lists no {WEIGHTS_FILE}")
+    return store.read_verified(root, entry, **opts)
+
+
+def _version_of(uri: str) -> tuple[str, str] | None:
+    """(collection, version) when ``uri`` is the weights file of a registry version, else None."""
+    folder, name = posixpath.split(uri.rstrip("/"))
+    version = posixpath.basename(folder)
+    if name != WEIGHTS_FILE:
+        return None
+    try:
+        store.check_version(version)
+    except ValueError:
+        return None
+    return posixpath.dirname(folder), version
+
+
+def read_weights(uri: str, **storage_options) -> bytes:
+    """The bytes of the backbone weights at ``uri`` (``model.pretrained``).
+
+    The weights file of a version of this registry (``…/<version>/backbone.safetensors``) is
+    read only from a complete version and once it matches its manifest's sha256; any other file
+    (the user's own weights) as it is.
+
+    Raises:
+        FileNotFoundError: no file there, or a registry version without its manifest (incomplete).
+        lrprop.store.ChecksumError: the file differs from its manifest; the message names the URI.
+    """
+    found = _version_of(uri)
+    if found is None:
+        return store.read_bytes(uri, **storage_options)
+    collection, version = found
+    try:
+        manifest = store.read_manifest(collection, version, **storage_options)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{uri}: version {version} is not published (no manifest): incomplete or missing") from None
+    return _verified_weights(store.join(collection, version), manifest, storage_options)
+
+
+def published_as(uri: str, config: Config, dataset_version: str, **storage_options) -> dict | None:
+    """The manifest of the registry version whose weights are at ``uri`` when it is complete and
+    was pretrained under ``config``'s settings on ``dataset_version``, else None: what a resumed
+    run reuses instead of pretraining again."""
+    found = _version_of(uri)
+    if found is None:
+        return None
+    try:
+        manifest = store.read_manifest(*found, **storage_options)
+    except FileNotFoundError:
+        return None
+    same = manifest.get("dataset_version") == dataset_version and manifest.get("settings") == pretraining_settings(config)
+    return manifest if same else None
+
+
+def with_pretrained_backbones(config: Config, uris: Mapping[str, str]) -> Config:
+    """``config`` whose classes start from the backbones ``uris`` ({action: weights URI}).
+
+    Each class gets ``model.pretrained`` (through ``classes``) and, when its config freezes the
+    pretrained backbone (``pretrain.freeze_backbone``), ``model.train_from: none``; otherwise its
+    ``train_from`` stays and LRProp fine-tunes the backbone from the weights. Either way it
+    trains draw for draw as the class pretraining in its own run (:func:`lrprop.train.train`).
+    """
+    from lrprop.config import config_from_dict
+
+    overrides = config_to_dict(config)
+    for action, uri in uris.items():
+        model = {"pretrained": uri}
+        if config.for_class(action).pretrain.freeze_backbone:
+            model["train_from"] = "none"
+        per_class = overrides["classes"].setdefault(action, {})
+        per_class["model"] = {**per_class.get("model", {}), **model}
+    return config_from_dict(overrides)
+
+
+def pretrain_and_publish(
+    config: Config,
+    store_uri: str,
+    *,
+    dataset: str,
+    version: str,
+    action: str,
+    publish_as: str | None = None,
+    storage_options: dict | None = None,
+) -> dict:
+    """Pretrain ``action``'s backbone as :func:`lrprop.train.train` would and publish it.
+
+    Args:
+        config: the whole config; the class's own (``config.for_class(action)``) is used.
+        version: the data-set version whose training split it pretrains on.
+        publish_as: the backbone version id (default a new one).
+
+    Returns:
+        {"action", "uri", "version", "steps", "final_loss", "wall_s"}.
+    """
+    from lrprop.data.parquet import ParquetVideos
+    from lrprop.model import backbone_weights_bytes
+    from lrprop.train import pretrained_backbone, resolve_device
+
+    config = config.for_class(action)
+    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train", storage_options=storage_options)
+    started = time.perf_counter()
+    backbone, result = pretrained_backbone(config, source)
+    wall_s = time.perf_counter() - started
+    manifest = publish_backbone(
+        store_uri,
+        dataset=dataset,
+        action=action,
+        weights=backbone_weights_bytes(backbone),
+        config=config,
+        dataset_manifest=source.manifest,
+        losses=result.losses,
+        frames_per_s=result.frames_per_s,
+        wall_s=wall_s,
+        device=resolve_device(config.train.device).type,
+        version=publish_as,
+        storage_options=storage_options,
+    )
+    return {
+        "action": action,
+        "uri": weights_uri(store_uri, dataset, action, manifest["version"]),
+        "version": manifest["version"],
+        "steps": manifest["steps"],
+        "final_loss": manifest["final_loss"],
+        "wall_s": wall_s,
+    }
+
+
+def list_backbones(store_uri: str, *, storage_options: dict | None = None) -> list[dict]:
+    """One entry per (dataset, action) with published versions: latest_version, n_versions."""
+    opts = storage_options or {}
+    fs, root = store.filesystem(store.join(store_uri, "backbones"), **opts)
+    if not fs.isdir(root):
+        return []
+    out = []
+    for dataset_dir in sorted(fs.ls(root, detail=False)):
+        if not fs.isdir(dataset_dir):
+            continue
+        for action_dir in sorted(fs.ls(dataset_dir, detail=False)):
+            dataset, action = posixpath.basename(dataset_dir.rstrip("/")), posixpath.basename(action_dir.rstrip("/"))
+            versions = store.list_versions(fs.unstrip_protocol(action_dir), **opts)
+            if versions:
+                out.append({"dataset": dataset, "action": action, "latest_version": versions[-1], "n_versions": len(versions)})
+    return out

@@ -1,0 +1,190 @@
+"""The store's registry of pretrained backbones (lrprop/backbones.py) and the pretraining stage's
+per-class function, without Ray: round trips, checksums, versions invisible until complete, and
+the stage's models against the oracle of a run that pretrains in its own training (train())."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from tiny import tiny
+
+from lrprop import store
+from lrprop.backbones import (
+    WEIGHTS_FILE,
+    backbones_collection,
+    list_backbones,
+    pretrain_and_publish,
+    publish_backbone,
+    published_as,
+    read_backbone,
+    read_weights,
+    weights_uri,
+    with_pretrained_backbones,
+)
+from lrprop.config import ConfigError, config_from_dict, config_to_dict
+from lrprop.data.parquet import ParquetVideos
+from lrprop.ingest.synthetic import ensure_synthetic_dataset
+from lrprop.model import SmallCNNBackbone, backbone_weights_bytes
+from lrprop.store import ChecksumError
+from lrprop.train import build_model, train
+
+SMALL_SET = {"num_classes": 2, "train_videos": 4, "val_videos": 2, "length_range": [20, 36], "frame_size": 32}
+
+
+def _config(**sections):
+    return config_from_dict(tiny(synthetic=SMALL_SET, optim={"epochs": 1}, **sections))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    """A store holding the tiny synthetic data set (2 classes, 4 training videos each)."""
+    root = str(tmp_path_factory.mktemp("store"))
+    return root, ensure_synthetic_dataset(_config(), root)
+
+
+def _publish(root, weights: bytes, action="reach", **changes):
+    return publish_backbone(
+        root,
+        dataset="synthetic",
+        action=action,
+        weights=weights,
+        config=_config(),
+        dataset_manifest={"version": "v-of-the-data", "content_hash": "abc"},
+        losses=[2.0, 1.5],
+        frames_per_s=100.0,
+        wall_s=3.0,
+        device="cpu",
+        **changes,
+    )
+
+
+def _weights(seed: int = 0) -> bytes:
+    torch.manual_seed(seed)
+    return backbone_weights_bytes(SmallCNNBackbone(width=8))
+
+
+def test_publish_then_read_gives_the_weights_back_and_a_damaged_file_fails_naming_its_uri(tmp_path):
+    root = str(tmp_path)
+    weights = _weights()
+    manifest = _publish(root, weights, storage_options={})
+    data, read = read_backbone(root, "synthetic", "reach")
+    assert data == weights and read == manifest
+    uri = weights_uri(root, "synthetic", "reach", manifest["version"])
+    assert read_weights(uri) == weights
+    assert manifest["settings"] == {
+        "pretrain": config_to_dict(_config().pretrain),  # the whole section
+        "model": {"backbone": "small_cnn", "cnn_width": 8, "train_from": "layer4"},
+        "data": {"image_size": 32},
+        "train": {"seed": 0},
+    }
+    assert (manifest["dataset_version"], manifest["steps"], manifest["final_loss"]) == ("v-of-the-data", 2, 1.5)
+    assert manifest["files"][0]["path"] == WEIGHTS_FILE and manifest["files"][0]["size"] == len(weights)
+    assert "storage_options" not in json.dumps(manifest)
+    assert list_backbones(root) == [
+        {"dataset": "synthetic", "action": "reach", "latest_version": manifest["version"], "n_versions": 1}
+    ]
+
+    damaged = bytearray(weights)
+    damaged[-1] ^= 0xFF
+    store.write_bytes(uri, bytes(damaged))
+    for read_them in (lambda: read_backbone(root, "synthetic", "reach"), lambda: read_weights(uri)):
+        with pytest.raises(ChecksumError, match=f"^{uri}: size or sha256 differs"):
+            read_them()
+    # model.pretrained reads through the same check: no model is built from damaged weights.
+    with pytest.raises(ChecksumError, match=uri):
+        build_model(_config(model={"pretrained": uri}))
+
+
+def test_a_version_is_invisible_and_refused_until_its_manifest_is_written(tmp_path, monkeypatch):
+    root = str(tmp_path)
+    monkeypatch.setattr(store, "write_manifest", lambda *a, **k: (_ for _ in ()).throw(OSError("crashed")))
+    with pytest.raises(OSError, match="crashed"):
+        _publish(root, _weights())
+    monkeypatch.undo()
+    (folder,) = (tmp_path / "backbones" / "synthetic" / "reach").iterdir()
+    assert (folder / WEIGHTS_FILE).is_file()  # the weights came first
+    assert list_backbones(root) == [] and store.list_versions(backbones_collection(root, "synthetic", "reach")) == []
+    uri = weights_uri(root, "synthetic", "reach", folder.name)
+    with pytest.raises(FileNotFoundError, match="is not published"):
+        read_weights(uri)
+    # A published version is immutable: publishing the same id again is refused.
+    manifest = _publish(root, _weights())
+    with pytest.raises(FileExistsError):
+        _publish(root, _weights(1), version=manifest["version"])
+
+
+def test_names_and_versions_are_validated_before_they_become_paths(tmp_path):
+    with pytest.raises(ValueError, match="action name"):
+        _publish(str(tmp_path), _weights(), action="../escape")
+    with pytest.raises(ValueError, match="invalid version"):
+        _publish(str(tmp_path), _weights(), version="../v1")
+    with pytest.raises(ValueError, match="invalid version"):
+        read_backbone(str(tmp_path), "synthetic", "reach", "latest/../../x")
+    assert not any(tmp_path.iterdir())
+    # A file of the user's own, outside the registry, is read as it is.
+    own = tmp_path / "mine.safetensors"
+    own.write_bytes(_weights())
+    assert read_weights(str(own)) == own.read_bytes()
+
+
+def test_published_weights_load_as_model_pretrained_and_change_the_backbone(dataset):
+    root, version = dataset
+    config = _config()
+    done = pretrain_and_publish(config, root, dataset="synthetic", version=version, action="reach")
+    assert done["steps"] == config.pretrain.steps and done["uri"].endswith(f"/reach/{done['version']}/{WEIGHTS_FILE}")
+    frames = torch.rand(6, 3, 32, 32)
+
+    def features(c) -> torch.Tensor:
+        torch.manual_seed(c.train.seed)
+        return build_model(c).backbone.eval()(frames)
+
+    random_init = features(config)
+    loaded = features(_config(model={"pretrained": done["uri"]}))
+    published = SmallCNNBackbone(width=8)
+    from lrprop.model import load_backbone_weights
+
+    load_backbone_weights(published, read_backbone(root, "synthetic", "reach")[0])
+    torch.testing.assert_close(loaded, published.eval()(frames), atol=0, rtol=0)
+    assert (loaded - random_init).abs().max() > 1e-3  # the pretraining changed what it sees
+    # The run's resume recognises weights pretrained under the same settings on the same data.
+    assert published_as(done["uri"], config, version)["version"] == done["version"]
+    assert published_as(done["uri"], _config(pretrain={"steps": 3}), version) is None
+    assert published_as(done["uri"], config, "v-another") is None
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_the_stage_trains_the_same_models_as_pretraining_in_the_run(dataset, tmp_path, freeze, monkeypatch):
+    """The oracle: train() pretraining (and freezing, or fine-tuning) the backbone itself. The
+    stage pretrains each class on its own, publishes, and trains from model.pretrained."""
+    import lrprop.train
+
+    root, version = dataset
+    config = _config(pretrain={"freeze_backbone": freeze})
+    shared = store.new_version_id()
+    uris = {
+        action: pretrain_and_publish(config, root, dataset="synthetic", version=version, action=action, publish_as=shared)["uri"]
+        for action in ("reach", "swing")
+    }
+    staged = with_pretrained_backbones(config, uris)
+    template = store.join(root, "backbones", "synthetic", "{action}", shared, WEIGHTS_FILE)
+    for action in ("reach", "swing"):
+        source = ParquetVideos(root, "synthetic", version=version, action=action, split="train")
+        oracle = train(config.for_class(action), source, checkpoint_dir=tmp_path / action / "run").model.state_dict()
+        given = staged.for_class(action)
+        assert given.model.pretrained == uris[action] and (given.model.train_from == "none") == freeze
+        # One {action} template names the classes pretrained together.
+        by_template = _config(pretrain={"freeze_backbone": freeze}, model={"pretrained": template}).for_class(action)
+        assert by_template.model.pretrained == uris[action]
+        with monkeypatch.context() as patched:
+            patched.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained again"))
+            again = train(given, source, checkpoint_dir=tmp_path / action / "stage").model.state_dict()
+        for key, value in oracle.items():
+            torch.testing.assert_close(again[key], value, atol=0, rtol=0, msg=key)
+
+
+def test_a_template_is_a_config_error_until_a_class_names_it():
+    config = _config(model={"pretrained": "store/backbones/synthetic/{action}/v1/backbone.safetensors"})
+    with pytest.raises(ConfigError, match="model.pretrained.*Config.for_class"):
+        build_model(config)
