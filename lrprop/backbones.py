@@ -42,6 +42,7 @@ __all__ = [
     "publish_backbone",
     "read_backbone",
     "read_weights",
+    "weights_template",
     "weights_uri",
     "with_pretrained_backbones",
 ]
@@ -58,6 +59,15 @@ def backbones_collection(store_uri: str, dataset: str, action: str) -> str:
 def weights_uri(store_uri: str, dataset: str, action: str, version: str) -> str:
     """The weights file of a version: the value ``model.pretrained`` takes."""
     return store.join(backbones_collection(store_uri, dataset, action), store.check_version(version), WEIGHTS_FILE)
+
+
+def weights_template(store_uri: str, dataset: str, version: str) -> str:
+    """The weights of ``version`` of every class, ``{action}`` standing for the class: one
+    ``model.pretrained`` value for the classes pretrained together (they share a version id)."""
+    from lrprop.config import ACTION_PLACEHOLDER
+
+    dataset = check_name(dataset, "dataset name")
+    return store.join(store_uri, "backbones", dataset, ACTION_PLACEHOLDER, store.check_version(version), WEIGHTS_FILE)
 
 
 def pretraining_settings(config: Config) -> dict:

@@ -1,12 +1,14 @@
 """The ``lrprop`` command line.
 
     lrprop run --config configs/smoke.yaml [--store URI] [--run-name NAME] [--ray-address ADDR] [--set key=value ...]
+    lrprop pretrain --config configs/smoke.yaml [--store URI] [--action A ...] [--ray-address ADDR] [--set key=value ...]
     lrprop tune --config configs/tune.yaml [--store URI] [--action A] [--ray-address ADDR]
     lrprop synth --dest URI [--config FILE] [--set synthetic.key=value ...]
     lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --dest STORE_URI [options]
     lrprop evaluate (--run RUN_DIR | --model MODEL_DIR) --store STORE
     lrprop embeddings list --store URI
     lrprop embeddings pull --store URI --dataset D --action A [--version V] --out FILE.parquet
+    lrprop backbones list --store URI
     lrprop datasets list --store URI
     lrprop config --config FILE [--set key=value ...]      print the resolved configuration
 
@@ -15,7 +17,13 @@ ingest the configured data set (the synthetic one by default, generated once), t
 action class as its own Ray Train job, all at once, evaluate them, publish each class's
 embeddings and model as a new version, and write ``metrics.json`` and ``report.html`` under
 ``<store>/runs/<run-name>/evaluation/``. With no Prefect server and no Ray address it all runs
-on this machine. The same ``--run-name`` resumes a run from its checkpoints.
+on this machine. The same ``--run-name`` resumes a run from its checkpoints. When the config
+pretrains the backbones (``pretrain.steps`` > 0 and no ``model.pretrained``), the flow first
+pretrains every class's backbone as its own Ray actor and publishes it
+(``<store>/backbones/<dataset>/<action>/<version>/``), then trains from it.
+
+``pretrain`` is that stage alone: it prints each class's backbone URI and the ``--set`` flags
+with which ``run`` (on the same data set) trains from them instead of pretraining again.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -58,6 +67,35 @@ def _read(uri: str) -> bytes:
     from lrprop import store
 
     return store.read_bytes(uri)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from lrprop.backbones import weights_template
+    from lrprop.flows import pretrain_flow
+
+    config = with_ray_address(load_config(args.config, args.set), args.ray_address)
+    actions = [check_name(a, "action name") for a in args.action] if args.action else None
+    result = pretrain_flow(config_to_dict(config), args.store, actions)
+    done = result["backbones"]
+    print(f"pretrained {len(done)} backbones on {result['dataset']} {result['dataset_version']}")
+    for action, r in sorted(done.items()):
+        loss = f"final loss {r['final_loss']:.4f}"
+        print(f"{action:<20} {r['version']}  {r['steps']} steps, {loss}, {r['wall_s']:.0f} s  {r['uri']}")
+    # What `lrprop run` takes to train from them: one {action} template when they share a
+    # version id (one stage's classes do), else each class's own value.
+    command = ["lrprop", "run"] + ["--config", args.config] * bool(args.config) + ["--store", args.store]
+    command += ["--ray-address", args.ray_address] * bool(args.ray_address)
+    sets = list(args.set)
+    versions = {r["version"] for r in done.values()}
+    if len(versions) == 1:
+        sets.append(f"model.pretrained={weights_template(result['store'], result['dataset'], versions.pop())}")
+    else:
+        sets += [f"classes.{a}.model.pretrained={r['uri']}" for a, r in sorted(done.items())]
+    if all(config.for_class(a).pretrain.freeze_backbone for a in done):
+        sets.append("model.train_from=none")  # as the run would have frozen them after pretraining
+    command += [part for value in sets for part in ("--set", value)]
+    print("to train from them:\n  " + shlex.join(command))
+    return 0
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -174,6 +212,15 @@ def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_backbones_list(args: argparse.Namespace) -> int:
+    from lrprop.backbones import list_backbones
+
+    print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}")
+    for e in list_backbones(args.store):
+        print(f"{e['dataset']:<16} {e['action']:<20} {e['latest_version']:<34} {e['n_versions']:>10}")
+    return 0
+
+
 def _cmd_datasets_list(args: argparse.Namespace) -> int:
     from lrprop import store
 
@@ -219,6 +266,21 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--run-name", help="name of the run; an existing run of that name is resumed")
     run.add_argument("--ray-address", help="Ray cluster address (default: config ray.address, else a local Ray)")
     run.set_defaults(func=_cmd_run)
+
+    pre = sub.add_parser(
+        "pretrain",
+        help="pretrain every class's backbone on Ray and publish it to the store, for model.pretrained",
+        description="Ingest as `run` does, pretrain each class's backbone (pretrain.*) as its own Ray actor, all at "
+        "once, and publish it as a new version under <store>/backbones/<dataset>/<action>/. Prints the --set flags "
+        "with which `lrprop run` trains from them.",
+    )
+    with_config(pre)
+    pre.add_argument("--store", default="lrprop-store", help="store root: a folder or s3://bucket/prefix")
+    pre.add_argument(
+        "--action", nargs="+", action="extend", metavar="A", help="the classes to pretrain (default: every class)"
+    )
+    pre.add_argument("--ray-address", help="Ray cluster address (default: config ray.address, else a local Ray)")
+    pre.set_defaults(func=_cmd_pretrain)
 
     tune = sub.add_parser("tune", help="search T, alpha, beta for one class with Ray Tune (ASHA)")
     with_config(tune)
@@ -267,6 +329,16 @@ def build_parser() -> argparse.ArgumentParser:
     emb_pull.add_argument("--version", help="a version id (default: the latest complete one)")
     emb_pull.add_argument("--out", required=True, help="output .parquet file")
     emb_pull.set_defaults(func=_cmd_embeddings_pull)
+
+    bb = sub.add_parser("backbones", help="pretrained backbones in a store (lrprop pretrain, lrprop run)")
+    bb_sub = bb.add_subparsers(dest="backbones_command", required=True)
+    bb_list = bb_sub.add_parser(
+        "list",
+        help="one line per class: dataset action latest_version n_versions; a version's weights are "
+        "<store>/backbones/<dataset>/<action>/<version>/backbone.safetensors",
+    )
+    bb_list.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
+    bb_list.set_defaults(func=_cmd_backbones_list)
 
     ds = sub.add_parser("datasets", help="data sets in a store")
     ds_sub = ds.add_subparsers(dest="datasets_command", required=True)

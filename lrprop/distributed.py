@@ -1,8 +1,11 @@
-"""Ray Train jobs: :func:`lrprop.train.train` as one TorchTrainer per action class.
+"""Ray Train jobs: :func:`lrprop.train.train` as one TorchTrainer per action class; and the
+pretraining stage before them, one Ray actor per class.
 
     results = train_classes(config, store_uri, dataset="synthetic", version=v, actions=[...],
                             run_name="run-1")
     results["reach"].checkpoint_uri   # the class's last checkpoint in the store
+    backbones = pretrain_classes(config, store_uri, dataset="synthetic", version=v, actions=[...])
+    backbones["reach"]["uri"]         # its pretrained backbone, published (lrprop.backbones)
 
 Every class is its own TorchTrainer; their ``fit()`` calls are made from a thread each, so Ray
 schedules all classes at once on whatever the cluster has (CPU or GPU workers, fractional GPUs
@@ -35,6 +38,8 @@ __all__ = [
     "init_local_ray",
     "live_placement_groups",
     "make_trainer",
+    "pretrain_class",
+    "pretrain_classes",
     "remove_placement_groups",
     "train_classes",
     "train_loop_per_worker",
@@ -271,18 +276,115 @@ def train_classes(
         uri = path if fs is None or fs.type_name == "local" else _uri_of(store_uri, path, storage_options)
         return ClassRun(action, uri, dict(result.metrics or {}), started, time.time())
 
-    failures, runs = {}, {}
+    return _per_class(fit_class, actions, "training")
+
+
+def _per_class(run, actions: list[str], what: str) -> dict:
+    """``run(action)`` for every class at once, each from a thread of its own (Ray schedules
+    them); {action: its result}.
+
+    Raises:
+        RuntimeError: naming every class that failed, with its error.
+    """
+    failures, results = {}, {}
     with ThreadPoolExecutor(max_workers=max(1, len(actions))) as pool:
-        futures = {action: pool.submit(fit_class, action) for action in actions}
+        futures = {action: pool.submit(run, action) for action in actions}
         for action, future in futures.items():
             try:
-                runs[action] = future.result()
+                results[action] = future.result()
             except Exception as exc:  # noqa: BLE001 - collected and raised below, naming each class
                 failures[action] = exc
     if failures:
         detail = "; ".join(f"{a}: {type(e).__name__}: {e}" for a, e in failures.items())
-        raise RuntimeError(f"training failed for {sorted(failures)}: {detail}")
-    return runs
+        raise RuntimeError(f"{what} failed for {sorted(failures)}: {detail}")
+    return results
+
+
+class _Pretrainer:
+    """A Ray actor that pretrains one class's backbone and publishes it
+    (:func:`lrprop.backbones.pretrain_and_publish`)."""
+
+    def run(self, config: Config, store_uri: str, where: dict, publish_as: str | None, storage_options: dict | None) -> dict:
+        from lrprop.backbones import pretrain_and_publish
+
+        return pretrain_and_publish(config, store_uri, **where, publish_as=publish_as, storage_options=storage_options)
+
+
+def pretrain_class(
+    config: Config,
+    store_uri: str,
+    *,
+    dataset: str,
+    version: str,
+    action: str,
+    publish_as: str | None = None,
+    what: str = "backbone pretraining",
+    storage_options: dict | None = None,
+) -> dict:
+    """Pretrain ``action``'s backbone in a Ray actor on one training worker's resources and
+    publish it to the store's backbones; returns what :func:`lrprop.backbones.pretrain_and_publish` does.
+
+    On the resources of a Train worker (``ray.cpus_per_worker``, ``ray.gpus_per_worker``), so
+    that on a cluster it runs where training would, not on the head node, and with the threads
+    a worker has: the weights are those the class's Train job would have pretrained itself. Its
+    start is bounded like a Train job's (``ray.start_timeout_s``), or a cluster whose CPUs are
+    all held would keep it waiting for ever.
+
+    Raises:
+        WorkerStartTimeout: the actor did not start in time; ``what`` names it in the message.
+    """
+    import ray  # Ray
+
+    r = config.ray
+    pretrainer = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)(_Pretrainer).remote()  # Ray
+    try:
+        ready, _ = ray.wait([pretrainer.__ray_ready__.remote()], timeout=r.start_timeout_s or None)  # Ray
+        if not ready:
+            wanted = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
+            raise WorkerStartTimeout(
+                f"{action}: the {what} did not start within {r.start_timeout_s:g} s "
+                f"(ray.start_timeout_s); it waited for 1 x {wanted}. {held_resources()}"
+            )
+        where = {"dataset": dataset, "version": version, "action": action}
+        return ray.get(pretrainer.run.remote(config, store_uri, where, publish_as, storage_options))  # Ray
+    finally:
+        ray.kill(pretrainer)  # Ray: frees its resources for the training that follows
+
+
+def pretrain_classes(
+    config: Config,
+    store_uri: str,
+    *,
+    dataset: str,
+    version: str,
+    actions: list[str],
+    storage_options: dict | None = None,
+) -> dict[str, dict]:
+    """Pretrain every class in ``actions`` (:func:`pretrain_class`), all at once, and publish
+    their backbones under one version id (so that ``{action}`` in ``model.pretrained`` names them all).
+
+    Returns:
+        {action: {"action", "uri", "version", "steps", "final_loss", "wall_s"}}.
+
+    Raises:
+        RuntimeError: naming the classes whose pretraining failed or could not start.
+    """
+    ensure_ray(config.ray.address)
+    store_uri = store.absolute(store_uri)  # the actors run in other directories
+    shared = store.new_version_id()
+
+    def pretrain(action: str) -> dict:
+        return pretrain_class(
+            config,
+            store_uri,
+            dataset=dataset,
+            version=version,
+            action=action,
+            publish_as=shared,
+            storage_options=storage_options,
+        )
+
+    return _per_class(pretrain, actions, "pretraining")
 
 
 def fit(trainer, config: Config, what: str):

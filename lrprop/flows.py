@@ -1,4 +1,5 @@
-"""Prefect flows: ingest → train every class on Ray → evaluate → publish, and a T/α/β search.
+"""Prefect flows: ingest → pretrain every class's backbone → train every class on Ray →
+evaluate → publish; the pretraining alone; and a T/α/β search.
 
     retrain_and_evaluate(config_to_dict(config), "s3://bucket/lrprop", run_name="nightly-1")
 
@@ -6,7 +7,8 @@
 
 The flows only sequence; each task is small, passes URIs (never tensors) and can run again
 without harm: ingestion returns the existing version for an unchanged source, training resumes
-its run from Ray's checkpoints, evaluation and publishing write new files or new versions. Tasks
+its run from Ray's checkpoints, pretraining reuses the backbones its run published, evaluation
+and publishing write new files or new versions. Tasks
 that only touch storage retry on transient storage errors. Results go to Prefect artifacts:
 a markdown table of the metrics (each beside the time-stretch baseline's, the gain over it and
 the label oracle's) with the report's address.
@@ -27,10 +29,11 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lrprop import store
-from lrprop.config import config_from_dict
+from lrprop.backbones import with_pretrained_backbones
+from lrprop.config import config_from_dict, config_to_dict
 from lrprop.names import check_name
 
-__all__ = ["evaluate_and_publish", "ingest_flow", "retrain_and_evaluate", "train_flow", "tune_flow"]
+__all__ = ["evaluate_and_publish", "ingest_flow", "pretrain_flow", "retrain_and_evaluate", "train_flow", "tune_flow"]
 
 STORAGE_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
 
@@ -65,6 +68,47 @@ def list_actions(store_uri: str, dataset: str, version: str) -> list[str]:
     """The action classes of a data-set version that have training videos."""
     manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
     return sorted(a for a, splits in manifest["counts"].items() if "train" in splits)
+
+
+def _pretraining(config: dict, actions: list[str]) -> list[str]:
+    """The classes whose training would pretrain their backbone (:func:`lrprop.train.pretrains`)."""
+    from lrprop.train import pretrains
+
+    parsed = config_from_dict(config)
+    return [a for a in actions if pretrains(parsed.for_class(a))]
+
+
+@task(name="pretrain")
+def pretrain_task(
+    config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str | None = None
+) -> dict:
+    """Pretrain each class's backbone as a Ray actor, all at once, and publish it to the store's
+    backbones (:func:`lrprop.distributed.pretrain_classes`); returns {action: {"uri", "version",
+    "steps", "final_loss", "wall_s", "reused"}}.
+
+    With a ``run_name`` the URIs are recorded in ``<store>/runs/<run_name>/backbones.json``, and a
+    run started again (a resume) reuses those that its config would pretrain the same way on
+    the same data: pretraining anew would name other weights and its checkpoints would not resume.
+    """
+    from lrprop.backbones import published_as
+    from lrprop.distributed import pretrain_classes
+
+    parsed = config_from_dict(config)
+    record = store.join(store_uri, "runs", run_name, "backbones.json") if run_name else None
+    previous = store.read_json(record) if record and store.exists(record) else {}
+    reused = {}
+    for a in actions:
+        manifest = published_as(previous[a], parsed.for_class(a), version) if a in previous else None
+        if manifest is not None:
+            keys = ("version", "steps", "final_loss", "wall_s")
+            reused[a] = {"action": a, "uri": previous[a], **{k: manifest[k] for k in keys}, "reused": True}
+    fresh = [a for a in actions if a not in reused]
+    done = pretrain_classes(parsed, store_uri, dataset=dataset, version=version, actions=fresh) if fresh else {}
+    results = {**reused, **{a: {**r, "reused": False} for a, r in done.items()}}
+    if record:
+        store.write_json(record, {a: r["uri"] for a, r in sorted(results.items())})
+    get_run_logger().info("backbones %s", {a: r["uri"] for a, r in results.items()})
+    return results
 
 
 @task(name="train-classes")
@@ -150,7 +194,7 @@ def evaluate_and_publish(store_uri: str, dataset: str, version: str, checkpoints
 
 @flow(name="retrain-and-evaluate")
 def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = None) -> dict:
-    """The whole pipeline: ingest → train all classes → evaluate → publish.
+    """The whole pipeline: ingest → pretrain the backbones → train all classes → evaluate → publish.
 
     Args:
         config: a full config as a dict (``config_to_dict``); ``config["ray"]["address"]``
@@ -159,7 +203,9 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
         run_name: reuse a name to resume that run; default a new time-stamped name.
 
     Returns:
-        {"run_name", "dataset_version", "checkpoints", "metrics", "report", "published", "timings"}.
+        {"run_name", "dataset_version", "backbones", "checkpoints", "metrics", "report", "published",
+        "timings"}: ``backbones`` the URI of each class's pretrained backbone (none when the config
+        does not pretrain), ``timings`` ingest_s, pretrain_s, train_s and evaluate_publish_s.
     """
     from lrprop.distributed import ensure_ray
 
@@ -175,11 +221,69 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     version = ingesting.result()
     ingested = time.time()
     actions = list_actions(store_uri, dataset, version)
+    # Pretrained as their own Ray actors and published, the backbones are given to training as
+    # model.pretrained (frozen when pretrain.freeze_backbone): the same models as pretraining
+    # inside each class's Train job, with the weights versioned and named by the run.
+    backbones = {}
+    if pretraining := _pretraining(config, actions):
+        done = pretrain_task(config, store_uri, dataset, version, pretraining, run_name)
+        backbones = {a: r["uri"] for a, r in done.items()}
+        config = config_to_dict(with_pretrained_backbones(config_from_dict(config), backbones))
+    pretrained = time.time()
     checkpoints = train_classes_task(config, store_uri, dataset, version, actions, run_name)
     trained = time.time()
     evaluated = evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name)
-    timings = {"ingest_s": ingested - started, "train_s": trained - ingested, "evaluate_publish_s": time.time() - trained}
-    return {"run_name": run_name, "dataset_version": version, "checkpoints": checkpoints, "timings": timings, **evaluated}
+    timings = {
+        "ingest_s": ingested - started,
+        "pretrain_s": pretrained - ingested,
+        "train_s": trained - pretrained,
+        "evaluate_publish_s": time.time() - trained,
+    }
+    return {
+        "run_name": run_name,
+        "dataset_version": version,
+        "backbones": backbones,
+        "checkpoints": checkpoints,
+        "timings": timings,
+        **evaluated,
+    }
+
+
+@flow(name="pretrain")
+def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None) -> dict:
+    """Ingest as :func:`retrain_and_evaluate` does, then pretrain and publish the backbones of
+    ``actions`` (default: every class of the data set).
+
+    Returns:
+        {"store" (made absolute), "dataset", "dataset_version", "backbones": {action: what
+        :func:`pretrain_task` gives}}.
+
+    Raises:
+        ValueError: an action the data-set version lacks.
+        ConfigError: a class whose config does not pretrain (``pretrain.steps: 0``,
+            ``model.pretrained`` given or ``model.train_from: none``).
+    """
+    from lrprop.config import ConfigError
+    from lrprop.distributed import ensure_ray
+
+    store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
+    dataset = config["dataset"]["name"]
+    ingesting = ingest_task.submit(config, store_uri)
+    ensure_ray(config["ray"]["address"])  # in this thread, as retrain_and_evaluate does
+    version = ingesting.result()
+    known = list_actions(store_uri, dataset, version)
+    actions = list(dict.fromkeys(actions)) if actions else known
+    unknown = sorted(set(actions) - set(known))
+    if unknown:
+        raise ValueError(f"{dataset} {version} has no training videos of {unknown}; its classes are {known}")
+    skipped = sorted(set(actions) - set(_pretraining(config, actions)))
+    if skipped:
+        raise ConfigError(
+            f"{skipped} would not pretrain under this config: pretrain.steps is 0, model.pretrained is given "
+            "or model.train_from is none"
+        )
+    done = pretrain_task(config, store_uri, dataset, version, actions)
+    return {"store": store_uri, "dataset": dataset, "dataset_version": version, "backbones": done}
 
 
 @flow(name="tune")

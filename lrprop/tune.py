@@ -18,7 +18,9 @@ workers still cannot start within ``ray.start_timeout_s`` fails, naming what hol
 
 The best trial is recorded in the store under ``<store>/tune/<run_name>/<action>/``:
 ``best.json`` (parameters, metrics, checkpoint) and ``best.yaml``, a complete config that a
-normal run takes as it is: ``lrprop run --config best.yaml``.
+normal run takes as it is: ``lrprop run --config best.yaml``. The backbone the trials share is
+a version of the store's backbones (``<store>/backbones/<dataset>/<action>/<version>/``,
+:mod:`lrprop.backbones`), which ``best.yaml`` names.
 """
 
 from __future__ import annotations
@@ -168,59 +170,28 @@ def _raise_start_timeouts(results) -> None:
         raise WorkerStartTimeout(f"{len(stuck)} of {len(results)} trials could not start their workers: {stuck[0]}")
 
 
-class _Pretrainer:
-    """A Ray actor that pretrains a class's backbone (:func:`lrprop.train.pretrained_backbone`)
-    and writes it to ``uri`` (safetensors)."""
-
-    def run(self, config: Config, where: dict, uri: str, storage_options: dict | None) -> str:
-        from lrprop.data.parquet import ParquetVideos
-        from lrprop.model import backbone_weights_bytes
-        from lrprop.train import pretrained_backbone
-
-        source = ParquetVideos(**where, split="train", storage_options=storage_options)
-        backbone, _ = pretrained_backbone(config, source)
-        store.write_bytes(uri, backbone_weights_bytes(backbone), **(storage_options or {}))
-        return uri
-
-
-def _with_shared_backbone(config: Config, where: dict, out: str, storage_options: dict | None) -> Config:
+def _with_shared_backbone(config: Config, where: dict, storage_options: dict | None) -> Config:
     """``config`` with the class's backbone pretrained once, for every trial of the search.
 
     The search varies T, α and β, none of which the pretraining reads, and the default route
     freezes the pretrained backbone; without this each trial repeated the same pretraining
-    (issue 12: about 6 minutes a trial on 2 cores). The weights go to ``out/backbone.safetensors``
-    and every trial gets them as ``model.pretrained`` with ``model.train_from: none``, which
-    trains draw for draw as a trial that pretrained itself (:func:`lrprop.train.pretrained_backbone`),
-    so ``best.yaml`` names them too. A run that would not pretrain and freeze is left as it is.
+    (issue 12: about 6 minutes a trial on 2 cores). The backbone is published to the store's
+    backbones (:func:`lrprop.distributed.pretrain_class`) and every trial gets it as
+    ``model.pretrained`` with ``model.train_from: none``, which trains draw for draw as a trial
+    that pretrained itself (:func:`lrprop.train.pretrained_backbone`), so ``best.yaml`` names it
+    too. A run that would not pretrain and freeze is left as it is.
     """
-    import ray  # Ray
-
+    from lrprop.backbones import with_pretrained_backbones
     from lrprop.train import pretrains
 
     if not (pretrains(config) and config.pretrain.freeze_backbone):
         return config
-    from lrprop.distributed import WorkerStartTimeout, held_resources
+    from lrprop.distributed import pretrain_class
 
-    r = config.ray
-    # An actor on the resources of one training worker, so that on a cluster it runs where
-    # training would, not on the head node; its start is bounded like a Train job's
-    # (ray.start_timeout_s), or a search whose CPUs are all held would wait here for ever.
-    pretrainer = ray.remote(num_cpus=r.cpus_per_worker, num_gpus=r.gpus_per_worker)(_Pretrainer).remote()  # Ray
-    try:
-        ready, _ = ray.wait([pretrainer.__ray_ready__.remote()], timeout=r.start_timeout_s or None)  # Ray
-        if not ready:
-            wanted = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
-            raise WorkerStartTimeout(
-                f"{where['action']}: the search's backbone pretraining did not start within {r.start_timeout_s:g} s "
-                f"(ray.start_timeout_s); it waited for 1 x {wanted}. {held_resources()}"
-            )
-        uri = ray.get(pretrainer.run.remote(config, where, store.join(out, "backbone.safetensors"), storage_options))  # Ray
-    finally:
-        ray.kill(pretrainer)  # Ray: frees its CPU for the trials
-    log.info("pretrained the backbone once for the search: %s", uri)
-    overrides = config_to_dict(config)
-    overrides["model"].update(pretrained=uri, train_from="none")
-    return config_from_dict(overrides)
+    action = where["action"]
+    done = pretrain_class(config, **where, what="search's backbone pretraining", storage_options=storage_options)
+    log.info("pretrained the backbone once for the search: %s", done["uri"])
+    return with_pretrained_backbones(config, {action: done["uri"]}).for_class(action)
 
 
 def tune_class(
@@ -252,7 +223,7 @@ def tune_class(
     source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train", storage_options=storage_options)
     shortest = min(source.num_frames(i) for i in range(len(source)))
     where = {"store_uri": store_uri, "dataset": dataset, "version": version, "action": action}
-    config = _with_shared_backbone(config, where, store.join(store_uri, "tune", run_name, action), storage_options)
+    config = _with_shared_backbone(config, where, storage_options)
     trainable = partial(
         _trial,
         base=config_to_dict(config),

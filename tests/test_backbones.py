@@ -20,6 +20,7 @@ from lrprop.backbones import (
     published_as,
     read_backbone,
     read_weights,
+    weights_template,
     weights_uri,
     with_pretrained_backbones,
 )
@@ -169,6 +170,7 @@ def test_the_stage_trains_the_same_models_as_pretraining_in_the_run(dataset, tmp
     }
     staged = with_pretrained_backbones(config, uris)
     template = store.join(root, "backbones", "synthetic", "{action}", shared, WEIGHTS_FILE)
+    assert weights_template(root, "synthetic", shared) == template
     for action in ("reach", "swing"):
         source = ParquetVideos(root, "synthetic", version=version, action=action, split="train")
         oracle = train(config.for_class(action), source, checkpoint_dir=tmp_path / action / "run").model.state_dict()

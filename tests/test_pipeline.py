@@ -1,8 +1,10 @@
 """The whole pipeline against a real S3 API on loopback, a local Ray of 2 CPUs and Prefect.
 
-Integration tests (``pytest -m integration``; CI runs them): two classes train in parallel,
-embeddings are published and pulled, a second publish makes a new version while the first
-stays readable, and a 3-trial search finishes under ASHA.
+Integration tests (``pytest -m integration``; CI runs them): two classes pretrain their backbones
+as a stage and train in parallel, to the same models as pretraining inside each class's Train
+job; embeddings are published and pulled, a second publish makes a new version while the first
+stays readable, a resumed run reuses its backbones; a 3-trial search finishes under ASHA; and
+`lrprop pretrain` publishes backbones that `lrprop run` trains from.
 """
 
 from __future__ import annotations
@@ -14,11 +16,15 @@ import time
 import pytest
 from tiny import TINY_MODEL
 
+import torch
+from safetensors.torch import load
+
 from lrprop import store
+from lrprop.backbones import list_backbones, read_backbone
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
-from lrprop.distributed import live_placement_groups
-from lrprop.embeddings import list_embeddings, pull_embeddings
+from lrprop.distributed import live_placement_groups, train_classes
+from lrprop.embeddings import list_embeddings, load_published_model, pull_embeddings
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +61,32 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
 
     root = f"{s3_bucket}/lrprop"
     result = retrain_and_evaluate(_config(), root, "t1")
-    assert _no_placement_group_left()  # every class's Ray Train job gave its CPU back
+    assert _no_placement_group_left()  # every class's pretraining actor and Ray Train job gave its CPU back
     runs = result["checkpoints"]
     assert sorted(runs) == ["reach", "swing"]
+    # The backbones were pretrained as a stage, published under one version id, and trained from.
+    backbones = result["backbones"]
+    assert sorted(backbones) == ["reach", "swing"] and result["timings"]["pretrain_s"] > 0
+    assert len({uri.rsplit("/", 2)[-2] for uri in backbones.values()}) == 1
+    for action, uri in backbones.items():
+        assert uri == store.join(root, "backbones", "synthetic", action, uri.rsplit("/", 2)[-2], "backbone.safetensors")
+        state = json.loads(store.read_bytes(store.join(runs[action]["checkpoint"], "state.json")))
+        assert state["config"]["model"]["pretrained"] == uri and state["config"]["model"]["train_from"] == "none"
+    # The oracle: the same config trained with the pretraining inside each class's Train job.
+    in_worker = train_classes(
+        config_from_dict(_config()),
+        root,
+        dataset="synthetic",
+        version=result["dataset_version"],
+        actions=["reach", "swing"],
+        run_name="t1-in-worker",
+    )
+    for action, run in in_worker.items():
+        staged = load(store.read_bytes(store.join(runs[action]["checkpoint"], "model.safetensors")))
+        oracle = load(store.read_bytes(store.join(run.checkpoint_uri, "model.safetensors")))
+        assert staged.keys() == oracle.keys()
+        for key, value in oracle.items():
+            torch.testing.assert_close(staged[key], value, atol=0, rtol=0, msg=f"{action} {key}")
     # The two Ray Train jobs ran at the same time: each started before the other finished.
     assert max(r["started"] for r in runs.values()) < min(r["finished"] for r in runs.values())
     for info in runs.values():
@@ -83,8 +112,11 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
     listed = {(e["action"], e["n_versions"]) for e in list_embeddings(root)}
     assert listed == {("reach", 2), ("swing", 2)}
 
-    # The same run name resumes: the finished classes train no further.
+    # The same run name resumes: the run's backbones are reused (pretraining anew would name
+    # other weights, which its checkpoints refuse), and the finished classes train no further.
     resumed = retrain_and_evaluate(_config(), root, "t1")
+    assert resumed["backbones"] == backbones
+    assert {(b["action"], b["n_versions"]) for b in list_backbones(root)} == {("reach", 1), ("swing", 1)}
     assert {a: r["checkpoint"] for a, r in resumed["checkpoints"].items()} != {}
     steps = [
         json.loads(store.read_bytes(store.join(r["checkpoint"], "state.json")))["step"] for r in resumed["checkpoints"].values()
@@ -111,10 +143,11 @@ def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_
 
     promoted_config = config_from_dict(yaml.safe_load(promoted))
     assert promoted_config.loss.alpha == pytest.approx(best["params"]["alpha"])
-    # The backbone was pretrained once for all trials, and the promoted config names it.
-    shared = store.join(root, "tune", "tune1", "reach", "backbone.safetensors")
+    # The backbone was pretrained once for all trials, published, and the promoted config names it.
+    (entry,) = list_backbones(root)
+    shared = store.join(root, "backbones", "synthetic", "reach", entry["latest_version"], "backbone.safetensors")
     assert promoted_config.model.pretrained == shared and promoted_config.model.train_from == "none"
-    assert len(store.read_bytes(shared)) > 0
+    assert read_backbone(root, "synthetic", "reach")[1]["version"] == entry["latest_version"]  # checksum verified
 
 
 def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, local_ray, prefect_harness, capsys, monkeypatch):
@@ -134,3 +167,43 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     assert sorted(line.split()[1] for line in lines) == ["reach", "swing"]
     assert main(["run", "--run-name", "../escape", "--store", str(store_dir)]) == 2
+
+
+def test_cli_pretrain_publishes_backbones_that_run_then_trains_from(tmp_path, local_ray, prefect_harness, capsys, monkeypatch):
+    import shlex
+
+    import yaml
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text("# lrprop pretrain --config tiny.yaml\n" + yaml.safe_dump(TINY_PIPELINE))
+    monkeypatch.chdir(tmp_path)
+    assert main(["pretrain", "--config", str(config), "--store", "store", "--action", "reach", "swing"]) == 0
+    assert _no_placement_group_left()
+    out = capsys.readouterr().out
+    lines = {line.split()[0]: line for line in out.splitlines()}
+    uris = {a: lines[a].split()[-1] for a in ("reach", "swing")}
+    for action, uri in uris.items():
+        assert uri.startswith(str(tmp_path / "store" / "backbones" / "synthetic" / action))
+        assert read_backbone("store", "synthetic", action)[1]["steps"] == TINY_PIPELINE["pretrain"]["steps"]
+    hint = shlex.split(out.split("to train from them:\n", 1)[1].strip())
+    assert hint[:2] == ["lrprop", "run"] and "model.train_from=none" in hint
+    assert any(v.startswith("model.pretrained=") and "/{action}/" in v for v in hint)
+    assert main(["backbones", "list", "--store", "store"]) == 0
+    listed = [line.split() for line in capsys.readouterr().out.strip().splitlines()[1:]]
+    assert sorted((row[1], row[3]) for row in listed) == [("reach", "1"), ("swing", "1")]
+
+    # The printed command trains from them: no pretraining of its own, the backbone as published.
+    assert main(hint[1:] + ["--run-name", "from-backbones"]) == 0
+    assert _no_placement_group_left()
+    capsys.readouterr()
+    assert [b["n_versions"] for b in list_backbones("store")] == [1, 1]  # the run published none
+    for action, uri in uris.items():
+        _, manifest = pull_embeddings("store", "synthetic", action)
+        assert manifest["model"]["config"]["model"]["pretrained"] == uri
+        model = load_published_model("store", "synthetic", action)
+        weights = load(read_backbone("store", "synthetic", action)[0])
+        for key, value in model.backbone.state_dict().items():
+            torch.testing.assert_close(value, weights[key], atol=0, rtol=0, msg=f"{action} {key}")
+    # A class the data set lacks is an error naming it.
+    assert main(["pretrain", "--config", str(config), "--store", "store", "--action", "jump"]) == 2
+    assert "['jump']" in capsys.readouterr().err
