@@ -1,5 +1,6 @@
 """Ray resources are given back: no placement group outlives its trial or class, and workers that
-cannot start fail with a message naming what holds the cluster (issue 12).
+cannot start (a class's Train job, its pretraining actor, a trial) fail with a message naming
+what holds the cluster (issue 12).
 
 Integration tests (``pytest -m integration``; CI runs them) on a local Ray of 2 CPUs.
 """
@@ -15,8 +16,9 @@ import time
 
 import pytest
 
+from lrprop.backbones import list_backbones
 from lrprop.config import config_from_dict
-from lrprop.distributed import WorkerStartTimeout, live_placement_groups, train_classes
+from lrprop.distributed import WorkerStartTimeout, live_placement_groups, pretrain_classes, train_classes
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
 from lrprop.tune import _TrialPlacementGroups, tune_class
 from tiny import TINY_MODEL
@@ -187,6 +189,12 @@ def test_a_class_or_trial_whose_workers_cannot_start_fails_naming_what_holds_the
     assert "1 x {'CPU': 1.0}" in message  # what it waited for
     assert "Free: CPU 0 of 2" in message and held in message  # what held the cluster
     assert _wait_for_no_placement_group(but={holder.id.hex()}) == {}  # the failed class left nothing
+
+    # The pipeline's pretraining stage starts one actor per class, bounded alike, failures named per class.
+    with pytest.raises(RuntimeError, match=r"^pretraining failed for \['reach'\]: reach: WorkerStartTimeout: ") as caught:
+        pretrain_classes(config, root, dataset="synthetic", version=version, actions=["reach"])
+    assert "the backbone pretraining did not start within 3 s" in str(caught.value) and held in str(caught.value)
+    assert list_backbones(root) == []  # nothing published
 
     # A search pretrains its backbone first (lrprop.tune._with_shared_backbone), bounded alike.
     with pytest.raises(WorkerStartTimeout, match=r"^reach: the search's backbone pretraining did not start within 3 s") as caught:
