@@ -70,12 +70,21 @@ def list_actions(store_uri: str, dataset: str, version: str) -> list[str]:
     return sorted(a for a, splits in manifest["counts"].items() if "train" in splits)
 
 
-def _pretraining(config: dict, actions: list[str]) -> list[str]:
-    """The classes whose training would pretrain their backbone (:func:`lrprop.train.pretrains`)."""
+def _pretraining(config: dict, actions: list[str], store_uri: str | None = None, run_name: str | None = None) -> list[str]:
+    """The classes whose backbone the pretraining stage makes: those whose training would
+    pretrain it (:func:`lrprop.train.pretrains`), less those that ``run_name`` trained before it
+    had the stage (Ray checkpoints, no backbone recorded): their checkpoints name no pretrained
+    backbone and resume only as made, pretraining inside ``train()``."""
     from lrprop.train import pretrains
 
     parsed = config_from_dict(config)
-    return [a for a in actions if pretrains(parsed.for_class(a))]
+    chosen = [a for a in actions if pretrains(parsed.for_class(a))]
+    if run_name is None:
+        return chosen
+    run = store.join(store_uri, "runs", run_name)
+    record = store.join(run, "backbones.json")
+    recorded = store.read_json(record) if store.exists(record) else {}
+    return [a for a in chosen if a in recorded or not store.exists(store.join(run, "ray", a))]
 
 
 @task(name="pretrain")
@@ -106,7 +115,7 @@ def pretrain_task(
     done = pretrain_classes(parsed, store_uri, dataset=dataset, version=version, actions=fresh) if fresh else {}
     results = {**reused, **{a: {**r, "reused": False} for a, r in done.items()}}
     if record:
-        store.write_json(record, {a: r["uri"] for a, r in sorted(results.items())})
+        store.write_json(record, {**previous, **{a: r["uri"] for a, r in results.items()}})
     get_run_logger().info("backbones %s", {a: r["uri"] for a, r in results.items()})
     return results
 
@@ -225,7 +234,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     # model.pretrained (frozen when pretrain.freeze_backbone): the same models as pretraining
     # inside each class's Train job, with the weights versioned and named by the run.
     backbones = {}
-    if pretraining := _pretraining(config, actions):
+    if pretraining := _pretraining(config, actions, store_uri, run_name):
         done = pretrain_task(config, store_uri, dataset, version, pretraining, run_name)
         backbones = {a: r["uri"] for a, r in done.items()}
         config = config_to_dict(with_pretrained_backbones(config_from_dict(config), backbones))

@@ -190,3 +190,17 @@ def test_a_template_is_a_config_error_until_a_class_names_it():
     config = _config(model={"pretrained": "store/backbones/synthetic/{action}/v1/backbone.safetensors"})
     with pytest.raises(ConfigError, match="model.pretrained.*Config.for_class"):
         build_model(config)
+
+
+def test_the_stage_leaves_a_class_its_run_trained_before_the_stage_to_pretrain_in_train(tmp_path):
+    """A run resumed from checkpoints made without the stage keeps pretraining inside train():
+    a backbone given now would change its config, and its checkpoints would not resume."""
+    from lrprop.flows import _pretraining
+
+    root, config = str(tmp_path), config_to_dict(_config())
+    assert _pretraining(config, ["reach", "swing"], root, "r1") == ["reach", "swing"]  # a new run
+    (tmp_path / "runs" / "r1" / "ray" / "reach").mkdir(parents=True)  # reach trained, before the stage
+    assert _pretraining(config, ["reach", "swing"], root, "r1") == ["swing"]
+    store.write_json(store.join(root, "runs", "r1", "backbones.json"), {"reach": "uri"})  # trained after it
+    assert _pretraining(config, ["reach", "swing"], root, "r1") == ["reach", "swing"]
+    assert _pretraining(config_to_dict(_config(pretrain={"steps": 0})), ["reach"], root, "r1") == []
