@@ -1,6 +1,6 @@
 """The paper's Table 3 on our synthetic data: the four loss variants at an equal budget.
 
-    .venv/bin/python benchmarks/ablation.py [--seeds 3] [--epochs N] [--set KEY=VALUE ...]
+    .venv/bin/python benchmarks/ablation.py [--seeds 3] [--epochs N] [--set KEY=VALUE ...] [--jobs 2]
         [--store /tmp/lrprop-ablation]
 
 Variants: {L_same} (the SCL baseline), {L_same + L_prop}, {L_same + SDTW}, all three (LRProp).
@@ -10,16 +10,19 @@ validation videos and averaged over classes. The backbone is pretrained once per
 and shared, frozen, by the four variants (the default route; lrprop.train.pretrained_backbone).
 The time-stretch baseline and the label oracle, scored on the same videos, are rows of the
 table. Prints a markdown table of mean ± standard deviation over seeds (percent); the latest
-figures live in docs/results.md.
+figures live in docs/results.md. Each (seed, class) pair is one process on one core (--jobs at once).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import multiprocessing
+import os
 import platform
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -45,51 +48,74 @@ REFERENCE_ROWS = {"time-stretch baseline (no model)": "baseline", "label oracle 
 SHOWN = ["classification@0.1", "classification@1.0", "phase_progression", "kendalls_tau", "ap@5", "ap@10", "dtw_accuracy"]
 
 
+def run_class(seeded: dict, action: str, store: str, version: str, weights_dir: str) -> dict[str, dict]:
+    """Every variant on one class for one seed (one process): {variant: the class's metrics}.
+
+    The backbone is pretrained once and shared by the variants: given back frozen
+    (model.train_from: none) it trains draw for draw as the default route would.
+    """
+    import torch
+
+    torch.set_num_threads(1)  # one job per core (--jobs)
+    train_source = ParquetVideos(store, "synthetic", version=version, action=action, split="train")
+    val_source = ParquetVideos(store, "synthetic", version=version, action=action, split="val")
+    base = config_from_dict(seeded)
+    shared = pretrains(base) and base.pretrain.freeze_backbone  # else each run trains its own backbone
+    if shared:
+        backbone, _ = pretrained_backbone(base, train_source)
+        weights = Path(weights_dir) / f"{action}-seed{base.train.seed}.safetensors"
+        weights.write_bytes(backbone_weights_bytes(backbone))
+    per_variant = {}
+    for name, terms in VARIANTS.items():
+        overrides = copy.deepcopy(seeded)
+        overrides["loss"]["terms"] = terms
+        if shared:
+            overrides["model"].update(pretrained=str(weights), train_from="none")
+        config = config_from_dict(overrides)
+        with tempfile.TemporaryDirectory() as ckpt:
+            model = train(config, train_source, checkpoint_dir=ckpt).model
+        per_variant[name] = evaluate_class(model, config, train_source, val_source, device="cpu").metrics
+    return per_variant
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="default: the smoke config's optim.epochs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     parser.add_argument("--store", default=None, help="store for the generated data (default: a temporary folder)")
+    parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="(seed, class) jobs at once, one core each")
     args = parser.parse_args()
     epochs = [f"optim.epochs={args.epochs}"] if args.epochs is not None else []
     base = load_config(REPO / "configs" / "smoke.yaml", [*epochs, *args.set])
     store = args.store or tempfile.mkdtemp(prefix="lrprop-ablation-")
     version = ensure_synthetic_dataset(base, store, progress=False)
     actions = [action_spec(c, base.synthetic.seed).name for c in range(base.synthetic.num_classes)]
-    sources = {
-        a: (
-            ParquetVideos(store, "synthetic", version=version, action=a, split="train"),
-            ParquetVideos(store, "synthetic", version=version, action=a, split="val"),
-        )
-        for a in actions
-    }
     results: dict[str, list[dict]] = {name: [] for name in [*VARIANTS, *REFERENCE_ROWS]}
     started = time.perf_counter()
-    weights_dir = Path(tempfile.mkdtemp(prefix="lrprop-ablation-backbones-"))
-    shared = pretrains(base) and base.pretrain.freeze_backbone  # else each run trains its own backbone
+    weights_dir = tempfile.mkdtemp(prefix="lrprop-ablation-backbones-")
+    seeded = {}
     for seed in range(args.seeds):
-        seeded = config_to_dict(base)
-        seeded["train"].update(seed=seed, log_every=0)
-        # One pretraining per class and seed, shared by the variants: given back frozen
-        # (model.train_from: none) it trains draw for draw as the default route would.
-        weights = {}
-        for action, (train_source, _) in sources.items() if shared else ():
-            backbone, _ = pretrained_backbone(config_from_dict(seeded), train_source)
-            weights[action] = weights_dir / f"{action}-seed{seed}.safetensors"
-            weights[action].write_bytes(backbone_weights_bytes(backbone))
-        for name, terms in VARIANTS.items():
-            per_class = {}
-            for action, (train_source, val_source) in sources.items():
-                overrides = copy.deepcopy(seeded)
-                overrides["loss"]["terms"] = terms
-                if shared:
-                    overrides["model"].update(pretrained=str(weights[action]), train_from="none")
-                config = config_from_dict(overrides)
-                with tempfile.TemporaryDirectory() as ckpt:
-                    model = train(config, train_source, checkpoint_dir=ckpt).model
-                per_class[action] = evaluate_class(model, config, train_source, val_source, device="cpu").metrics
-            mean = mean_over_classes(per_class)
+        seeded[seed] = config_to_dict(base)
+        seeded[seed]["train"].update(seed=seed, log_every=0)
+    # One thread per job: numba sizes its pool when it loads, and a pool of every core spins on
+    # the cores the other jobs need (4x slower here); the children inherit this.
+    os.environ["NUMBA_NUM_THREADS"] = "1"
+    # "spawn": a forked child would inherit torch's and numba's thread pools half set up.
+    with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
+        jobs = {
+            (seed, action): pool.submit(run_class, seeded[seed], action, store, version, weights_dir)
+            for seed in seeded
+            for action in actions
+        }
+        done = {}
+        for key, job in jobs.items():
+            done[key] = job.result()
+            line = " ".join(f"{name} {100 * m['dtw_accuracy']:.1f}" for name, m in done[key].items())
+            print(f"seed {key[0]} {key[1]} dtw_accuracy: {line}", flush=True)
+    for seed in seeded:
+        for name in VARIANTS:
+            mean = mean_over_classes({action: done[seed, action][name] for action in actions})
             results[name].append(mean)
             for row, key in REFERENCE_ROWS.items():
                 if name == "all (LRProp)":  # the same videos for every variant
@@ -99,9 +125,9 @@ def main() -> None:
     print()
     print(
         f"{args.seeds} seeds × {len(actions)} classes, {base.optim.epochs} epochs of "
-        f"{len(sources[actions[0]][0]) // base.data.videos_per_step} steps each after "
+        f"{base.synthetic.train_videos // base.data.videos_per_step} steps each after "
         f"{base.pretrain.steps} pretraining steps per class and seed, smoke config; "
-        f"{minutes:.1f} min on {platform.machine()}"
+        f"{minutes:.1f} min on {platform.machine()}, {args.jobs} jobs"
     )
     print("| variant | " + " | ".join(SHOWN) + " |")
     print("|---|" + "---:|" * len(SHOWN))
