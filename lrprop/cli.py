@@ -81,18 +81,23 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     for action, r in sorted(done.items()):
         loss = f"final loss {r['final_loss']:.4f}"
         print(f"{action:<20} {r['version']}  {r['steps']} steps, {loss}, {r['wall_s']:.0f} s  {r['uri']}")
-    # What `lrprop run` takes to train from them: one {action} template when they share a
-    # version id (one stage's classes do), else each class's own value.
+    # What `lrprop run` takes to train from them: one {action} template when they are every
+    # class of the data set under one version id (one stage's classes are), else each class's
+    # own values, so the classes not pretrained here keep pretraining in their run.
     command = ["lrprop", "run"] + ["--config", args.config] * bool(args.config) + ["--store", args.store]
     command += ["--ray-address", args.ray_address] * bool(args.ray_address)
     sets = list(args.set)
     versions = {r["version"] for r in done.values()}
-    if len(versions) == 1:
+    frozen = {a: config.for_class(a).pretrain.freeze_backbone for a in done}
+    if len(versions) == 1 and set(done) == set(result["actions"]):
         sets.append(f"model.pretrained={weights_template(result['store'], result['dataset'], versions.pop())}")
+        if all(frozen.values()):
+            sets.append("model.train_from=none")  # as the run would have frozen them after pretraining
     else:
-        sets += [f"classes.{a}.model.pretrained={r['uri']}" for a, r in sorted(done.items())]
-    if all(config.for_class(a).pretrain.freeze_backbone for a in done):
-        sets.append("model.train_from=none")  # as the run would have frozen them after pretraining
+        for a, r in sorted(done.items()):
+            sets.append(f"classes.{a}.model.pretrained={r['uri']}")
+            if frozen[a]:
+                sets.append(f"classes.{a}.model.train_from=none")
     command += [part for value in sets for part in ("--set", value)]
     print("to train from them:\n  " + shlex.join(command))
     return 0

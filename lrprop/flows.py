@@ -264,8 +264,8 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
     ``actions`` (default: every class of the data set).
 
     Returns:
-        {"store" (made absolute), "dataset", "dataset_version", "backbones": {action: what
-        :func:`pretrain_task` gives}}.
+        {"store" (made absolute), "dataset", "dataset_version", "actions" (every class of the
+        data-set version), "backbones": {action: what :func:`pretrain_task` gives}}.
 
     Raises:
         ValueError: an action the data-set version lacks.
@@ -292,7 +292,7 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
             "or model.train_from is none"
         )
     done = pretrain_task(config, store_uri, dataset, version, actions)
-    return {"store": store_uri, "dataset": dataset, "dataset_version": version, "backbones": done}
+    return {"store": store_uri, "dataset": dataset, "dataset_version": version, "actions": known, "backbones": done}
 
 
 @flow(name="tune")

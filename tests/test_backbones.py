@@ -204,3 +204,20 @@ def test_the_stage_leaves_a_class_its_run_trained_before_the_stage_to_pretrain_i
     store.write_json(store.join(root, "runs", "r1", "backbones.json"), {"reach": "uri"})  # trained after it
     assert _pretraining(config, ["reach", "swing"], root, "r1") == ["reach", "swing"]
     assert _pretraining(config_to_dict(_config(pretrain={"steps": 0})), ["reach"], root, "r1") == []
+
+
+def test_cli_pretrain_of_some_classes_prints_per_class_flags_for_them_only(monkeypatch, capsys, tmp_path):
+    """With --action naming some classes, one {action} template would point the others at
+    backbones never published: the printed command names each pretrained class instead."""
+    import lrprop.flows
+    from lrprop.cli import main
+
+    version = "v20261202T000000000000Z-00000000"
+    uri = f"{tmp_path}/backbones/synthetic/reach/{version}/backbone.safetensors"
+    done = {"reach": {"version": version, "steps": 2, "final_loss": 1.0, "wall_s": 1.0, "uri": uri}}
+    fake = {"store": str(tmp_path), "dataset": "synthetic", "dataset_version": "v1", "actions": ["reach", "swing"], "backbones": done}
+    monkeypatch.setattr(lrprop.flows, "pretrain_flow", lambda *a, **k: fake)
+    assert main(["pretrain", "--store", str(tmp_path), "--action", "reach"]) == 0
+    out = capsys.readouterr().out
+    assert f"classes.reach.model.pretrained={uri}" in out and "classes.reach.model.train_from=none" in out
+    assert "{action}" not in out and "swing" not in out.split("to train from them:")[1]
