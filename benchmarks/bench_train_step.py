@@ -8,8 +8,12 @@ The step is what :func:`lrprop.train.train` does per batch: views from the DataL
 under bf16 autocast on CUDA, the loss (DTW paths and soft-DTW), backward, clipping and Adam.
 The peer, measured in the same run, is the backbone alone (ResNet-50 in the paper's configs)
 doing forward + backward on as many frames of the same size: the issue's goal is a step at
->= 70 % of its frames/s. The videos are generated (random weights, no pretrained backbone:
-``pretrained`` is ignored), at ``--frame-size``; model and shapes are the config's. By default
+>= 70 % of its frames/s. Two more rows time the default route's stages on the same frames: the
+backbone's time-contrastive pretraining step (:mod:`lrprop.pretrain`, augmentation per frame
+included; frames/s over its anchors and positives), then the training step with the backbone
+frozen (``pretrain.freeze_backbone``), which skips the backbone's backward pass. The videos are
+generated (random weights, no pretrained backbone: ``pretrained`` is ignored), at
+``--frame-size``; model and shapes are the config's. By default
 they are decoded arrays in memory; with ``--jpeg`` they are ingested first into a temporary
 Parquet data set and read back as JPEG frames, as a real run reads them, so that decoding
 costs what it costs (compare ``--set data.decode_on=device --set data.augment_on=device``).
@@ -23,6 +27,7 @@ import argparse
 import os
 import tempfile
 import time
+from dataclasses import replace
 
 import torch
 
@@ -34,6 +39,7 @@ from lrprop.data.views import EpochBatchSampler
 from lrprop.ingest.generic import read_generic
 from lrprop.ingest.synthetic import write_synthetic
 from lrprop.ingest.writer import ingest
+from lrprop.pretrain import pretrain_backbone
 from lrprop.train import batch_frames, build_loss, build_model, make_loader, resolve_device, view_transform
 
 
@@ -108,34 +114,47 @@ def main() -> None:
         return B * V * T
 
     stream = batches()
-    for _ in range(args.warmup):
-        step(next(stream))
-    _sync(device)
-    started, frames = time.perf_counter(), 0
-    for _ in range(args.steps):
-        frames += step(next(stream))
-    _sync(device)
-    step_fps = frames / (time.perf_counter() - started)
+
+    def frames_per_s(run_step) -> float:
+        for _ in range(args.warmup):
+            run_step()
+        _sync(device)
+        started, frames = time.perf_counter(), 0
+        for _ in range(args.steps):
+            frames += run_step()
+        _sync(device)
+        return frames / (time.perf_counter() - started)
+
+    step_fps = frames_per_s(lambda: step(next(stream)))
 
     # The peer: the backbone alone, forward + backward, on a batch of the same frames.
-    per_step = frames // args.steps
+    per_step = int(next(stream)["mask"].numel())  # B videos x V views x T frames
     size = config.data.image_size
     images = torch.randn(per_step, 3, size, size, device=device)
 
-    def backbone_step() -> None:
+    def backbone_step() -> int:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
             out = model.backbone(images)
         optimizer.zero_grad(set_to_none=True)
         out.float().mean().backward()
+        return per_step
 
-    for _ in range(args.warmup):
-        backbone_step()
-    _sync(device)
-    started = time.perf_counter()
-    for _ in range(args.steps):
-        backbone_step()
-    _sync(device)
-    backbone_fps = per_step * args.steps / (time.perf_counter() - started)
+    backbone_fps = frames_per_s(backbone_step)
+
+    # The default route's two stages: the backbone's time-contrastive pretraining on the frames
+    # (lrprop.pretrain, augmentation per frame included), then LRProp with it frozen.
+    def pretrain(steps: int, seed: int) -> float:
+        settings = replace(config.pretrain, steps=steps)
+        done = pretrain_backbone(model.backbone, source, settings, image_size=size, seed=seed, device=device, log_every=0)
+        return done.frames_per_s
+
+    pretrain(args.warmup, seed=0)
+    pretrain_fps = pretrain(args.steps, seed=1)
+    model.freeze_backbone()
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    frozen_fps = frames_per_s(lambda: step(next(stream)))
+    pretrain_frames = config.pretrain.videos_per_step * 2 * config.pretrain.frames_per_video
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     frames_from = f"JPEG {frame_size}x{frame_size} from Parquet" if args.jpeg else f"arrays {frame_size}x{frame_size} in memory"
@@ -146,6 +165,10 @@ def main() -> None:
     print("|---|---:|---:|")
     print(f"| training step (loader, encoder, loss, backward, Adam) | {step_fps:.1f} | {step_fps / backbone_fps:.0%} |")
     print(f"| backbone forward + backward alone | {backbone_fps:.1f} | 100% |")
+    what = f"pretraining step ({pretrain_frames} frames: per-frame augmentation, backbone, head, Adam)"
+    print(f"| {what} | {pretrain_fps:.1f} | {pretrain_fps / backbone_fps:.0%} |")
+    what = "training step, backbone frozen (the default after pretraining)"
+    print(f"| {what} | {frozen_fps:.1f} | {frozen_fps / backbone_fps:.0%} |")
 
 
 if __name__ == "__main__":
