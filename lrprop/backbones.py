@@ -286,17 +286,4 @@ def pretrain_and_publish(
 
 def list_backbones(store_uri: str, *, storage_options: dict | None = None) -> list[dict]:
     """One entry per (dataset, action) with published versions: latest_version, n_versions."""
-    opts = storage_options or {}
-    fs, root = store.filesystem(store.join(store_uri, "backbones"), **opts)
-    if not fs.isdir(root):
-        return []
-    out = []
-    for dataset_dir in sorted(fs.ls(root, detail=False)):
-        if not fs.isdir(dataset_dir):
-            continue
-        for action_dir in sorted(fs.ls(dataset_dir, detail=False)):
-            dataset, action = posixpath.basename(dataset_dir.rstrip("/")), posixpath.basename(action_dir.rstrip("/"))
-            versions = store.list_versions(fs.unstrip_protocol(action_dir), **opts)
-            if versions:
-                out.append({"dataset": dataset, "action": action, "latest_version": versions[-1], "n_versions": len(versions)})
-    return out
+    return store.list_collections(store_uri, "backbones", **(storage_options or {}))

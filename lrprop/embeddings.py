@@ -191,20 +191,7 @@ def to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
 
 def list_embeddings(store_uri: str, *, storage_options: dict | None = None) -> list[dict]:
     """One entry per (dataset, action) with published versions: latest_version, n_versions."""
-    opts = storage_options or {}
-    fs, root = store.filesystem(store.join(store_uri, "embeddings"), **opts)
-    if not fs.isdir(root):
-        return []
-    out = []
-    for dataset_dir in sorted(fs.ls(root, detail=False)):
-        if not fs.isdir(dataset_dir):
-            continue
-        for action_dir in sorted(fs.ls(dataset_dir, detail=False)):
-            dataset, action = dataset_dir.rstrip("/").rsplit("/", 1)[-1], action_dir.rstrip("/").rsplit("/", 1)[-1]
-            versions = store.list_versions(fs.unstrip_protocol(action_dir), **opts)
-            if versions:
-                out.append({"dataset": dataset, "action": action, "latest_version": versions[-1], "n_versions": len(versions)})
-    return out
+    return store.list_collections(store_uri, "embeddings", **(storage_options or {}))
 
 
 def load_published_model(

@@ -183,6 +183,24 @@ def list_versions(collection: str, **storage_options) -> list[str]:
     return sorted(versions)
 
 
+def list_collections(store_uri: str, kind: str, **storage_options) -> list[dict]:
+    """One entry per (dataset, action) of ``<store>/<kind>/<dataset>/<action>/`` with published
+    versions (the embeddings, the backbones): {"dataset", "action", "latest_version", "n_versions"}."""
+    fs, root = filesystem(join(store_uri, kind), **storage_options)
+    if not fs.isdir(root):
+        return []
+    out = []
+    for dataset_dir in sorted(fs.ls(root, detail=False)):
+        if not fs.isdir(dataset_dir):
+            continue
+        for action_dir in sorted(fs.ls(dataset_dir, detail=False)):
+            dataset, action = posixpath.basename(dataset_dir.rstrip("/")), posixpath.basename(action_dir.rstrip("/"))
+            versions = list_versions(fs.unstrip_protocol(action_dir), **storage_options)
+            if versions:
+                out.append({"dataset": dataset, "action": action, "latest_version": versions[-1], "n_versions": len(versions)})
+    return out
+
+
 def latest_version(collection: str, **storage_options) -> str | None:
     versions = list_versions(collection, **storage_options)
     return versions[-1] if versions else None
