@@ -134,10 +134,15 @@ def test_ray_workers_find_this_clusters_state_api_beside_another_ray(local_ray):
 def test_a_search_of_more_trials_than_cpus_ends_and_leaves_no_placement_group(tmp_path, local_ray, caplog):
     """8 trials on 2 CPUs with ASHA, Ray Train's own cleaner out of play: without the removal of
     each ended trial's placement group the third trial waits for a CPU that two ended trials
-    still hold (and fails at ray.start_timeout_s)."""
+    still hold (and fails at ray.start_timeout_s).
+
+    Which trials' cleaners the fault injection reaches depends on how fast the State API answers
+    (on a loaded 2-core machine it missed the first trials'), and a group whose cleaner it
+    reached only late is removed when the search ends, not during it: both removals are
+    lrprop's, logged as WARNING and INFO, and either one shows the fault was met."""
     config = _config()
     root, version = _store(tmp_path, config)
-    caplog.set_level(logging.WARNING, logger="lrprop.tune")
+    caplog.set_level(logging.INFO, logger="lrprop.tune")
     with _KillRayTrainCleaners() as killer:
         best = tune_class(config, root, dataset="synthetic", version=version, action="reach", run_name="s1")
     assert best["trials"] == 8 and 0.0 <= best["value"] <= 1.0
