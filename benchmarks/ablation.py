@@ -7,7 +7,7 @@ Variants: {L_same} (the SCL baseline), {L_same + L_prop}, {L_same + SDTW}, all t
 Each trains one model per synthetic action class from the smoke config (same data, same steps,
 same seed set; --epochs defaults to the config's), then the five metrics are computed on the
 validation videos and averaged over classes. The backbone is pretrained once per class and seed
-and shared, frozen, by the four variants (the default route; lrprop.train.pretrained_backbone).
+and shared, frozen, by the four variants (the default route; lrprop.training.train.pretrained_backbone).
 The time-stretch baseline and the label oracle, scored on the same videos, are rows of the
 table. Prints a markdown table of mean ± standard deviation over seeds (percent); the latest
 figures live in docs/results.md. Each (seed, class) pair is one process on one core (--jobs at once).
@@ -29,12 +29,12 @@ import numpy as np
 
 from lrprop.config import config_from_dict, config_to_dict, load_config
 from lrprop.data.parquet import ParquetVideos
-from lrprop.data.synthetic import action_spec
-from lrprop.evaluate import evaluate_class
+from lrprop.data.generator import action_spec
+from lrprop.evaluation.evaluate import evaluate_class
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
-from lrprop.model import backbone_weights_bytes
-from lrprop.report import mean_over_classes
-from lrprop.train import pretrained_backbone, pretrains, train
+from lrprop.core.model import backbone_weights_bytes
+from lrprop.evaluation.report import mean_over_classes
+from lrprop.training.train import pretrained_backbone, pretrains, train
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = {
@@ -43,7 +43,7 @@ VARIANTS = {
     "L_same + SDTW": ["same", "sdtw"],
     "all (LRProp)": ["same", "prop", "sdtw"],
 }
-# The references scored on the same videos (lrprop.baselines): rows of the table, not variants.
+# The references scored on the same videos (lrprop.core.baselines): rows of the table, not variants.
 REFERENCE_ROWS = {"time-stretch baseline (no model)": "baseline", "label oracle (phase + progress)": "oracle"}
 SHOWN = ["classification@0.1", "classification@1.0", "phase_progression", "kendalls_tau", "ap@5", "ap@10", "dtw_accuracy"]
 

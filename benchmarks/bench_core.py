@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from timing import timeit
 
-from lrprop import dtw
+from lrprop.core import dtw
 from lrprop.config import load_config
 from lrprop.data.source import InMemoryVideos
-from lrprop.data.synthetic import synthetic_videos
+from lrprop.data.generator import synthetic_videos
 from lrprop.data.views import EpochBatchSampler
-from lrprop.train import build_loss, build_model, make_loader
+from lrprop.training.train import build_loss, build_model, make_loader
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from timing import timeit
 
-from lrprop import dtw
+from lrprop.core import dtw
 
 GAMMA = 0.1
 DIM = 128

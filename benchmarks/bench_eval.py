@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_eval.py [--videos 100] [--frames 200]
 
 One class of ``--videos`` validation videos of ``--frames`` frames (128-D random walks, 4
-phases), every metric of lrprop.metrics that looks at all pairs of videos, against the loop a
+phases), every metric of lrprop.core.metrics that looks at all pairs of videos, against the loop a
 user would write with the peers (benchmark-only dependencies: pip install -e '.[bench]'):
 
 - DTW accuracy: tslearn ``dtw_path`` on each unordered pair of videos;
@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from lrprop import metrics
+from lrprop.core import metrics
 
 KS = metrics.AP_KS
 

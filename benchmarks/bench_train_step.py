@@ -3,13 +3,13 @@
     .venv/bin/python benchmarks/bench_train_step.py --config configs/pennaction.yaml   # on a GPU
     .venv/bin/python benchmarks/bench_train_step.py --config configs/smoke.yaml --steps 10  # CPU check
 
-The step is what :func:`lrprop.train.train` does per batch: views from the DataLoader
+The step is what :func:`lrprop.training.train.train` does per batch: views from the DataLoader
 (``data.num_workers`` workers decoding and augmenting), the copy to the device, the encoder
 under bf16 autocast on CUDA, the loss (DTW paths and soft-DTW), backward, clipping and Adam.
 The peer, measured in the same run, is the backbone alone (ResNet-50 in the paper's configs)
 doing forward + backward on as many frames of the same size: the issue's goal is a step at
 >= 70 % of its frames/s. Two more rows time the default route's stages on the same frames: the
-backbone's time-contrastive pretraining step (:mod:`lrprop.pretrain`, augmentation per frame
+backbone's time-contrastive pretraining step (:mod:`lrprop.training.pretrain`, augmentation per frame
 included; frames/s over its anchors and positives), then the training step with the backbone
 frozen (``pretrain.freeze_backbone``), which skips the backbone's backward pass. The videos are
 generated (random weights, no pretrained backbone: ``pretrained`` is ignored), at
@@ -34,13 +34,13 @@ import torch
 from lrprop.config import SyntheticConfig, load_config
 from lrprop.data.parquet import ParquetVideos
 from lrprop.data.source import InMemoryVideos
-from lrprop.data.synthetic import synthetic_videos
+from lrprop.data.generator import synthetic_videos
 from lrprop.data.views import EpochBatchSampler
 from lrprop.ingest.generic import read_generic
 from lrprop.ingest.synthetic import write_synthetic
 from lrprop.ingest.writer import ingest
-from lrprop.pretrain import pretrain_backbone
-from lrprop.train import batch_frames, build_loss, build_model, make_loader, resolve_device, view_transform
+from lrprop.training.pretrain import pretrain_backbone
+from lrprop.training.train import batch_frames, build_loss, build_model, make_loader, resolve_device, view_transform
 
 
 def _sync(device: torch.device) -> None:
@@ -142,7 +142,7 @@ def main() -> None:
     backbone_fps = frames_per_s(backbone_step)
 
     # The default route's two stages: the backbone's time-contrastive pretraining on the frames
-    # (lrprop.pretrain, augmentation per frame included), then LRProp with it frozen.
+    # (lrprop.training.pretrain, augmentation per frame included), then LRProp with it frozen.
     def pretrain(steps: int, seed: int) -> float:
         settings = replace(config.pretrain, steps=steps)
         done = pretrain_backbone(model.backbone, source, settings, image_size=size, seed=seed, device=device, log_every=0)

@@ -31,13 +31,13 @@ REPO = Path(__file__).resolve().parents[1]
 def direct(config, store_uri: str) -> dict:
     """The pipeline's work with no Prefect and no Ray: the peer of this benchmark."""
     from lrprop import store
-    from lrprop.checkpoint import export_model
+    from lrprop.training.checkpoint import export_model
     from lrprop.config import config_to_dict
     from lrprop.data.parquet import ParquetVideos
-    from lrprop.embeddings import publish_embeddings
-    from lrprop.evaluate import evaluate_models
+    from lrprop.pipeline.embeddings import publish_embeddings
+    from lrprop.evaluation.evaluate import evaluate_models
     from lrprop.ingest.synthetic import ensure_synthetic_dataset
-    from lrprop.train import train
+    from lrprop.training.train import train
 
     t0 = time.perf_counter()
     version = ensure_synthetic_dataset(config, store_uri, progress=False)
@@ -77,7 +77,7 @@ def _child(mode: str, epochs: int, store_uri: str) -> None:
     if mode == "direct":
         phases = direct(config, store_uri)
     else:
-        from lrprop.flows import retrain_and_evaluate
+        from lrprop.pipeline.flows import retrain_and_evaluate
 
         flow_started = time.perf_counter()
         result = retrain_and_evaluate(config_to_dict(config), store_uri, "bench")

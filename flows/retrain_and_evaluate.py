@@ -10,7 +10,7 @@ import sys
 from prefect import flow
 
 from lrprop.config import config_to_dict, load_config, with_ray_address
-from lrprop.flows import retrain_and_evaluate
+from lrprop.pipeline.flows import retrain_and_evaluate
 
 
 @flow(name="retrain-and-evaluate-from-file")

@@ -10,7 +10,7 @@ import sys
 from prefect import flow
 
 from lrprop.config import config_to_dict, load_config, with_ray_address
-from lrprop.flows import tune_flow
+from lrprop.pipeline.flows import tune_flow
 
 
 @flow(name="tune-from-file")

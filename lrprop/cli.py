@@ -12,7 +12,7 @@
     lrprop datasets list --store URI
     lrprop config --config FILE [--set key=value ...]      print the resolved configuration
 
-``run`` is the main job, the Prefect flow ``retrain_and_evaluate`` (:mod:`lrprop.flows`):
+``run`` is the main job, the Prefect flow ``retrain_and_evaluate`` (:mod:`lrprop.pipeline.flows`):
 ingest the configured data set (the synthetic one by default, generated once), train every
 action class as its own Ray Train job, all at once, evaluate them, publish each class's
 embeddings and model as a new version, and write ``metrics.json`` and ``report.html`` under
@@ -47,7 +47,7 @@ log = logging.getLogger("lrprop")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from lrprop.flows import retrain_and_evaluate
+    from lrprop.pipeline.flows import retrain_and_evaluate
 
     config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     run_name = check_name(args.run_name, "run name") if args.run_name else None
@@ -70,8 +70,8 @@ def _read(uri: str) -> bytes:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from lrprop.backbones import weights_template
-    from lrprop.flows import pretrain_flow
+    from lrprop.pipeline.backbones import weights_template
+    from lrprop.pipeline.flows import pretrain_flow
 
     config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     actions = [check_name(a, "action name") for a in args.action] if args.action else None
@@ -104,7 +104,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
-    from lrprop.flows import tune_flow
+    from lrprop.pipeline.flows import tune_flow
 
     config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     best = tune_flow(config_to_dict(config), args.store, args.action, args.run_name)
@@ -117,7 +117,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
 def _print_metrics(summary: dict) -> None:
     """The metrics table of an evaluation summary: per metric the model, the time-stretch
     baseline, the gain over it and the label oracle; classes, their mean, the paper's numbers."""
-    from lrprop.report import metrics_table
+    from lrprop.evaluation.report import metrics_table
 
     print(metrics_table(summary["per_class"], dataset=str(summary["dataset"] or ""), style="text"))
 
@@ -133,7 +133,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         model_dir = Path(args.model)
         model_dirs = {model_dir.parent.name if model_dir.name == "model" else model_dir.name: model_dir}
         out_dir = Path(args.out) if args.out else model_dir / "evaluation"
-    from lrprop.evaluate import evaluate_models
+    from lrprop.evaluation.evaluate import evaluate_models
 
     print("evaluating", flush=True)
     _print_metrics(evaluate_models(model_dirs, args.store, out_dir))
@@ -194,7 +194,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_embeddings_list(args: argparse.Namespace) -> int:
-    from lrprop.embeddings import list_embeddings
+    from lrprop.pipeline.embeddings import list_embeddings
 
     print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}")
     for e in list_embeddings(args.store):
@@ -205,7 +205,7 @@ def _cmd_embeddings_list(args: argparse.Namespace) -> int:
 def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from lrprop.embeddings import pull_embeddings
+    from lrprop.pipeline.embeddings import pull_embeddings
 
     table, manifest = pull_embeddings(args.store, args.dataset, args.action, args.version)
     out = Path(args.out)
@@ -218,7 +218,7 @@ def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
 
 
 def _cmd_backbones_list(args: argparse.Namespace) -> int:
-    from lrprop.backbones import list_backbones
+    from lrprop.pipeline.backbones import list_backbones
 
     print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}")
     for e in list_backbones(args.store):

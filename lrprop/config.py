@@ -103,7 +103,7 @@ class ModelConfig:
 
     backbone: Literal["resnet50", "small_cnn"] = "resnet50"
     # Path or URI of backbone weights (safetensors or state dict). "{action}" in it stands for the
-    # class's name (Config.for_class), so one value names every class's weights (lrprop.backbones)
+    # class's name (Config.for_class), so one value names every class's weights (lrprop.pipeline.backbones)
     pretrained: str | None = None
     # The first trained ResNet stage; "none" keeps the whole backbone as built or loaded (the
     # small CNN, which has no stages, trains whole for any other value)
@@ -135,7 +135,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class LossConfig:
-    """The objective (METHOD.md §3); the arguments of :class:`lrprop.losses.LRPropLoss`."""
+    """The objective (METHOD.md §3); the arguments of :class:`lrprop.core.losses.LRPropLoss`."""
 
     alpha: float = 0.001  # soft-DTW weight α
     beta: float = 0.8  # propagation weight β
@@ -171,7 +171,7 @@ class LossConfig:
 @dataclass(frozen=True)
 class PretrainConfig:
     """Time-contrastive pretraining of the backbone on the class's own frames, before LRProp
-    (:mod:`lrprop.pretrain`). It runs when ``steps`` > 0 and ``model.pretrained`` is not given:
+    (:mod:`lrprop.training.pretrain`). It runs when ``steps`` > 0 and ``model.pretrained`` is not given:
     from random weights, LRProp's objective is minimised by the positional encoding alone, so
     the backbone first learns what changes within a video (docs/results.md)."""
 

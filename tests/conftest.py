@@ -81,7 +81,7 @@ def local_ray(s3_endpoint):
     """
     import ray
 
-    from lrprop.distributed import init_local_ray
+    from lrprop.pipeline.distributed import init_local_ray
 
     os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.1")
     # The dashboard stays on: Ray Train needs its State API to clean up a finished run's

@@ -1,4 +1,4 @@
-"""The store's registry of pretrained backbones (lrprop/backbones.py) and the pretraining stage's
+"""The store's registry of pretrained backbones (lrprop/pipeline/backbones.py) and the pretraining stage's
 per-class function, without Ray: round trips, checksums, versions invisible until complete, and
 the stage's models against the oracle of a run that pretrains in its own training (train())."""
 
@@ -11,7 +11,7 @@ import torch
 from tiny import tiny
 
 from lrprop import store
-from lrprop.backbones import (
+from lrprop.pipeline.backbones import (
     WEIGHTS_FILE,
     backbones_collection,
     list_backbones,
@@ -27,9 +27,9 @@ from lrprop.backbones import (
 from lrprop.config import ConfigError, config_from_dict, config_to_dict
 from lrprop.data.parquet import ParquetVideos
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
-from lrprop.model import SmallCNNBackbone, backbone_weights_bytes
+from lrprop.core.model import SmallCNNBackbone, backbone_weights_bytes
 from lrprop.store import ChecksumError
-from lrprop.train import build_model, train
+from lrprop.training.train import build_model, train
 
 SMALL_SET = {"num_classes": 2, "train_videos": 4, "val_videos": 2, "length_range": [20, 36], "frame_size": 32}
 
@@ -144,7 +144,7 @@ def test_published_weights_load_as_model_pretrained_and_change_the_backbone(data
     random_init = features(config)
     loaded = features(_config(model={"pretrained": done["uri"]}))
     published = SmallCNNBackbone(width=8)
-    from lrprop.model import load_backbone_weights
+    from lrprop.core.model import load_backbone_weights
 
     load_backbone_weights(published, read_backbone(root, "synthetic", "reach")[0])
     torch.testing.assert_close(loaded, published.eval()(frames), atol=0, rtol=0)
@@ -159,7 +159,7 @@ def test_published_weights_load_as_model_pretrained_and_change_the_backbone(data
 def test_the_stage_trains_the_same_models_as_pretraining_in_the_run(dataset, tmp_path, freeze, monkeypatch):
     """The oracle: train() pretraining (and freezing, or fine-tuning) the backbone itself. The
     stage pretrains each class on its own, publishes, and trains from model.pretrained."""
-    import lrprop.train
+    import lrprop.training.train
 
     root, version = dataset
     config = _config(pretrain={"freeze_backbone": freeze})
@@ -180,7 +180,7 @@ def test_the_stage_trains_the_same_models_as_pretraining_in_the_run(dataset, tmp
         by_template = _config(pretrain={"freeze_backbone": freeze}, model={"pretrained": template}).for_class(action)
         assert by_template.model.pretrained == uris[action]
         with monkeypatch.context() as patched:
-            patched.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained again"))
+            patched.setattr(lrprop.training.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained again"))
             again = train(given, source, checkpoint_dir=tmp_path / action / "stage").model.state_dict()
         for key, value in oracle.items():
             torch.testing.assert_close(again[key], value, atol=0, rtol=0, msg=key)
@@ -195,7 +195,7 @@ def test_a_template_is_a_config_error_until_a_class_names_it():
 def test_the_stage_leaves_a_class_its_run_trained_before_the_stage_to_pretrain_in_train(tmp_path):
     """A run resumed from checkpoints made without the stage keeps pretraining inside train():
     a backbone given now would change its config, and its checkpoints would not resume."""
-    from lrprop.flows import _pretraining
+    from lrprop.pipeline.flows import _pretraining
 
     root, config = str(tmp_path), config_to_dict(_config())
     assert _pretraining(config, ["reach", "swing"], root, "r1") == ["reach", "swing"]  # a new run
@@ -209,14 +209,14 @@ def test_the_stage_leaves_a_class_its_run_trained_before_the_stage_to_pretrain_i
 def test_cli_pretrain_of_some_classes_prints_per_class_flags_for_them_only(monkeypatch, capsys, tmp_path):
     """With --action naming some classes, one {action} template would point the others at
     backbones never published: the printed command names each pretrained class instead."""
-    import lrprop.flows
+    import lrprop.pipeline.flows
     from lrprop.cli import main
 
     version = "v20261202T000000000000Z-00000000"
     uri = f"{tmp_path}/backbones/synthetic/reach/{version}/backbone.safetensors"
     done = {"reach": {"version": version, "steps": 2, "final_loss": 1.0, "wall_s": 1.0, "uri": uri}}
     fake = {"store": str(tmp_path), "dataset": "synthetic", "dataset_version": "v1", "actions": ["reach", "swing"], "backbones": done}
-    monkeypatch.setattr(lrprop.flows, "pretrain_flow", lambda *a, **k: fake)
+    monkeypatch.setattr(lrprop.pipeline.flows, "pretrain_flow", lambda *a, **k: fake)
     assert main(["pretrain", "--store", str(tmp_path), "--action", "reach"]) == 0
     out = capsys.readouterr().out
     assert f"classes.reach.model.pretrained={uri}" in out and "classes.reach.model.train_from=none" in out

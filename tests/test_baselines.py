@@ -1,4 +1,4 @@
-"""The reference embeddings (lrprop/baselines.py) and their scoring beside a model (lrprop/evaluate.py).
+"""The reference embeddings (lrprop/core/baselines.py) and their scoring beside a model (lrprop/evaluation/evaluate.py).
 
 Oracles: closed forms (i / L; identical videos align on the diagonal; phases one apart with
 w-wide progress separate under any classifier and DTW), the embeddings written out here from
@@ -12,11 +12,11 @@ import math
 import numpy as np
 import pytest
 
-from lrprop.baselines import default_progress_weight, metrics_gain, phase_progress_embeddings, time_stretch_embeddings
+from lrprop.core.baselines import default_progress_weight, metrics_gain, phase_progress_embeddings, time_stretch_embeddings
 from lrprop.config import EvalConfig
-from lrprop.evaluate import REFERENCES, score_embeddings, score_with_references
-from lrprop.metrics import all_pairs_scores
-from lrprop.report import flatten_metrics, mean_over_classes
+from lrprop.evaluation.evaluate import REFERENCES, score_embeddings, score_with_references
+from lrprop.core.metrics import all_pairs_scores
+from lrprop.evaluation.report import flatten_metrics, mean_over_classes
 
 CONFIG = EvalConfig(fractions=(0.5, 1.0), ap_ks=(1, 5), tau_stride=2, ap_stride=1)
 

@@ -1,4 +1,4 @@
-"""lrprop.dtw against tslearn, scipy, a float64 reference recursion and closed-form limits."""
+"""lrprop.core.dtw against tslearn, scipy, a float64 reference recursion and closed-form limits."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from scipy.spatial.distance import cdist
 from tslearn.metrics import SoftDTW as TsSoftDTW
 from tslearn.metrics import dtw_path_from_metric
 
-from lrprop import dtw
+from lrprop.core import dtw
 
 
 def _random_costs(seed: int, B: int = 5, Tx: int = 13, Ty: int = 17):
@@ -207,7 +207,7 @@ def test_soft_dtw_on_costs_of_wide_range_equals_tslearn():
 def test_the_kernels_exp_and_log_equal_libm_to_a_few_ulp():
     # The soft-DTW kernel's own exp (of x in [log(1e-290) - 1, 0]) and log (of [1, 3]),
     # polynomials the compiler can vectorise, against the C library's.
-    from lrprop._dtw_kernels import _EXP_FLOOR, _exp_split, _log_1_to_3
+    from lrprop.core._dtw_kernels import _EXP_FLOOR, _exp_split, _log_1_to_3
 
     xs = np.concatenate([np.linspace(_EXP_FLOOR - 1.0, 0.0, 20001), -np.logspace(-12, 0, 2001), [0.0]])
     for x in xs:
@@ -276,7 +276,7 @@ def test_soft_dtw_divergence_zero_on_itself_and_nonnegative():
 @pytest.fixture(scope="module")
 def interpreted_triton_kernels():
     pytest.importorskip("triton")
-    from lrprop import _dtw_triton
+    from lrprop.core import _dtw_triton
 
     return _dtw_triton.build_kernels(interpret=True)
 
@@ -287,7 +287,7 @@ def interpreted_triton_kernels():
 def test_triton_soft_dtw_equals_tslearn_under_the_interpreter(interpreted_triton_kernels, gamma, block):
     # The GPU kernels run on the CPU in Triton's interpreter: per-pair lengths (a one-row and a
     # one-column pair too) and diagonals longer than a block (block 4), against tslearn.
-    from lrprop import _dtw_triton
+    from lrprop.core import _dtw_triton
 
     rng = np.random.default_rng(9)
     B, Tx, Ty = 4, 11, 9
@@ -312,7 +312,7 @@ def test_triton_soft_dtw_equals_tslearn_under_the_interpreter(interpreted_triton
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_gpu_route_of_soft_dtw_checks_its_input_and_equals_the_cpu_kernel(interpreted_triton_kernels, monkeypatch):
     # What soft_dtw runs for a CUDA input, here on CPU tensors with the interpreted kernels.
-    from lrprop import _dtw_triton
+    from lrprop.core import _dtw_triton
 
     monkeypatch.setattr(_dtw_triton, "_compiled", lambda: interpreted_triton_kernels)
     cost, nx, ny = _random_costs(13, B=3, Tx=7, Ty=6)
@@ -328,7 +328,7 @@ def test_gpu_route_of_soft_dtw_checks_its_input_and_equals_the_cpu_kernel(interp
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
 def test_triton_dtw_paths_equal_tslearn_under_the_interpreter(interpreted_triton_kernels, monkeypatch):
-    from lrprop import _dtw_triton
+    from lrprop.core import _dtw_triton
 
     rng = np.random.default_rng(10)
     cost = rng.random((5, 11, 9))
@@ -361,7 +361,7 @@ def test_triton_kernels_compile_for_an_h100_without_one():
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from lrprop import _dtw_triton
+    from lrprop.core import _dtw_triton
 
     forward, backward, paths = _dtw_triton.build_kernels()
     ptrs = {"nx_ptr": "*i32", "ny_ptr": "*i32", "Tx": "i32", "Ty": "i32", "BLOCK": "constexpr"}

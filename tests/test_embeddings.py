@@ -11,10 +11,10 @@ import pytest
 from safetensors.torch import load_file
 
 from lrprop import store
-from lrprop.checkpoint import export_model
+from lrprop.training.checkpoint import export_model
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
-from lrprop.embeddings import (
+from lrprop.pipeline.embeddings import (
     ChecksumError,
     embeddings_collection,
     list_embeddings,
@@ -23,7 +23,7 @@ from lrprop.embeddings import (
     pull_embeddings,
     to_numpy,
 )
-from lrprop.train import build_model
+from lrprop.training.train import build_model
 
 CONFIG = config_from_dict(
     {"model": {"backbone": "small_cnn", "cnn_width": 4, "num_layers": 1}, "data": {"num_frames": 8, "image_size": 32}}
@@ -74,8 +74,8 @@ def test_pull_returns_exactly_what_was_published(root, model_dir):
 
 def test_the_manifest_records_the_class_metrics_beside_the_baseline(tmp_path, model_dir):
     from lrprop.config import EvalConfig
-    from lrprop.evaluate import score_with_references
-    from lrprop.report import flatten_metrics
+    from lrprop.evaluation.evaluate import score_with_references
+    from lrprop.evaluation.report import flatten_metrics
 
     rng = np.random.default_rng(5)
     labels = [np.minimum(np.arange(L) * 3 // L, 2) for L in (12, 15, 11, 14, 13)]

@@ -1,4 +1,4 @@
-"""Evaluation of trained models (lrprop/evaluate.py), the HTML report (lrprop/report.py) and
+"""Evaluation of trained models (lrprop/evaluation/evaluate.py), the HTML report (lrprop/evaluation/report.py) and
 ``lrprop evaluate``.
 
 Oracles: the model's own ``forward`` called here with explicitly built inputs and positions
@@ -17,12 +17,12 @@ import pytest
 import torch
 from tiny import tiny
 
-from lrprop.checkpoint import export_model
+from lrprop.training.checkpoint import export_model
 from lrprop.cli import main
 from lrprop.config import EvalConfig, SyntheticConfig, config_from_dict, config_to_dict
-from lrprop.evaluate import embed_video, load_trained_model, score_embeddings
-from lrprop.report import mean_over_classes, render_report
-from lrprop.train import build_model
+from lrprop.evaluation.evaluate import embed_video, load_trained_model, score_embeddings
+from lrprop.evaluation.report import mean_over_classes, render_report
+from lrprop.training.train import build_model
 
 TINY = tiny()
 
@@ -403,7 +403,7 @@ def test_cli_table_shows_the_baseline_gain_and_oracle_beside_every_number(capsys
 
 
 def test_prefect_artifact_shows_the_baseline_gain_and_oracle_beside_every_number():
-    from lrprop.flows import _metrics_markdown
+    from lrprop.pipeline.flows import _metrics_markdown
 
     text = _metrics_markdown(_summary("synthetic"), "s3://b/runs/r1/evaluation/report.html", "r1")
     assert text.startswith("# r1: synthetic") and "[s3://b/runs/r1/evaluation/report.html]" in text
@@ -424,7 +424,7 @@ def tiny_run(tmp_path_factory):
     from lrprop.ingest.generic import read_generic
     from lrprop.ingest.synthetic import write_synthetic
     from lrprop.ingest.writer import ingest
-    from lrprop.train import train
+    from lrprop.training.train import train
 
     root = tmp_path_factory.mktemp("evaluate-cli")
     raw, store = root / "raw", str(root / "store")

@@ -210,7 +210,7 @@ def test_views_decoded_and_augmented_on_the_device_equal_those_of_the_loader(syn
 
 def test_training_that_decodes_on_the_device_equals_training_that_decodes_in_the_loader(synth_raw, tmp_path):
     # End to end through train(): a loader worker ships JPEG bytes, the loop decodes them.
-    from lrprop.train import train
+    from lrprop.training.train import train
 
     _ingest_synth(synth_raw, tmp_path / "store")
     action = sorted(ParquetVideos(str(tmp_path / "store"), "synthetic", split=None).manifest["counts"])[0]
@@ -776,7 +776,7 @@ TINY = tiny(optim={"epochs": 1})
 
 def test_parquet_videos_feed_the_trainer(synth_raw, tmp_path):
     from lrprop.data.source import VideoSource
-    from lrprop.train import train
+    from lrprop.training.train import train
 
     result = _ingest_synth(synth_raw, tmp_path / "store")
     action = sorted(result.manifest["counts"])[0]

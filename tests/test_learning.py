@@ -1,6 +1,6 @@
 """Training learns what happens in the videos: it aligns them better than a frame counter.
 
-The time-stretch baseline (frame i of L is i / L; lrprop.baselines) needs no model; from random
+The time-stretch baseline (frame i of L is i / L; lrprop.core.baselines) needs no model; from random
 weights LRProp's objective is solved by the positional encoding alone and lands on it (issue 11).
 The default route (the backbone's time-contrastive pretraining on the class's own frames, then
 LRProp with it frozen) must beat it on the generated videos, at a budget a test can afford.
@@ -14,9 +14,9 @@ import pytest
 
 from lrprop.config import load_config
 from lrprop.data.source import InMemoryVideos
-from lrprop.data.synthetic import synthetic_videos
-from lrprop.evaluate import evaluate_class
-from lrprop.train import train
+from lrprop.data.generator import synthetic_videos
+from lrprop.evaluation.evaluate import evaluate_class
+from lrprop.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -1,4 +1,4 @@
-"""The five metrics of METHOD.md §5 (lrprop/metrics.py) against closed forms and definition-level oracles.
+"""The five metrics of METHOD.md §5 (lrprop/core/metrics.py) against closed forms and definition-level oracles.
 
 Every oracle is written here from the protocol (docs/protocol-notes.md): plain loops over videos
 and frames with scipy's ``cdist``/``kendalltau``, tslearn's DTW, and scikit-learn estimators
@@ -19,8 +19,8 @@ from sklearn.metrics import r2_score
 from sklearn.svm import SVC
 from tslearn.metrics import dtw_path_from_metric
 
-from lrprop._metric_kernels import argmin_blocks, offer_to_column_lists, smallest_k_rows
-from lrprop.metrics import (
+from lrprop.core._metric_kernels import argmin_blocks, offer_to_column_lists, smallest_k_rows
+from lrprop.core.metrics import (
     all_pairs_scores,
     ap_at_k,
     drop_unlabelled,

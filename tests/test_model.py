@@ -1,4 +1,4 @@
-"""Tests of lrprop/model.py: shapes, normalisation, padding invariance, positions, freezing, weights.
+"""Tests of lrprop/core/model.py: shapes, normalisation, padding invariance, positions, freezing, weights.
 
 Oracles: unit norms, zeros on padding, the closed form of the sinusoidal encoding computed here
 with numpy, outputs that must not move when padding changes, and state dicts compared with the
@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import save as save_safetensors_bytes
 from safetensors.torch import save_file
 
-from lrprop.model import (
+from lrprop.core.model import (
     RESNET_STAGES,
     FrameEncoder,
     ResNet50Backbone,
@@ -397,7 +397,7 @@ def test_load_weights_from_a_whole_encoder_checkpoint(tmp_path):
 
 def test_bf16_autocast_path_gives_finite_gradients_to_trained_layers_only():
     """The GPU training path (bf16 autocast) exercised on the CPU: model and loss together."""
-    from lrprop.losses import LRPropLoss
+    from lrprop.core.losses import LRPropLoss
 
     torch.manual_seed(0)
     model = FrameEncoder(ResNet50Backbone("layer4"), num_frames=4, num_layers=1).train()

@@ -20,11 +20,11 @@ import torch
 from safetensors.torch import load
 
 from lrprop import store
-from lrprop.backbones import list_backbones, read_backbone
+from lrprop.pipeline.backbones import list_backbones, read_backbone
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
-from lrprop.distributed import live_placement_groups, train_classes
-from lrprop.embeddings import list_embeddings, load_published_model, pull_embeddings
+from lrprop.pipeline.distributed import live_placement_groups, train_classes
+from lrprop.pipeline.embeddings import list_embeddings, load_published_model, pull_embeddings
 
 pytestmark = pytest.mark.integration
 
@@ -57,7 +57,7 @@ def _config(**changes):
 
 
 def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_bucket, local_ray, prefect_harness):
-    from lrprop.flows import evaluate_and_publish, retrain_and_evaluate
+    from lrprop.pipeline.flows import evaluate_and_publish, retrain_and_evaluate
 
     root = f"{s3_bucket}/lrprop"
     result = retrain_and_evaluate(_config(), root, "t1")
@@ -125,7 +125,7 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
 
 
 def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_ray, prefect_harness):
-    from lrprop.flows import tune_flow
+    from lrprop.pipeline.flows import tune_flow
 
     root = f"{s3_bucket}/lrprop"
     best = tune_flow(_config(optim={"epochs": 3}), root, "reach", "tune1")

@@ -1,6 +1,6 @@
 """The backbone's time-contrastive pretraining: its loss against a float64 reference written from
 the definition, the per-frame augmentation against closed forms, the pretraining loop and its
-place in :func:`lrprop.train.train`, and the position-free encoder."""
+place in :func:`lrprop.training.train.train`, and the position-free encoder."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from lrprop.config import PretrainConfig, config_from_dict
 from lrprop.data.augment import eval_transform
 from lrprop.data.frame_augment import augment_frames
 from lrprop.data.source import InMemoryVideos
-from lrprop.data.synthetic import synthetic_videos
-from lrprop.losses import time_contrastive_loss
-from lrprop.model import FrameEncoder, SmallCNNBackbone
-from lrprop.pretrain import draw_frame_pairs, pretrain_backbone
+from lrprop.data.generator import synthetic_videos
+from lrprop.core.losses import time_contrastive_loss
+from lrprop.core.model import FrameEncoder, SmallCNNBackbone
+from lrprop.training.pretrain import draw_frame_pairs, pretrain_backbone
 
 
 def _reference_loss(ha, hb, ta, tb, tau, sigma2) -> float:
@@ -161,12 +161,12 @@ def _config(**pretrain):
 
 
 def test_train_pretrains_only_from_random_weights_and_not_when_resuming(tmp_path, monkeypatch):
-    import lrprop.train
-    from lrprop.train import train
+    import lrprop.training.train
+    from lrprop.training.train import train
 
     calls = []
-    real = lrprop.train.pretrain_backbone
-    monkeypatch.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = lrprop.training.train.pretrain_backbone
+    monkeypatch.setattr(lrprop.training.train, "pretrain_backbone", lambda *a, **k: calls.append(1) or real(*a, **k))
     source = _source()
     first = train(_config(), source, checkpoint_dir=tmp_path / "a")
     assert calls == [1]
@@ -182,14 +182,14 @@ def test_train_pretrains_only_from_random_weights_and_not_when_resuming(tmp_path
 def test_train_skips_pretraining_when_weights_are_given(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
-    import lrprop.train
+    import lrprop.training.train
 
-    from lrprop.train import train
+    from lrprop.training.train import train
 
     weights = tmp_path / "w.safetensors"
     torch.manual_seed(1)
     save_file(SmallCNNBackbone(width=8).state_dict(), str(weights))
-    monkeypatch.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained with weights given"))
+    monkeypatch.setattr(lrprop.training.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained with weights given"))
     config = config_from_dict(tiny(optim={"epochs": 1}, model={"pretrained": str(weights)}))
     train(config, _source(), checkpoint_dir=tmp_path / "ckpt")
 
@@ -210,7 +210,7 @@ def test_an_encoder_without_positions_is_equivariant_to_the_order_of_frames():
 
 
 def test_the_encoder_returns_the_backbone_features_it_embedded():
-    from lrprop.model import pooled_features
+    from lrprop.core.model import pooled_features
 
     torch.manual_seed(0)
     model = FrameEncoder(SmallCNNBackbone(4), num_frames=5, hidden_dim=16, model_dim=16, num_layers=1, num_heads=2,
@@ -226,7 +226,7 @@ def test_the_encoder_returns_the_backbone_features_it_embedded():
 
 
 def test_training_with_the_propagation_path_on_backbone_features(tmp_path):
-    from lrprop.train import train
+    from lrprop.training.train import train
 
     config = config_from_dict(tiny(optim={"epochs": 1}, loss={"alpha": 0.01, "beta": 0.4, "prop_path": "features"}))
     result = train(config, _source(), checkpoint_dir=tmp_path)
@@ -251,11 +251,11 @@ def test_a_frozen_backbone_keeps_its_weights_and_batchnorm_statistics_while_the_
 
 
 def test_train_freezes_the_backbone_as_pretrained_and_resumes_so(tmp_path, monkeypatch):
-    import lrprop.train
-    from lrprop.train import train
+    import lrprop.training.train
+    from lrprop.training.train import train
 
     pretrained, calls = {}, []
-    real = lrprop.train.pretrain_backbone
+    real = lrprop.training.train.pretrain_backbone
 
     def pretrain_and_remember(backbone, *a, **k):
         out = real(backbone, *a, **k)
@@ -263,7 +263,7 @@ def test_train_freezes_the_backbone_as_pretrained_and_resumes_so(tmp_path, monke
         pretrained.update({k: v.clone() for k, v in backbone.state_dict().items()})
         return out
 
-    monkeypatch.setattr(lrprop.train, "pretrain_backbone", pretrain_and_remember)
+    monkeypatch.setattr(lrprop.training.train, "pretrain_backbone", pretrain_and_remember)
     frozen = {"freeze_backbone": True}
     # Stopped part way (optim.max_steps), then resumed to the end of its 2 epochs.
     first = train(config_from_dict(tiny(optim={"epochs": 2, "max_steps": 1}, pretrain=frozen)), _source(),
@@ -305,9 +305,9 @@ def test_sequences_dropped_from_the_positions_are_embedded_as_without_positions(
 def test_a_backbone_pretrained_once_and_given_frozen_trains_as_the_default_route(tmp_path, monkeypatch):
     """Pretrained and frozen in the run, or pretrained once (train.pretrained_backbone), saved,
     and given as model.pretrained with model.train_from: none: the same training, draw for draw."""
-    import lrprop.train
-    from lrprop.model import backbone_weights_bytes
-    from lrprop.train import pretrained_backbone, train
+    import lrprop.training.train
+    from lrprop.core.model import backbone_weights_bytes
+    from lrprop.training.train import pretrained_backbone, train
 
     config = _config(freeze_backbone=True)
     route = train(config, _source(), checkpoint_dir=tmp_path / "a").model.state_dict()
@@ -315,7 +315,7 @@ def test_a_backbone_pretrained_once_and_given_frozen_trains_as_the_default_route
     assert len(result.losses) == config.pretrain.steps
     saved = tmp_path / "backbone.safetensors"
     saved.write_bytes(backbone_weights_bytes(backbone))
-    monkeypatch.setattr(lrprop.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained again"))
+    monkeypatch.setattr(lrprop.training.train, "pretrain_backbone", lambda *a, **k: pytest.fail("pretrained again"))
     given = config_from_dict(tiny(optim={"epochs": 1}, model={"pretrained": str(saved), "train_from": "none"}))
     again = train(given, _source(), checkpoint_dir=tmp_path / "b").model.state_dict()
     for key, value in route.items():

@@ -16,11 +16,11 @@ import time
 
 import pytest
 
-from lrprop.backbones import list_backbones
+from lrprop.pipeline.backbones import list_backbones
 from lrprop.config import config_from_dict
-from lrprop.distributed import WorkerStartTimeout, live_placement_groups, pretrain_classes, train_classes
+from lrprop.pipeline.distributed import WorkerStartTimeout, live_placement_groups, pretrain_classes, train_classes
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
-from lrprop.tune import _TrialPlacementGroups, tune_class
+from lrprop.pipeline.tune import _TrialPlacementGroups, tune_class
 from tiny import TINY_MODEL
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def test_a_search_of_more_trials_than_cpus_ends_and_leaves_no_placement_group(tm
     lrprop's, logged as WARNING and INFO, and either one shows the fault was met."""
     config = _config()
     root, version = _store(tmp_path, config)
-    caplog.set_level(logging.INFO, logger="lrprop.tune")
+    caplog.set_level(logging.INFO, logger="lrprop.pipeline.tune")
     with _KillRayTrainCleaners() as killer:
         best = tune_class(config, root, dataset="synthetic", version=version, action="reach", run_name="s1")
     assert best["trials"] == 8 and 0.0 <= best["value"] <= 1.0
@@ -155,7 +155,7 @@ def test_a_search_of_more_trials_than_cpus_ends_and_leaves_no_placement_group(tm
 def test_trial_placement_groups_are_removed_after_the_grace_not_before(local_ray):
     import ray
 
-    from lrprop.distributed import PLACEMENT_GROUP_KEY
+    from lrprop.pipeline.distributed import PLACEMENT_GROUP_KEY
 
     pg = ray.util.placement_group([{"CPU": 1}])
     ray.get(pg.ready(), timeout=30)
@@ -201,7 +201,7 @@ def test_a_class_or_trial_whose_workers_cannot_start_fails_naming_what_holds_the
     assert "the backbone pretraining did not start within 3 s" in str(caught.value) and held in str(caught.value)
     assert list_backbones(root) == []  # nothing published
 
-    # A search pretrains its backbone first (lrprop.tune._with_shared_backbone), bounded alike.
+    # A search pretrains its backbone first (lrprop.pipeline.tune._with_shared_backbone), bounded alike.
     with pytest.raises(WorkerStartTimeout, match=r"^reach: the search's backbone pretraining did not start within 3 s") as caught:
         tune_class(config, root, dataset="synthetic", version=version, action="reach", run_name="s1")
     assert "1 x {'CPU': 1.0}" in str(caught.value) and held in str(caught.value)

@@ -11,12 +11,12 @@ import torch
 from safetensors.torch import save_file
 from tiny import tiny
 
-from lrprop.checkpoint import latest_checkpoint
+from lrprop.training.checkpoint import latest_checkpoint
 from lrprop.config import ConfigError, config_from_dict
 from lrprop.data.source import InMemoryVideos
-from lrprop.data.synthetic import synthetic_videos
-from lrprop.model import SmallCNNBackbone
-from lrprop.train import build_model, train
+from lrprop.data.generator import synthetic_videos
+from lrprop.core.model import SmallCNNBackbone
+from lrprop.training.train import build_model, train
 
 REPO = Path(__file__).resolve().parents[1]
 

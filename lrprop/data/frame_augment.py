@@ -1,7 +1,7 @@
 """Augmentation of a batch of frames with parameters drawn **per frame**, in a few batched ops.
 
 The training views of LRProp share one parameter set per view (:mod:`lrprop.data.augment`);
-the backbone's time-contrastive pretraining (:mod:`lrprop.pretrain`) instead augments every
+the backbone's time-contrastive pretraining (:mod:`lrprop.training.pretrain`) instead augments every
 frame on its own, so that two frames can only be matched by what they show. torchvision's v2
 transforms draw one parameter set per call, and a call per frame costs about a millisecond on a
 CPU; here the whole batch is cropped, flipped and resized in one ``grid_sample`` and jittered

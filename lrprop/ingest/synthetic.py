@@ -22,7 +22,7 @@ from PIL import Image
 
 from lrprop import store
 from lrprop.config import Config, SyntheticConfig, config_to_dict
-from lrprop.data.synthetic import action_spec, synthetic_videos
+from lrprop.data.generator import action_spec, synthetic_videos
 from lrprop.ingest.generic import read_generic
 from lrprop.ingest.writer import ingest
 

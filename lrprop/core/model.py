@@ -308,7 +308,7 @@ class FrameEncoder(nn.Module):
         """Keep the backbone as it is: no gradients to its weights, and its BatchNorm layers in
         eval mode (running statistics used, not updated) even while the encoder trains.
 
-        Why: after the time-contrastive pretraining (lrprop/pretrain.py) the backbone's features
+        Why: after the time-contrastive pretraining (lrprop/training/pretrain.py) the backbone's features
         see the action; LRProp's objective, which a frame counter can satisfy, would otherwise
         train them back towards the clock (docs/results.md). Call it before building the
         optimizer, which then holds only the head's parameters. Also saves the backbone's

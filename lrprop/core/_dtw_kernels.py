@@ -1,4 +1,4 @@
-"""Numba kernels behind :mod:`lrprop.dtw`: exact DTW and soft-DTW dynamic programmes.
+"""Numba kernels behind :mod:`lrprop.core.dtw`: exact DTW and soft-DTW dynamic programmes.
 
 Every kernel works on a batch of cost matrices ``cost`` of shape (B, Tx, Ty) with per-pair valid
 lengths ``nx``, ``ny`` (B,) and runs the pairs in parallel (``prange``). All accumulation is in

@@ -1,11 +1,11 @@
-"""Ray Train jobs: :func:`lrprop.train.train` as one TorchTrainer per action class; and the
+"""Ray Train jobs: :func:`lrprop.training.train.train` as one TorchTrainer per action class; and the
 pretraining stage before them, one Ray actor per class.
 
     results = train_classes(config, store_uri, dataset="synthetic", version=v, actions=[...],
                             run_name="run-1")
     results["reach"].checkpoint_uri   # the class's last checkpoint in the store
     backbones = pretrain_classes(config, store_uri, dataset="synthetic", version=v, actions=[...])
-    backbones["reach"]["uri"]         # its pretrained backbone, published (lrprop.backbones)
+    backbones["reach"]["uri"]         # its pretrained backbone, published (lrprop.pipeline.backbones)
 
 Every class is its own TorchTrainer; their ``fit()`` calls are made from a thread each, so Ray
 schedules all classes at once on whatever the cluster has (CPU or GPU workers, fractional GPUs
@@ -50,7 +50,7 @@ log = logging.getLogger(__name__)
 
 # Ray Train's bound on one attempt to start a worker group (its default: 60 s, retried for ever).
 START_TIMEOUT_ENV = "RAY_TRAIN_WORKER_GROUP_START_TIMEOUT_S"
-# The metric through which a Tune trial's workers name their placement group (lrprop.tune).
+# The metric through which a Tune trial's workers name their placement group (lrprop.pipeline.tune).
 PLACEMENT_GROUP_KEY = "train_placement_group"
 
 
@@ -121,9 +121,9 @@ def init_local_ray(**init_args) -> None:
 
 
 def validation_metrics(config: Config, train_source, val_source):
-    """A ``validate`` hook for :func:`lrprop.train.train`: the evaluation metrics, flattened."""
-    from lrprop.evaluate import evaluate_class
-    from lrprop.report import flatten_metrics
+    """A ``validate`` hook for :func:`lrprop.training.train.train`: the evaluation metrics, flattened."""
+    from lrprop.evaluation.evaluate import evaluate_class
+    from lrprop.evaluation.report import flatten_metrics
 
     def validate(model) -> dict:
         return flatten_metrics(evaluate_class(model, config, train_source, val_source, device="auto", references=False).metrics)
@@ -141,7 +141,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train.torch  # Ray
 
     from lrprop.data.parquet import ParquetVideos
-    from lrprop.train import train
+    from lrprop.training.train import train
 
     config = config_from_dict(loop_config["config"])
     where = {"dataset": loop_config["dataset"], "version": loop_config["version"], "action": loop_config["action"]}
@@ -154,7 +154,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     context = ray.train.get_context()  # Ray
     rank, world = context.get_world_rank(), context.get_world_size()
     # In a Tune trial, name this worker group's placement group in every report, so that the
-    # search can remove it when the trial ends (see lrprop.tune._TrialPlacementGroups).
+    # search can remove it when the trial ends (see lrprop.pipeline.tune._TrialPlacementGroups).
     named = {}
     if loop_config.get("name_placement_group"):
         named[PLACEMENT_GROUP_KEY] = ray.get_runtime_context().get_placement_group_id()  # Ray
@@ -302,10 +302,10 @@ def _per_class(run, actions: list[str], what: str) -> dict:
 
 class _Pretrainer:
     """A Ray actor that pretrains one class's backbone and publishes it
-    (:func:`lrprop.backbones.pretrain_and_publish`)."""
+    (:func:`lrprop.pipeline.backbones.pretrain_and_publish`)."""
 
     def run(self, config: Config, store_uri: str, where: dict, publish_as: str | None, storage_options: dict | None) -> dict:
-        from lrprop.backbones import pretrain_and_publish
+        from lrprop.pipeline.backbones import pretrain_and_publish
 
         return pretrain_and_publish(config, store_uri, **where, publish_as=publish_as, storage_options=storage_options)
 
@@ -322,7 +322,7 @@ def pretrain_class(
     storage_options: dict | None = None,
 ) -> dict:
     """Pretrain ``action``'s backbone in a Ray actor on one training worker's resources and
-    publish it to the store's backbones; returns what :func:`lrprop.backbones.pretrain_and_publish` does.
+    publish it to the store's backbones; returns what :func:`lrprop.pipeline.backbones.pretrain_and_publish` does.
 
     On the resources of a Train worker (``ray.cpus_per_worker``, ``ray.gpus_per_worker``), so
     that on a cluster it runs where training would, not on the head node, and with the threads
@@ -485,8 +485,8 @@ def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict, stor
 
     from safetensors.torch import load
 
-    from lrprop.checkpoint import MODEL_FILE, export_model
-    from lrprop.train import build_model
+    from lrprop.training.checkpoint import MODEL_FILE, export_model
+    from lrprop.training.train import build_model
 
     opts = storage_options or {}
     state = json.loads(store.read_bytes(store.join(checkpoint_uri, "state.json"), **opts))

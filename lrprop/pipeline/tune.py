@@ -1,6 +1,6 @@
 """Ray Tune over T, α, β for one action class, with ASHA early stopping (METHOD.md §4).
 
-Each trial is a function trainable that builds the class's TorchTrainer (:mod:`lrprop.distributed`)
+Each trial is a function trainable that builds the class's TorchTrainer (:mod:`lrprop.pipeline.distributed`)
 with the trial's T, α, β and calls ``fit()``; Ray Train reports each epoch's metrics, with the
 validation metrics, to Tune through ``TuneReportCallback``. The trial itself holds no CPU (its
 Train workers do), which is what keeps a trial that waits on its workers from starving them.
@@ -10,7 +10,7 @@ own, which outlives the trial unless something removes it. Tune ends every trial
 the trial's own placement group, which kills the trial and its Train controller at once (even a
 trial that ran all its epochs: ASHA stops it on its last result), so the controller never
 removes its group; only Ray Train's detached ``PlacementGroupCleaner`` does. Its monitor thread
-died when another Ray ran on the machine (``lrprop.distributed.init_local_ray`` says why and
+died when another Ray ran on the machine (``lrprop.pipeline.distributed.init_local_ray`` says why and
 fixes it), and then the group held its CPU until the search ended and the next trial waited
 for ever. In depth: the workers name their group in every report and the search removes what
 the cleaner left once the trial has ended (:class:`_TrialPlacementGroups`), and a trial whose
@@ -20,7 +20,7 @@ The best trial is recorded in the store under ``<store>/tune/<run_name>/<action>
 ``best.json`` (parameters, metrics, checkpoint) and ``best.yaml``, a complete config that a
 normal run takes as it is: ``lrprop run --config best.yaml``. The backbone the trials share is
 a version of the store's backbones (``<store>/backbones/<dataset>/<action>/<version>/``,
-:mod:`lrprop.backbones`), which ``best.yaml`` names.
+:mod:`lrprop.pipeline.backbones`), which ``best.yaml`` names.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _trial(params: dict, *, base: dict, store_uri: str, dataset: str, version: s
     from ray import tune  # Ray
     from ray.tune.integration.ray_train import TuneReportCallback  # Ray
 
-    from lrprop.distributed import fit, make_trainer
+    from lrprop.pipeline.distributed import fit, make_trainer
 
     config = apply_params(config_from_dict(base), params)
     trial = tune.get_context().get_trial_id()  # Ray
@@ -121,7 +121,7 @@ class _TrialPlacementGroups:
 
         class Callback(tune.Callback):  # Ray
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                from lrprop.distributed import PLACEMENT_GROUP_KEY
+                from lrprop.pipeline.distributed import PLACEMENT_GROUP_KEY
 
                 if result.get(PLACEMENT_GROUP_KEY):
                     outer.groups.setdefault(trial.trial_id, set()).add(result[PLACEMENT_GROUP_KEY])
@@ -138,7 +138,7 @@ class _TrialPlacementGroups:
         self.callback = Callback()
 
     def sweep(self, *, everything: bool = False) -> None:
-        from lrprop.distributed import remove_placement_groups
+        from lrprop.pipeline.distributed import remove_placement_groups
 
         now = time.monotonic()
         due = [t for t, ended in self.ended.items() if everything or now - ended >= self.grace_s]
@@ -161,7 +161,7 @@ class _TrialPlacementGroups:
 def _raise_start_timeouts(results) -> None:
     """Fail the search if a trial's workers could not start: the other trials' results were
     not obtained under the resources the search asked for, and the cause needs a person."""
-    from lrprop.distributed import WorkerStartTimeout
+    from lrprop.pipeline.distributed import WorkerStartTimeout
 
     # A trial's exception comes back as Ray's RayTaskError, a subclass of the raised class
     # whose ``cause`` is the exception itself (its own message, without the traceback).
@@ -176,17 +176,17 @@ def _with_shared_backbone(config: Config, where: dict, storage_options: dict | N
     The search varies T, α and β, none of which the pretraining reads, and the default route
     freezes the pretrained backbone; without this each trial repeated the same pretraining
     (issue 12: about 6 minutes a trial on 2 cores). The backbone is published to the store's
-    backbones (:func:`lrprop.distributed.pretrain_class`) and every trial gets it as
+    backbones (:func:`lrprop.pipeline.distributed.pretrain_class`) and every trial gets it as
     ``model.pretrained`` with ``model.train_from: none``, which trains draw for draw as a trial
-    that pretrained itself (:func:`lrprop.train.pretrained_backbone`), so ``best.yaml`` names it
+    that pretrained itself (:func:`lrprop.training.train.pretrained_backbone`), so ``best.yaml`` names it
     too. A run that would not pretrain and freeze is left as it is.
     """
-    from lrprop.backbones import with_pretrained_backbones
-    from lrprop.train import pretrains
+    from lrprop.pipeline.backbones import with_pretrained_backbones
+    from lrprop.training.train import pretrains
 
     if not (pretrains(config) and config.pretrain.freeze_backbone):
         return config
-    from lrprop.distributed import pretrain_class
+    from lrprop.pipeline.distributed import pretrain_class
 
     action = where["action"]
     done = pretrain_class(config, **where, what="search's backbone pretraining", storage_options=storage_options)
@@ -215,7 +215,7 @@ def tune_class(
     from ray.tune.schedulers import ASHAScheduler  # Ray
 
     from lrprop.data.parquet import ParquetVideos
-    from lrprop.distributed import ensure_ray
+    from lrprop.pipeline.distributed import ensure_ray
 
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the trials and workers run in other directories

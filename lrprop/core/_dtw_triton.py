@@ -1,4 +1,4 @@
-"""Triton kernels behind :mod:`lrprop.dtw` on a GPU: soft-DTW forward and backward, DTW paths.
+"""Triton kernels behind :mod:`lrprop.core.dtw` on a GPU: soft-DTW forward and backward, DTW paths.
 
 One program per pair walks the anti-diagonals of its table: the cells of a diagonal do not
 depend on each other, so the program's threads compute a block of them at once, looping over

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrprop.dtw import dtw_alignment, pairwise_sqeuclidean, soft_dtw, soft_dtw_divergence
+from lrprop.core.dtw import dtw_alignment, pairwise_sqeuclidean, soft_dtw, soft_dtw_divergence
 
 __all__ = [
     "similarity_log_probs",
@@ -190,7 +190,7 @@ def time_contrastive_loss(
     tau: float,
     sigma2: float,
 ) -> torch.Tensor:
-    """L_same on single frames: the backbone pretraining's objective (:mod:`lrprop.pretrain`).
+    """L_same on single frames: the backbone pretraining's objective (:mod:`lrprop.training.pretrain`).
 
     For each video v, M anchor frames and M positive frames (each near its anchor in time,
     augmented on its own) are compared only with frames of the same video, as the two views of

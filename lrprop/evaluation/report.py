@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from lrprop.dtw import dtw_path
+from lrprop.core.dtw import dtw_path
 
 __all__ = ["PAPER", "TABLE_NOTE", "flatten_metrics", "mean_over_classes", "metrics_table", "render_report"]
 
@@ -67,7 +67,7 @@ def flatten_metrics(m: Mapping) -> dict[str, float]:
 
 
 # The rows under each model row of the table, named by their keys in a class's metrics (from
-# lrprop.evaluate.score_with_references).
+# lrprop.evaluation.evaluate.score_with_references).
 REFERENCE_ROWS = ("baseline", "gain", "oracle")
 TABLE_NOTE = (
     "model: the trained model; baseline: the time-stretch baseline, frame i of L embedded as i / L "
@@ -86,7 +86,7 @@ def mean_over_classes(per_class: Mapping[str, Mapping]) -> dict:
 
     Returns:
         {"classification@0.1": …, …} for the model; when every class carries the references
-        (:func:`lrprop.evaluate.score_with_references`), also "baseline" and "oracle" (their
+        (:func:`lrprop.evaluation.evaluate.score_with_references`), also "baseline" and "oracle" (their
         flattened means) and "gain" = mean of the model − mean of the baseline, per metric, so
         that the table's mean column subtracts as it reads.
     """
@@ -248,8 +248,8 @@ def render_report(
 
     Args:
         title: heading.
-        per_class: {action: metrics dict of :func:`lrprop.evaluate.score_with_references`
-            (or of :func:`lrprop.evaluate.score_embeddings`: no reference rows then)}.
+        per_class: {action: metrics dict of :func:`lrprop.evaluation.evaluate.score_with_references`
+            (or of :func:`lrprop.evaluation.evaluate.score_embeddings`: no reference rows then)}.
         dataset: the data set's name; "pouring" and "pennaction" get the paper's column.
         samples: {action: {"embs": [...], "labels": [...], "ids": [...], "frames": [(L, H, W, 3), …]}}
             for the plots of each class: the first two videos make the pair plots.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from lrprop import _dtw_kernels, _dtw_triton
+from lrprop.core import _dtw_kernels, _dtw_triton
 
 __all__ = [
     "pairwise_sqeuclidean",

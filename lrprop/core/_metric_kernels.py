@@ -1,4 +1,4 @@
-"""Numba kernels behind :mod:`lrprop.metrics`: Kendall's τ-b of many sequences at once."""
+"""Numba kernels behind :mod:`lrprop.core.metrics`: Kendall's τ-b of many sequences at once."""
 
 from __future__ import annotations
 

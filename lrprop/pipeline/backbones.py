@@ -3,7 +3,7 @@
 Layout (one immutable version per publish, see :mod:`lrprop.store`):
 
     <store>/backbones/<dataset>/<action>/<version>/
-        backbone.safetensors   the backbone's state dict (lrprop.model.backbone_weights_bytes)
+        backbone.safetensors   the backbone's state dict (lrprop.core.model.backbone_weights_bytes)
         _manifest.json         written last: the version exists once it is there
 
 The manifest holds the data set and its version, the settings that decide the weights
@@ -13,7 +13,7 @@ frames/s and wall seconds of the pretraining, the file's size and sha256, the lr
 and the creation time; never credentials or storage options.
 
 A version's weights URI (:func:`weights_uri`) is what ``model.pretrained`` takes. The classes
-pretrained together (:func:`lrprop.distributed.pretrain_classes`) share one version id, so
+pretrained together (:func:`lrprop.pipeline.distributed.pretrain_classes`) share one version id, so
 ``<store>/backbones/<dataset>/{action}/<version>/backbone.safetensors`` names them all
 (``Config.for_class`` puts the class's name in). Whatever reads ``model.pretrained`` goes
 through :func:`read_weights`, which checks a file of this registry against its manifest
@@ -72,7 +72,7 @@ def weights_template(store_uri: str, dataset: str, version: str) -> str:
 
 def pretraining_settings(config: Config) -> dict:
     """The settings of a class's config that decide its pretrained weights (with the data and
-    the code): what :func:`lrprop.train.pretrained_backbone` reads. The transformer's settings
+    the code): what :func:`lrprop.training.train.pretrained_backbone` reads. The transformer's settings
     are not among them: the backbone is built, and its random weights drawn, before it."""
     m = config.model
     return {
@@ -102,7 +102,7 @@ def publish_backbone(
     """Write a new immutable version of a class's pretrained backbone: the weights, then the manifest.
 
     Args:
-        weights: the safetensors bytes of the backbone (``lrprop.model.backbone_weights_bytes``).
+        weights: the safetensors bytes of the backbone (``lrprop.core.model.backbone_weights_bytes``).
         config: the class's config (``Config.for_class``) the backbone was pretrained under.
         dataset_manifest: the manifest of the data-set version it was pretrained on.
         losses, frames_per_s, wall_s, device: what the pretraining did (``PretrainResult``, its
@@ -217,7 +217,7 @@ def with_pretrained_backbones(config: Config, uris: Mapping[str, str]) -> Config
     Each class gets ``model.pretrained`` (through ``classes``) and, when its config freezes the
     pretrained backbone (``pretrain.freeze_backbone``), ``model.train_from: none``; otherwise its
     ``train_from`` stays and LRProp fine-tunes the backbone from the weights. Either way it
-    trains draw for draw as the class pretraining in its own run (:func:`lrprop.train.train`).
+    trains draw for draw as the class pretraining in its own run (:func:`lrprop.training.train.train`).
     """
     from lrprop.config import config_from_dict
 
@@ -241,7 +241,7 @@ def pretrain_and_publish(
     publish_as: str | None = None,
     storage_options: dict | None = None,
 ) -> dict:
-    """Pretrain ``action``'s backbone as :func:`lrprop.train.train` would and publish it.
+    """Pretrain ``action``'s backbone as :func:`lrprop.training.train.train` would and publish it.
 
     Args:
         config: the whole config; the class's own (``config.for_class(action)``) is used.
@@ -252,8 +252,8 @@ def pretrain_and_publish(
         {"action", "uri", "version", "steps", "final_loss", "wall_s"}.
     """
     from lrprop.data.parquet import ParquetVideos
-    from lrprop.model import backbone_weights_bytes
-    from lrprop.train import pretrained_backbone, resolve_device
+    from lrprop.core.model import backbone_weights_bytes
+    from lrprop.training.train import pretrained_backbone, resolve_device
 
     config = config.for_class(action)
     source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train", storage_options=storage_options)

@@ -25,14 +25,14 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
-from lrprop.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from lrprop.training.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from lrprop.config import ACTION_PLACEHOLDER, Config, ConfigError, LossConfig, config_to_dict
 from lrprop.data.augment import eval_transform, train_transform
 from lrprop.data.source import VideoSource
 from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
-from lrprop.losses import LRPropLoss
-from lrprop.model import FrameEncoder, build_backbone, load_backbone_weights
-from lrprop.pretrain import PretrainResult, pretrain_backbone
+from lrprop.core.losses import LRPropLoss
+from lrprop.core.model import FrameEncoder, build_backbone, load_backbone_weights
+from lrprop.training.pretrain import PretrainResult, pretrain_backbone
 
 __all__ = [
     "train",
@@ -74,7 +74,7 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
     """The encoder of ``config.model`` for views of ``config.data.num_frames`` frames.
 
     Pretrained backbone weights at ``config.model.pretrained`` are read with ``read_bytes``
-    (default: :func:`lrprop.backbones.read_weights`, any fsspec URI, and a version of the
+    (default: :func:`lrprop.pipeline.backbones.read_weights`, any fsspec URI, and a version of the
     store's backbones verified against its manifest); nothing is downloaded otherwise.
 
     Raises:
@@ -87,7 +87,7 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
     backbone = build_backbone(m.backbone, train_from=m.train_from, width=m.cnn_width)
     if m.pretrained:
         if read_bytes is None:
-            from lrprop.backbones import read_weights as read_bytes
+            from lrprop.pipeline.backbones import read_weights as read_bytes
         load_backbone_weights(backbone, read_bytes(m.pretrained), name=m.pretrained)
     encoder = FrameEncoder(
         backbone,
@@ -256,7 +256,7 @@ def _apply_thread_budget() -> None:
     """Let the numba DTW kernels use the threads torch was given, not every core of the node
     (a Ray worker or Tune trial gets a CPU share and sets torch's threads from it). This caps
     the threads a kernel uses; the pool itself is sized by NUMBA_NUM_THREADS, which the Ray
-    worker sets before numba loads (lrprop.distributed)."""
+    worker sets before numba loads (lrprop.pipeline.distributed)."""
     import numba
 
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))

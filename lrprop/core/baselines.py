@@ -1,7 +1,7 @@
 """Reference embeddings that bracket a model: the label-free time-stretch baseline below, a
 label oracle above (METHOD.md §5 item 6). Arrays in, arrays out.
 
-Both are 1-D per-frame embeddings scored exactly as a model's (:func:`lrprop.evaluate.score_embeddings`):
+Both are 1-D per-frame embeddings scored exactly as a model's (:func:`lrprop.evaluation.evaluate.score_embeddings`):
 the same videos, the same frames kept, the same classifier and strides.
 
 - :func:`time_stretch_embeddings`: frame i of a video of L frames is i / L. It needs no model
@@ -30,7 +30,7 @@ def time_stretch_embeddings(lengths: Sequence[int]) -> list[np.ndarray]:
     e_v[i] = i / L_v,  i = 0..L_v − 1.
 
     L is the video's whole length, unlabelled frames included, as a model sees the video;
-    drop the unlabelled frames afterwards (:func:`lrprop.metrics.drop_unlabelled`), as for a
+    drop the unlabelled frames afterwards (:func:`lrprop.core.metrics.drop_unlabelled`), as for a
     model's embeddings.
 
     Args:
@@ -60,7 +60,7 @@ def phase_progress_embeddings(labels: Sequence[np.ndarray], *, progress_weight: 
 
     e_v[t] = k + w · r / n, for frame t the r-th (from 0) of a run of n consecutive labelled
     frames of phase k (unlabelled frames skipped: a run is what is left once they are dropped).
-    Frames with a label < 0 get NaN, to be dropped with :func:`lrprop.metrics.drop_unlabelled`.
+    Frames with a label < 0 get NaN, to be dropped with :func:`lrprop.core.metrics.drop_unlabelled`.
 
     Why the weight w < 1: with squared-Euclidean costs, two frames of the same phase cost less
     than w², two of different phases at least (1 − w)², and a DTW path between videos of La and

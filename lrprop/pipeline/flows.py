@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lrprop import store
-from lrprop.backbones import with_pretrained_backbones
+from lrprop.pipeline.backbones import with_pretrained_backbones
 from lrprop.config import config_from_dict, config_to_dict
 from lrprop.names import check_name
 
@@ -72,10 +72,10 @@ def list_actions(store_uri: str, dataset: str, version: str) -> list[str]:
 
 def _pretraining(config: dict, actions: list[str], store_uri: str | None = None, run_name: str | None = None) -> list[str]:
     """The classes whose backbone the pretraining stage makes: those whose training would
-    pretrain it (:func:`lrprop.train.pretrains`), less those that ``run_name`` trained before it
+    pretrain it (:func:`lrprop.training.train.pretrains`), less those that ``run_name`` trained before it
     had the stage (Ray checkpoints, no backbone recorded): their checkpoints name no pretrained
     backbone and resume only as made, pretraining inside ``train()``."""
-    from lrprop.train import pretrains
+    from lrprop.training.train import pretrains
 
     parsed = config_from_dict(config)
     chosen = [a for a in actions if pretrains(parsed.for_class(a))]
@@ -92,15 +92,15 @@ def pretrain_task(
     config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str | None = None
 ) -> dict:
     """Pretrain each class's backbone as a Ray actor, all at once, and publish it to the store's
-    backbones (:func:`lrprop.distributed.pretrain_classes`); returns {action: {"uri", "version",
+    backbones (:func:`lrprop.pipeline.distributed.pretrain_classes`); returns {action: {"uri", "version",
     "steps", "final_loss", "wall_s", "reused"}}.
 
     With a ``run_name`` the URIs are recorded in ``<store>/runs/<run_name>/backbones.json``, and a
     run started again (a resume) reuses those that its config would pretrain the same way on
     the same data: pretraining anew would name other weights and its checkpoints would not resume.
     """
-    from lrprop.backbones import published_as
-    from lrprop.distributed import pretrain_classes
+    from lrprop.pipeline.backbones import published_as
+    from lrprop.pipeline.distributed import pretrain_classes
 
     parsed = config_from_dict(config)
     record = store.join(store_uri, "runs", run_name, "backbones.json") if run_name else None
@@ -123,7 +123,7 @@ def pretrain_task(
 @task(name="train-classes")
 def train_classes_task(config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str) -> dict:
     """One Ray Train job per class, all at once; returns {action: checkpoint URI} and timings."""
-    from lrprop.distributed import train_classes
+    from lrprop.pipeline.distributed import train_classes
 
     runs = train_classes(
         config_from_dict(config), store_uri, dataset=dataset, version=version, actions=actions, run_name=run_name
@@ -135,9 +135,9 @@ def train_classes_task(config: dict, store_uri: str, dataset: str, version: str,
 @task(name="evaluate-and-publish", retry_condition_fn=_transient, **STORAGE_RETRIES)
 def evaluate_and_publish_task(store_uri: str, dataset: str, version: str, checkpoints: dict, run_name: str) -> dict:
     """Export each class's model, evaluate it, publish its embeddings; write the report to the store."""
-    from lrprop.distributed import export_checkpoint
-    from lrprop.embeddings import publish_embeddings
-    from lrprop.evaluate import evaluate_models
+    from lrprop.pipeline.distributed import export_checkpoint
+    from lrprop.pipeline.embeddings import publish_embeddings
+    from lrprop.evaluation.evaluate import evaluate_models
 
     dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
     published = {}
@@ -175,8 +175,8 @@ def _metrics_artifact(summary: dict, report_uri: str, run_name: str) -> None:
 
 def _metrics_markdown(summary: dict, report_uri: str, run_name: str) -> str:
     """The artifact's text: the run, the report's address and the metrics table (model,
-    time-stretch baseline, gain, oracle per metric) of :func:`lrprop.report.metrics_table`."""
-    from lrprop.report import metrics_table
+    time-stretch baseline, gain, oracle per metric) of :func:`lrprop.evaluation.report.metrics_table`."""
+    from lrprop.evaluation.report import metrics_table
 
     table = metrics_table(summary["per_class"], dataset=str(summary["dataset"] or ""), style="markdown")
     return "\n".join([f"# {run_name}: {summary['dataset']}", f"Report: [{report_uri}]({report_uri})", "", table])
@@ -216,7 +216,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
         "timings"}: ``backbones`` the URI of each class's pretrained backbone (none when the config
         does not pretrain), ``timings`` ingest_s, pretrain_s, train_s and evaluate_publish_s.
     """
-    from lrprop.distributed import ensure_ray
+    from lrprop.pipeline.distributed import ensure_ray
 
     started = time.time()
     run_name = check_name(run_name or _new_run_name(), "run name")
@@ -273,7 +273,7 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
             ``model.pretrained`` given or ``model.train_from: none``).
     """
     from lrprop.config import ConfigError
-    from lrprop.distributed import ensure_ray
+    from lrprop.pipeline.distributed import ensure_ray
 
     store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
     dataset = config["dataset"]["name"]
@@ -298,7 +298,7 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
 @flow(name="tune")
 def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name: str | None = None) -> dict:
     """Search T, α, β for one class (default: the first) with ASHA; records the best in the store."""
-    from lrprop.tune import tune_class
+    from lrprop.pipeline.tune import tune_class
 
     run_name = check_name(run_name or _new_run_name(), "run name")
     store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory

@@ -14,7 +14,7 @@ tell the frames of one video apart. Each step draws ``videos_per_step`` videos a
 ``max_offset`` frames away; every frame is augmented on its own
 (:func:`lrprop.data.frame_augment.augment_frames`); the loss is L_same's KL to a Gaussian prior
 over time stamps, with candidates from the same video only
-(:func:`lrprop.losses.time_contrastive_loss`). Frames of one video share background, colours and
+(:func:`lrprop.core.losses.time_contrastive_loss`). Frames of one video share background, colours and
 framing, so only what changes within it, the action, separates them.
 
 Instance discrimination over all frames (SimCLR) was measured here to learn which video a frame
@@ -36,8 +36,8 @@ from torch import nn
 from lrprop.config import PretrainConfig
 from lrprop.data.frame_augment import augment_frames
 from lrprop.data.source import VideoSource
-from lrprop.losses import time_contrastive_loss
-from lrprop.model import pooled_features
+from lrprop.core.losses import time_contrastive_loss
+from lrprop.core.model import pooled_features
 
 __all__ = ["PretrainResult", "pretrain_backbone", "draw_frame_pairs"]
 

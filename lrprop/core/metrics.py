@@ -6,7 +6,7 @@ stride 1, ``labels[v]`` (L_v,) integer phase labels, the frames with a label < 0
 
 The all-pairs work (Kendall's τ, AP@K, DTW accuracy) is batched in :func:`all_pairs_scores`:
 one distance product per query video serves all three, DTW paths and τ-b run in numba kernels
-(:mod:`lrprop.dtw`, ``_metric_kernels``); no Python loop over frames.
+(:mod:`lrprop.core.dtw`, ``_metric_kernels``); no Python loop over frames.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numba
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from lrprop._metric_kernels import argmin_blocks, kendall_tau_b_rows, offer_to_column_lists, smallest_k_rows
-from lrprop.dtw import dtw_path_blocks
+from lrprop.core._metric_kernels import argmin_blocks, kendall_tau_b_rows, offer_to_column_lists, smallest_k_rows
+from lrprop.core.dtw import dtw_path_blocks
 
 __all__ = [
     "ap_at_k",
@@ -221,7 +221,7 @@ def all_pairs_scores(
     - AP@K: each row's K smallest among the later videos, and each column's running K smallest
       over the earlier videos, merged when the column's video is the query;
     - DTW accuracy: the paths of the unordered pairs (v, j > v) on the block's column blocks,
-      through :func:`lrprop.dtw.dtw_path_blocks`.
+      through :func:`lrprop.core.dtw.dtw_path_blocks`.
 
     So the product covers each pair once (it took most of the evaluation's time when each
     metric made its own). Only the frames the asked metrics read enter it.

@@ -10,7 +10,7 @@ Layout (one immutable version per publish, see :mod:`lrprop.store`):
 The manifest holds the version, created_at, the data set's version and content hash, the
 model's config and files, the metrics (the model's, with the time-stretch baseline's, the
 label oracle's and the gain over the baseline under "baseline", "oracle" and "gain", as
-:func:`lrprop.evaluate.score_with_references` gives them), and each file's size, sha256 and
+:func:`lrprop.evaluation.evaluate.score_with_references` gives them), and each file's size, sha256 and
 row count. Pulling
 verifies every checksum before returning anything, so a reader never uses a damaged or
 half-copied version. Version ids sort by time and never collide between concurrent publishers.
@@ -118,7 +118,7 @@ def publish_embeddings(
         store_uri: the store root.
         dataset, action: where the version goes.
         splits: {split: (video ids, embeddings per video (L, D), labels per video)}.
-        model_dir: an exported model (``lrprop.checkpoint.export_model``) on local disk.
+        model_dir: an exported model (``lrprop.training.checkpoint.export_model``) on local disk.
         dataset_manifest: the manifest of the data-set version the embeddings came from.
         metrics: evaluation metrics to record: a class's metrics with its references
             (``ClassEvaluation.metrics``), so a reader of the version sees the model's numbers
@@ -200,7 +200,7 @@ def load_published_model(
     """The model published with a version of embeddings (checksums verified), in eval mode."""
     import tempfile
 
-    from lrprop.evaluate import load_trained_model
+    from lrprop.evaluation.evaluate import load_trained_model
 
     opts = storage_options or {}
     collection = embeddings_collection(store_uri, dataset, action)

@@ -11,7 +11,7 @@ consecutive frames with the same positions when the video is longer. Frames with
 are dropped after embedding, before scoring.
 
 Every evaluation also scores two references on the same videos, frames and settings
-(:mod:`lrprop.baselines`): the label-free time-stretch baseline (frame i of L is i / L) and a
+(:mod:`lrprop.core.baselines`): the label-free time-stretch baseline (frame i of L is i / L) and a
 label oracle (phase index plus progress within the phase); ``gain`` is the model's metrics
 minus the baseline's.
 """
@@ -26,14 +26,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrprop import metrics
-from lrprop.baselines import metrics_gain, phase_progress_embeddings, time_stretch_embeddings
-from lrprop.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
+from lrprop.core import metrics
+from lrprop.core.baselines import metrics_gain, phase_progress_embeddings, time_stretch_embeddings
+from lrprop.training.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
 from lrprop.config import Config, EvalConfig, config_from_dict
 from lrprop.data.augment import eval_transform
 from lrprop.data.source import VideoSource
-from lrprop.model import FrameEncoder
-from lrprop.train import build_model, resolve_device
+from lrprop.core.model import FrameEncoder
+from lrprop.training.train import build_model, resolve_device
 
 __all__ = [
     "REFERENCES",
@@ -148,7 +148,7 @@ class ClassEvaluation:
     train_ids: list[str] = field(default_factory=list)
 
     def splits(self) -> dict:
-        """{split: (video ids, embeddings, labels)}, as :func:`lrprop.embeddings.publish_embeddings` takes them."""
+        """{split: (video ids, embeddings, labels)}, as :func:`lrprop.pipeline.embeddings.publish_embeddings` takes them."""
         return {
             "train": (self.train_ids, self.train_embs, self.train_labels),
             "val": (self.val_ids, self.val_embs, self.val_labels),
@@ -206,10 +206,10 @@ def evaluate_models(
     Returns:
         {"dataset", "dataset_version", "per_class": {action: metrics}, "mean": {...}} as written;
         each class's metrics and the mean carry "baseline", "oracle" and "gain" beside the
-        model's numbers (:func:`score_with_references`, :func:`lrprop.report.mean_over_classes`).
+        model's numbers (:func:`score_with_references`, :func:`lrprop.evaluation.report.mean_over_classes`).
     """
     from lrprop.data.parquet import ParquetVideos
-    from lrprop.report import mean_over_classes, render_report
+    from lrprop.evaluation.report import mean_over_classes, render_report
 
     per_class, samples, dataset, versions = {}, {}, None, set()
     for action, model_dir in sorted(model_dirs.items()):
