@@ -1,4 +1,4 @@
-"""lrprop.losses against definition-level float64 references built on tslearn and scipy."""
+"""lrprop.core.losses against definition-level float64 references built on tslearn and scipy."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from scipy.stats import entropy
 from tslearn.metrics import dtw_path_from_metric
 from tslearn.metrics import soft_dtw as ts_soft_dtw
 
-from lrprop import losses
-from lrprop.dtw import dtw_alignment
+from lrprop.core import losses
+from lrprop.core.dtw import dtw_alignment
 
 TAU, SIGMA2, GAMMA = 0.1, 10.0, 0.1
 
@@ -201,6 +201,25 @@ def test_w_is_a_constant_of_the_gradient():
     # With W frozen, L_prop depends on z only through W, so z receives no gradient at all.
     assert zt.grad is None or zt.grad.abs().max() == 0
     assert ht.grad.abs().max() > 0
+
+
+def test_the_alignment_is_found_on_a_cost_cut_from_the_graph(monkeypatch):
+    """L_prop hands its DTW the cost detached. The test above cannot see that: W is a bool and
+    π an argmax, so no gradient could pass through them either way. What a missing ``.detach()``
+    changes is what the DTW receives (a cost still in the graph, which a GPU kernel or a
+    differentiable alignment put in its place would use as such): the DTW is watched here."""
+    given = []
+
+    def watched(cost, x_lengths=None, y_lengths=None):
+        given.append((cost.requires_grad, cost.grad_fn))
+        return dtw_alignment(cost, x_lengths, y_lengths)
+
+    monkeypatch.setattr(losses, "dtw_alignment", watched)
+    z, h, mask, stamps, _ = _random_step(5, T=8)
+    zt, ht = torch.tensor(z, requires_grad=True), torch.tensor(h, requires_grad=True)
+    losses.LRPropLoss(terms=("prop",), beta=1.0)(zt, ht, torch.tensor(mask), torch.tensor(stamps))["total"].backward()
+    assert given and all(g == (False, None) for g in given)
+    assert ht.grad.abs().max() > 0  # the KL itself still trains h
 
 
 def test_propagation_follows_content_not_frame_index():
