@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from lrprop.config import (
     Config,
@@ -206,14 +207,43 @@ def test_configs_directory_is_not_empty():
     assert sorted(CONFIG_DIR.glob("*.yaml"))
 
 
+def _restated(given: dict, reference: dict, where: str = "") -> list[str]:
+    """The dotted keys of ``given`` whose value equals ``reference``'s (a leaf that changes nothing)."""
+    out = []
+    for key, value in given.items():
+        dotted = f"{where}{key}"
+        if isinstance(value, dict) and isinstance(reference.get(key), dict):
+            out += _restated(value, reference[key], dotted + ".")
+        elif key in reference and value == reference[key]:
+            out.append(dotted)
+    return out
+
+
 @pytest.mark.parametrize("path", sorted(CONFIG_DIR.glob("*.yaml")) + sorted(CONFIG_DIR.glob("*.yml")), ids=lambda p: p.name)
-def test_every_config_loads_and_starts_with_its_command(path):
+def test_every_config_loads_starts_with_its_command_and_changes_every_key_it_names(path):
+    """The one test of the shipped configs (loading, the command line, no dead keys).
+
+    A key set to its default only restates it, and then goes on restating it after the
+    default moves: a config names what it changes (what it keeps belongs in a comment).
+    """
     config = load_config(path)
     assert isinstance(config, Config)
     first = path.read_text().splitlines()[0]
     assert first.startswith("#")
     assert first.lstrip("#").strip().startswith("lrprop"), first
     assert path.name in first  # the command runs this very file
+    raw = yaml.safe_load(path.read_text()) or {}
+    per_class = raw.pop("classes", {}) or {}
+    assert _restated(raw, config_to_dict(Config())) == [], f"{path.name} restates defaults"
+    whole = config_to_dict(config)  # a class's entry is read over the file's own settings
+    for action, changes in per_class.items():
+        assert _restated(changes, whole) == [], f"{path.name}: classes.{action} restates the file's settings"
+
+
+def test_restated_keys_are_found_at_any_depth_and_changed_ones_are_not():
+    defaults = config_to_dict(Config())
+    given = {"loss": {"alpha": defaults["loss"]["alpha"], "beta": 99.0}, "eval": {"fractions": list(defaults["eval"]["fractions"])}}
+    assert _restated(given, defaults) == ["loss.alpha", "eval.fractions"]
 
 
 # ----------------------------------------------------------------------------- names
