@@ -4,7 +4,7 @@
     lrprop pretrain --config configs/smoke.yaml [--store URI] [--action A ...] [--ray-address ADDR] [--set key=value ...]
     lrprop tune --config configs/tune.yaml [--store URI] [--action A] [--ray-address ADDR]
     lrprop synth --dest URI [--config FILE] [--set synthetic.key=value ...]
-    lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --dest STORE_URI [options]
+    lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --store STORE_URI [options]
     lrprop evaluate (--run RUN_DIR | --model MODEL_DIR) --store STORE
     lrprop embeddings list --store URI
     lrprop embeddings pull --store URI --dataset D --action A [--version V] --out FILE.parquet
@@ -154,31 +154,22 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from lrprop.ingest.generic import read_generic
-    from lrprop.ingest.pennaction import read_pennaction
-    from lrprop.ingest.pouring import POURING_PHASES, read_pouring
-    from lrprop.ingest.writer import ingest
+    from lrprop.ingest.from_config import ingest_source
 
-    config = load_config(args.config, args.set)
-    ing = config.ingest
-    max_label = args.max_label
-    if args.kind == "pennaction":
-        items = read_pennaction(args.src, args.labels)
-    elif args.kind == "pouring":
-        items = read_pouring(args.src)
-        max_label = max_label if max_label is not None else POURING_PHASES
-    else:
-        items = read_generic(args.src)
-    result = ingest(
-        items,
-        store_uri=args.dest,
-        dataset=args.dataset or args.kind,
+    if args.old_dest is not None:
+        if args.store is not None:
+            raise SystemExit("lrprop ingest: give the store once, as --store (--dest is its old name)")
+        print("lrprop ingest: --dest is now --store (the store root, as in every other command)", file=sys.stderr)
+    result = ingest_source(
+        load_config(args.config, args.set),
+        args.store or args.old_dest or "lrprop-store",
+        kind=args.kind,
         source=args.src,
-        frame_size=args.frame_size or ing.frame_size,
-        quality=ing.jpeg_quality,
-        max_label=max_label,
-        strict=args.strict or ing.strict,
-        workers=ing.workers,
+        dataset=args.dataset or args.kind,
+        labels=args.labels,
+        frame_size=args.frame_size,
+        max_label=args.max_label,
+        strict=True if args.strict else None,
         progress=sys.stderr.isatty(),
     )
     m = result.manifest
@@ -306,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
         "kind", choices=["pennaction", "pouring", "generic", "synthetic"], help="source layout (synthetic = generic)"
     )
     ing.add_argument("--src", required=True, help="source folder or URI")
-    ing.add_argument("--dest", required=True, help="store root (folder or URI)")
+    ing.add_argument("--store", default=None, help="store root (folder or URI; default lrprop-store)")
+    # The store was --dest here, as no other command calls it (issue 13): still read, with a warning.
+    ing.add_argument("--dest", dest="old_dest", help=argparse.SUPPRESS)
     ing.add_argument("--dataset", help="data-set name in the store (default: the kind)")
     ing.add_argument("--labels", help="pennaction: phase-label folder (default <src>/phase_labels)")
     ing.add_argument("--frame-size", type=int, help="shorter side of stored frames (default ingest.frame_size)")

@@ -61,3 +61,10 @@ def test_the_synthetic_set_goes_under_the_configured_name(tmp_path):
     version = dataset_version(config, str(tmp_path / "store"))
     assert store.list_versions(store.datasets_collection(str(tmp_path / "store"), "demo")) == [version]
     assert store.list_versions(store.datasets_collection(str(tmp_path / "store"), "synthetic")) == []
+
+
+def test_ingest_source_names_the_kinds_it_knows(tmp_path):
+    from lrprop.ingest.from_config import ingest_source
+
+    with pytest.raises(ValueError, match=r"unknown data set kind 'mp4'; one of pennaction, pouring, generic, synthetic"):
+        ingest_source(_config(name="x"), str(tmp_path), kind="mp4", source=str(tmp_path), dataset="x")

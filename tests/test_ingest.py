@@ -742,7 +742,7 @@ def test_cli_synth_ingest_and_list(tmp_path, capsys):
     assert len(written) == 2 * (2 + 1)  # two classes by default
     capsys.readouterr()
 
-    assert main(["ingest", "synthetic", "--src", str(raw), "--dest", str(store_dir), "--frame-size", "32", *argv_sets]) == 0
+    assert main(["ingest", "synthetic", "--src", str(raw), "--store", str(store_dir), "--frame-size", "32", *argv_sets]) == 0
     out = capsys.readouterr().out
     collection = store.datasets_collection(str(store_dir), "synthetic")
     (version,) = store.list_versions(collection)
@@ -756,10 +756,19 @@ def test_cli_synth_ingest_and_list(tmp_path, capsys):
     assert len(mine) == 1 and version in mine[0]
     assert len(lines) == 2  # a header and the one data set
 
+    # The store's old flag (--dest, issue 13) still ingests, says its new name, and makes no new
+    # version of unchanged data; given beside --store it is refused.
+    assert main(["ingest", "synthetic", "--src", str(raw), "--dest", str(store_dir), "--frame-size", "32", *argv_sets]) == 0
+    captured = capsys.readouterr()
+    assert "--dest is now --store" in captured.err and "unchanged: existing version" in captured.out
+    assert store.list_versions(collection) == [version]
+    with pytest.raises(SystemExit, match="give the store once"):
+        main(["ingest", "synthetic", "--src", str(raw), "--dest", str(store_dir), "--store", str(store_dir)])
+
 
 def test_cli_ingest_missing_src_is_an_error_naming_it(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
-    code = main(["ingest", "generic", "--src", str(missing), "--dest", str(tmp_path / "store")])
+    code = main(["ingest", "generic", "--src", str(missing), "--store", str(tmp_path / "store")])
     assert code == 2
     assert str(missing) in capsys.readouterr().err
     assert (
