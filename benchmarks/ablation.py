@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 
 from lrprop.config import config_from_dict, config_to_dict, load_config
-from lrprop.data.parquet import ParquetVideos
-from lrprop.data.generator import action_spec
-from lrprop.evaluation.evaluate import evaluate_class
-from lrprop.ingest.synthetic import ensure_synthetic_dataset
 from lrprop.core.model import backbone_weights_bytes
+from lrprop.data.generator import action_spec
+from lrprop.data.parquet import ParquetVideos
+from lrprop.evaluation.evaluate import evaluate_class
 from lrprop.evaluation.report import mean_over_classes
+from lrprop.ingest.synthetic import ensure_synthetic_dataset
 from lrprop.training.train import pretrained_backbone, pretrains, train
 
 REPO = Path(__file__).resolve().parents[1]

@@ -31,12 +31,12 @@ REPO = Path(__file__).resolve().parents[1]
 def direct(config, store_uri: str) -> dict:
     """The pipeline's work with no Prefect and no Ray: the peer of this benchmark."""
     from lrprop import store
-    from lrprop.training.checkpoint import export_model
     from lrprop.config import config_to_dict
     from lrprop.data.parquet import ParquetVideos
-    from lrprop.pipeline.embeddings import publish_embeddings
     from lrprop.evaluation.evaluate import evaluate_models
     from lrprop.ingest.synthetic import ensure_synthetic_dataset
+    from lrprop.pipeline.embeddings import publish_embeddings
+    from lrprop.training.checkpoint import export_model
     from lrprop.training.train import train
 
     t0 = time.perf_counter()

@@ -11,6 +11,10 @@ import torch
 from tiny import tiny
 
 from lrprop import store
+from lrprop.config import ConfigError, config_from_dict, config_to_dict
+from lrprop.core.model import SmallCNNBackbone, backbone_weights_bytes
+from lrprop.data.parquet import ParquetVideos
+from lrprop.ingest.synthetic import ensure_synthetic_dataset
 from lrprop.pipeline.backbones import (
     WEIGHTS_FILE,
     backbones_collection,
@@ -24,10 +28,6 @@ from lrprop.pipeline.backbones import (
     weights_uri,
     with_pretrained_backbones,
 )
-from lrprop.config import ConfigError, config_from_dict, config_to_dict
-from lrprop.data.parquet import ParquetVideos
-from lrprop.ingest.synthetic import ensure_synthetic_dataset
-from lrprop.core.model import SmallCNNBackbone, backbone_weights_bytes
 from lrprop.store import ChecksumError
 from lrprop.training.train import build_model, train
 

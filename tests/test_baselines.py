@@ -12,10 +12,10 @@ import math
 import numpy as np
 import pytest
 
-from lrprop.core.baselines import default_progress_weight, metrics_gain, phase_progress_embeddings, time_stretch_embeddings
 from lrprop.config import EvalConfig
-from lrprop.evaluation.evaluate import REFERENCES, score_embeddings, score_with_references
+from lrprop.core.baselines import default_progress_weight, metrics_gain, phase_progress_embeddings, time_stretch_embeddings
 from lrprop.core.metrics import all_pairs_scores
+from lrprop.evaluation.evaluate import REFERENCES, score_embeddings, score_with_references
 from lrprop.evaluation.report import flatten_metrics, mean_over_classes
 
 CONFIG = EvalConfig(fractions=(0.5, 1.0), ap_ks=(1, 5), tau_stride=2, ap_stride=1)

@@ -242,7 +242,10 @@ def test_every_config_loads_starts_with_its_command_and_changes_every_key_it_nam
 
 def test_restated_keys_are_found_at_any_depth_and_changed_ones_are_not():
     defaults = config_to_dict(Config())
-    given = {"loss": {"alpha": defaults["loss"]["alpha"], "beta": 99.0}, "eval": {"fractions": list(defaults["eval"]["fractions"])}}
+    given = {
+        "loss": {"alpha": defaults["loss"]["alpha"], "beta": 99.0},
+        "eval": {"fractions": list(defaults["eval"]["fractions"])},
+    }
     assert _restated(given, defaults) == ["loss.alpha", "eval.fractions"]
 
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from lrprop.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
+from lrprop.data.generator import action_spec, synthetic_videos
 from lrprop.data.sampling import sample_view
 from lrprop.data.source import InMemoryVideos, Video, VideoSource
-from lrprop.data.generator import action_spec, synthetic_videos
 from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
 
 # ----------------------------------------------------------------------------- sample_view

@@ -11,7 +11,6 @@ import pytest
 from safetensors.torch import load_file
 
 from lrprop import store
-from lrprop.training.checkpoint import export_model
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
 from lrprop.pipeline.embeddings import (
@@ -23,6 +22,7 @@ from lrprop.pipeline.embeddings import (
     pull_embeddings,
     to_numpy,
 )
+from lrprop.training.checkpoint import export_model
 from lrprop.training.train import build_model
 
 CONFIG = config_from_dict(

@@ -17,11 +17,11 @@ import pytest
 import torch
 from tiny import tiny
 
-from lrprop.training.checkpoint import export_model
 from lrprop.cli import main
 from lrprop.config import EvalConfig, SyntheticConfig, config_from_dict, config_to_dict
 from lrprop.evaluation.evaluate import embed_video, load_trained_model, score_embeddings
 from lrprop.evaluation.report import mean_over_classes, render_report
+from lrprop.training.checkpoint import export_model
 from lrprop.training.train import build_model
 
 TINY = tiny()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from lrprop.config import load_config
-from lrprop.data.source import InMemoryVideos
 from lrprop.data.generator import synthetic_videos
+from lrprop.data.source import InMemoryVideos
 from lrprop.evaluation.evaluate import evaluate_class
 from lrprop.training.train import train
 

@@ -11,12 +11,12 @@ from scipy.special import log_softmax
 from tiny import tiny
 
 from lrprop.config import PretrainConfig, config_from_dict
-from lrprop.data.augment import eval_transform
-from lrprop.data.frame_augment import augment_frames
-from lrprop.data.source import InMemoryVideos
-from lrprop.data.generator import synthetic_videos
 from lrprop.core.losses import time_contrastive_loss
 from lrprop.core.model import FrameEncoder, SmallCNNBackbone
+from lrprop.data.augment import eval_transform
+from lrprop.data.frame_augment import augment_frames
+from lrprop.data.generator import synthetic_videos
+from lrprop.data.source import InMemoryVideos
 from lrprop.training.pretrain import draw_frame_pairs, pretrain_backbone
 
 
@@ -183,7 +183,6 @@ def test_train_skips_pretraining_when_weights_are_given(tmp_path, monkeypatch):
     from safetensors.torch import save_file
 
     import lrprop.training.train
-
     from lrprop.training.train import train
 
     weights = tmp_path / "w.safetensors"

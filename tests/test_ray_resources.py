@@ -15,13 +15,13 @@ import threading
 import time
 
 import pytest
-
-from lrprop.pipeline.backbones import list_backbones
-from lrprop.config import config_from_dict
-from lrprop.pipeline.distributed import WorkerStartTimeout, live_placement_groups, pretrain_classes, train_classes
-from lrprop.ingest.synthetic import ensure_synthetic_dataset
-from lrprop.pipeline.tune import _TrialPlacementGroups, tune_class
 from tiny import TINY_MODEL
+
+from lrprop.config import config_from_dict
+from lrprop.ingest.synthetic import ensure_synthetic_dataset
+from lrprop.pipeline.backbones import list_backbones
+from lrprop.pipeline.distributed import WorkerStartTimeout, live_placement_groups, pretrain_classes, train_classes
+from lrprop.pipeline.tune import _TrialPlacementGroups, tune_class
 
 pytestmark = pytest.mark.integration
 

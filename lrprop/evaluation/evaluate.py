@@ -26,13 +26,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from lrprop.config import Config, EvalConfig, config_from_dict
 from lrprop.core import metrics
 from lrprop.core.baselines import metrics_gain, phase_progress_embeddings, time_stretch_embeddings
-from lrprop.training.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
-from lrprop.config import Config, EvalConfig, config_from_dict
+from lrprop.core.model import FrameEncoder
 from lrprop.data.augment import eval_transform
 from lrprop.data.source import VideoSource
-from lrprop.core.model import FrameEncoder
+from lrprop.training.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
 from lrprop.training.train import build_model, resolve_device
 
 __all__ = [

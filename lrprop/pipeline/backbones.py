@@ -251,8 +251,8 @@ def pretrain_and_publish(
     Returns:
         {"action", "uri", "version", "steps", "final_loss", "wall_s"}.
     """
-    from lrprop.data.parquet import ParquetVideos
     from lrprop.core.model import backbone_weights_bytes
+    from lrprop.data.parquet import ParquetVideos
     from lrprop.training.train import pretrained_backbone, resolve_device
 
     config = config.for_class(action)

@@ -29,9 +29,9 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lrprop import store
-from lrprop.pipeline.backbones import with_pretrained_backbones
 from lrprop.config import config_from_dict, config_to_dict
 from lrprop.names import check_name
+from lrprop.pipeline.backbones import with_pretrained_backbones
 
 __all__ = ["evaluate_and_publish", "ingest_flow", "pretrain_flow", "retrain_and_evaluate", "train_flow", "tune_flow"]
 
@@ -135,9 +135,9 @@ def train_classes_task(config: dict, store_uri: str, dataset: str, version: str,
 @task(name="evaluate-and-publish", retry_condition_fn=_transient, **STORAGE_RETRIES)
 def evaluate_and_publish_task(store_uri: str, dataset: str, version: str, checkpoints: dict, run_name: str) -> dict:
     """Export each class's model, evaluate it, publish its embeddings; write the report to the store."""
+    from lrprop.evaluation.evaluate import evaluate_models
     from lrprop.pipeline.distributed import export_checkpoint
     from lrprop.pipeline.embeddings import publish_embeddings
-    from lrprop.evaluation.evaluate import evaluate_models
 
     dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
     published = {}

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrprop.config import PretrainConfig
-from lrprop.data.frame_augment import augment_frames
-from lrprop.data.source import VideoSource
 from lrprop.core.losses import time_contrastive_loss
 from lrprop.core.model import pooled_features
+from lrprop.data.frame_augment import augment_frames
+from lrprop.data.source import VideoSource
 
 __all__ = ["PretrainResult", "pretrain_backbone", "draw_frame_pairs"]
 
