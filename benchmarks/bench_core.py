@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from timing import timeit
 
-from lrprop.core import dtw
 from lrprop.config import load_config
-from lrprop.data.source import InMemoryVideos
+from lrprop.core import dtw
 from lrprop.data.generator import synthetic_videos
+from lrprop.data.source import InMemoryVideos
 from lrprop.data.views import EpochBatchSampler
-from lrprop.training.train import build_loss, build_model, make_loader
+from lrprop.training.train import build_loss, build_model, make_loader, train_step
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,17 +73,17 @@ def train_step_rows(repeats: int) -> list[tuple]:
     batch = next(iter(make_loader(config, source, sampler, pin_memory=False)))
     model = build_model(config).train()
     loss_fn = build_loss(config.loss)
-    optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    B, V, T = batch["mask"].shape
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-4)
+    frames, mask, timestamps = batch["frames"], batch["mask"], batch["timestamps"]
 
     def step(with_loss: bool):
-        z, h = model(batch["frames"].flatten(0, 1), batch["mask"].flatten(0, 1))
-        if with_loss:
-            total = loss_fn(z.view(B, V, T, -1), h.view(B, V, T, -1), batch["mask"], batch["timestamps"])["total"]
-        else:
-            total = z.sum() + h.sum()
+        if with_loss:  # the training loop's own step (lrprop.training.train.train_step)
+            train_step(model, loss_fn, optimizer, params, frames, mask, timestamps, grad_clip=config.optim.grad_clip)
+            return
+        z, h = model(frames.flatten(0, 1), mask.flatten(0, 1))
         optimizer.zero_grad()
-        total.backward()
+        (z.sum() + h.sum()).backward()
         optimizer.step()
 
     return [

@@ -32,15 +32,15 @@ from dataclasses import replace
 import torch
 
 from lrprop.config import SyntheticConfig, load_config
+from lrprop.data.generator import synthetic_videos
 from lrprop.data.parquet import ParquetVideos
 from lrprop.data.source import InMemoryVideos
-from lrprop.data.generator import synthetic_videos
 from lrprop.data.views import EpochBatchSampler
 from lrprop.ingest.generic import read_generic
 from lrprop.ingest.synthetic import write_synthetic
 from lrprop.ingest.writer import ingest
 from lrprop.training.pretrain import pretrain_backbone
-from lrprop.training.train import batch_frames, build_loss, build_model, make_loader, resolve_device, view_transform
+from lrprop.training.train import batch_frames, build_loss, build_model, make_loader, resolve_device, train_step, view_transform
 
 
 def _sync(device: torch.device) -> None:
@@ -103,15 +103,10 @@ def main() -> None:
     def step(batch) -> int:
         frames = batch_frames(batch, config, device, transform)  # (B, V, T, 3, S, S)
         mask, timestamps = batch["mask"].to(device), batch["timestamps"].to(device)
-        B, V, T = mask.shape
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            z, h = model(frames.flatten(0, 1), mask.flatten(0, 1))
-        total = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip)
-        optimizer.step()
-        return B * V * T
+        train_step(
+            model, loss_fn, optimizer, params, frames, mask, timestamps, grad_clip=config.optim.grad_clip, use_bf16=use_bf16
+        )
+        return mask.numel()
 
     stream = batches()
 

@@ -11,11 +11,11 @@ import torch
 from safetensors.torch import save_file
 from tiny import tiny
 
-from lrprop.training.checkpoint import latest_checkpoint
 from lrprop.config import ConfigError, config_from_dict
-from lrprop.data.source import InMemoryVideos
-from lrprop.data.generator import synthetic_videos
 from lrprop.core.model import SmallCNNBackbone
+from lrprop.data.generator import synthetic_videos
+from lrprop.data.source import InMemoryVideos
+from lrprop.training.checkpoint import latest_checkpoint
 from lrprop.training.train import build_model, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -168,3 +168,66 @@ def test_data_parallel_ranks_split_each_epoch_and_only_rank_0_writes(tmp_path, v
         seen[rank] = reports
     assert seen[0][0] is not None and seen[1] == [None]
     assert not (tmp_path / "rank1").exists()
+
+
+def test_train_step_is_one_adam_step_on_the_loss_of_the_batch(videos):
+    """The public step against the sequence its docstring states, written out here on a copy of
+    the model: forward, loss, backward, clipping, Adam, bit for bit on the CPU."""
+    import copy
+
+    from lrprop.data.views import EpochBatchSampler
+    from lrprop.training.train import build_loss, make_loader, train_step
+
+    config = _config()
+    batch = next(iter(make_loader(config, videos, EpochBatchSampler(len(videos), 2, seed=0), pin_memory=False)))
+    frames, mask, stamps = batch["frames"], batch["mask"], batch["timestamps"]
+    torch.manual_seed(0)
+    model = build_model(config).train()
+    twin = copy.deepcopy(model)
+    loss_fn = build_loss(config.loss)
+
+    def parts(m):
+        params = [p for p in m.parameters() if p.requires_grad]
+        return params, torch.optim.Adam(params, lr=1e-3)
+
+    params, optimizer = parts(model)
+    torch.manual_seed(1)  # dropout draws
+    terms = train_step(model, loss_fn, optimizer, params, frames, mask, stamps, grad_clip=config.optim.grad_clip)
+
+    twin_params, twin_optimizer = parts(twin)
+    torch.manual_seed(1)
+    B, V, T = mask.shape
+    z, h = twin(frames.flatten(0, 1), mask.flatten(0, 1))
+    total = loss_fn(z.view(B, V, T, -1), h.view(B, V, T, -1), mask, stamps)["total"]
+    total.backward()
+    torch.nn.utils.clip_grad_norm_(twin_params, config.optim.grad_clip)
+    twin_optimizer.step()
+
+    torch.testing.assert_close(terms["total"].detach(), total.detach(), rtol=0, atol=0)
+    for (name, a), b in zip(model.state_dict().items(), twin.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0, msg=name)
+
+
+def test_a_non_finite_loss_stops_the_run_naming_the_step_videos_and_last_checkpoint(tmp_path, videos, monkeypatch):
+    import lrprop.training.train as training
+
+    real = training.build_loss
+
+    def poisoned(loss_config):
+        loss = real(loss_config)
+        calls = []
+
+        def forward(*args):
+            terms = loss(*args)
+            calls.append(1)
+            return {**terms, "total": terms["total"] * float("nan")} if len(calls) == 8 else terms
+
+        return forward
+
+    monkeypatch.setattr(training, "build_loss", poisoned)
+    config = _config(optim={"epochs": 3}, train={"checkpoint_epochs": 1})  # 6 steps per epoch
+    with pytest.raises(
+        FloatingPointError, match=r"^loss is nan at step 7 \(epoch 1, videos \[\d+, \d+\]\); the last checkpoint is .*step_0+6$"
+    ):
+        train(config, videos, checkpoint_dir=tmp_path)
+    assert [p.name for p in sorted(tmp_path.iterdir())][-1].endswith("00000006")  # nothing written after

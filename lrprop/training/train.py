@@ -25,17 +25,18 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
-from lrprop.training.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from lrprop.config import ACTION_PLACEHOLDER, Config, ConfigError, LossConfig, config_to_dict
+from lrprop.core.losses import LRPropLoss
+from lrprop.core.model import FrameEncoder, build_backbone, load_backbone_weights
 from lrprop.data.augment import eval_transform, train_transform
 from lrprop.data.source import VideoSource
 from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
-from lrprop.core.losses import LRPropLoss
-from lrprop.core.model import FrameEncoder, build_backbone, load_backbone_weights
+from lrprop.training.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
 from lrprop.training.pretrain import PretrainResult, pretrain_backbone
 
 __all__ = [
     "train",
+    "train_step",
     "TrainResult",
     "pretrained_backbone",
     "pretrains",
@@ -262,6 +263,141 @@ def _apply_thread_budget() -> None:
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))
 
 
+def train_step(
+    net: torch.nn.Module,
+    loss_fn: LRPropLoss,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.nn.Parameter],
+    frames: torch.Tensor,
+    mask: torch.Tensor,
+    timestamps: torch.Tensor,
+    *,
+    grad_clip: float,
+    use_bf16: bool = False,
+    path_on_features: bool = False,
+) -> dict[str, torch.Tensor]:
+    """One optimisation step of LRProp on one batch of views (the scheduler is the caller's).
+
+    Forward under bf16 autocast when ``use_bf16``, the loss in float32, backward, the gradient
+    norm of ``params`` clipped at ``grad_clip``, ``optimizer.step()``.
+
+    Args:
+        net: the encoder (or its DistributedDataParallel wrapper), in train mode.
+        frames: (B, V, T, 3, S, S) float views on the model's device (:func:`batch_frames`).
+        mask: (B, V, T) bool, True on valid frames.
+        timestamps: (B, V, T) original frame indices.
+        path_on_features: find L_prop's DTW path on the backbone's features (``loss.prop_path``).
+
+    Returns:
+        the loss terms of :class:`lrprop.core.losses.LRPropLoss` ("total" and each term).
+
+    Raises:
+        FloatingPointError: non-finite embeddings, loss or gradient norm, before the
+            optimizer has changed anything (the message says which).
+    """
+    B, V, T = mask.shape
+    with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        # (B·V, T, E), (B·V, T, P), and the backbone's features (B·V, T, F) when L_prop's path needs them
+        z, h, *feats = net(frames.flatten(0, 1), mask.flatten(0, 1), with_features=path_on_features)
+    if not (torch.isfinite(z).all() and torch.isfinite(h).all()):
+        raise FloatingPointError("non-finite embeddings")
+    path = feats[0].detach().float().view(B, V, T, -1) if path_on_features else None
+    terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps, path)
+    total = terms["total"]
+    if not torch.isfinite(total):
+        raise FloatingPointError(f"loss is {total.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    try:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip, error_if_nonfinite=True)
+    except RuntimeError:
+        raise FloatingPointError("non-finite gradient norm") from None
+    optimizer.step()
+    return terms
+
+
+@dataclass
+class _Progress:
+    """Where a run stands: what a checkpoint saves and a resume restores."""
+
+    step: int = 0
+    epoch: int = 0
+    position: int = 0  # batches of ``epoch`` done
+    history: list[dict] = field(default_factory=list)  # the metrics of every whole epoch
+    sums: dict[str, float] = field(default_factory=dict)  # loss sums of the epoch in progress
+    batches: int = 0  # batches in ``sums``
+    checkpoint: Path | None = None  # the last written, or the one resumed from
+
+    def start_epoch(self, epoch: int) -> None:
+        """Begin ``epoch``; an epoch a resume lands in keeps its position and loss sums."""
+        if epoch != self.epoch:
+            self.epoch, self.position, self.sums, self.batches = epoch, 0, {}, 0
+
+    def add(self, terms: dict[str, torch.Tensor]) -> None:
+        self.step += 1
+        self.position += 1
+        self.batches += 1
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + float(value.detach())
+
+    def extra(self, num_videos: int) -> dict:
+        return {"history": self.history, "epoch_sums": self.sums, "epoch_batches": self.batches, "num_videos": num_videos}
+
+
+def _restore(
+    candidates: list[Path], explicit: bool, parts: dict, config_dict: dict, num_videos: int, steps_per_epoch: int
+) -> _Progress:
+    """The progress of the first of ``candidates`` that loads into ``parts`` (model, optimizer,
+    scheduler), or a fresh start. An unreadable candidate is skipped with a warning unless it was
+    named ``explicit``-ly (``resume_from``), which then raises."""
+    for candidate in candidates:
+        try:
+            state = load_checkpoint(candidate, **parts)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+            if explicit:
+                raise
+            log.warning("skipping unreadable checkpoint %s: %s", candidate, exc)
+            continue
+        extra = state["extra"]
+        check_resumable(state["config"], config_dict, extra.get("num_videos"), num_videos, str(candidate))
+        progress = _Progress(
+            step=state["step"],
+            epoch=state["epoch"],
+            position=state["batch_in_epoch"],
+            history=extra.get("history", []),
+            sums=extra.get("epoch_sums", {}),
+            batches=extra.get("epoch_batches", 0),
+            checkpoint=candidate,
+        )
+        if progress.position >= steps_per_epoch:  # saved at an epoch's end: start the next
+            progress.epoch, progress.position, progress.sums, progress.batches = progress.epoch + 1, 0, {}, 0
+        log.info("resumed from %s at step %d (epoch %d, batch %d)", candidate, progress.step, progress.epoch, progress.position)
+        return progress
+    return _Progress()
+
+
+def _close_epoch(
+    progress: _Progress,
+    lr: float,
+    whole: bool,
+    validate: Callable[[FrameEncoder], dict] | None,
+    model: FrameEncoder,
+    net: torch.nn.Module,
+) -> dict:
+    """The epoch's metrics: its mean loss terms, and ``validate``'s numbers (prefixed ``val_``)
+    when given, computed in eval mode without gradients; a whole epoch's enter the history."""
+    metrics = {"epoch": progress.epoch, "step": progress.step, "lr": lr}
+    metrics.update({f"loss_{k}": v / max(1, progress.batches) for k, v in progress.sums.items()})
+    if validate is not None:
+        model.eval()
+        with torch.no_grad():
+            metrics.update({f"val_{k}": float(v) for k, v in validate(model).items()})
+        net.train()
+    if whole:  # only whole epochs enter the history
+        progress.history.append(metrics)
+    return metrics
+
+
 def train(
     config: Config,
     source: VideoSource,
@@ -323,133 +459,80 @@ def train(
     total_steps = config.optim.epochs * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, total_steps), eta_min=0.0)
     config_dict = config_to_dict(config)
-    is_writer = world_rank == 0
 
-    step, start_epoch, start_batch = 0, 0, 0
-    history: list[dict] = []
-    sums: dict[str, float] = {}  # loss sums of the epoch in progress, carried across a resume
-    batches = 0
     candidates = [Path(resume_from)] if resume_from is not None else list_checkpoints(checkpoint_dir)
-    resumed_from = None
-    for candidate in candidates:
-        try:
-            state = load_checkpoint(candidate, model=model, optimizer=optimizer, scheduler=scheduler)
-        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
-            if resume_from is not None:
-                raise
-            log.warning("skipping unreadable checkpoint %s: %s", candidate, exc)
-            continue
-        extra = state["extra"]
-        check_resumable(state["config"], config_dict, extra.get("num_videos"), len(source), str(candidate))
-        step, start_epoch, start_batch = state["step"], state["epoch"], state["batch_in_epoch"]
-        history = extra.get("history", [])
-        sums, batches = extra.get("epoch_sums", {}), extra.get("epoch_batches", 0)
-        if start_batch >= steps_per_epoch:
-            start_epoch, start_batch, sums, batches = start_epoch + 1, 0, {}, 0
-        resumed_from = candidate
-        log.info("resumed from %s at step %d (epoch %d, batch %d)", candidate, step, start_epoch, start_batch)
-        break
-
-    if resumed_from is None and pretraining:
+    parts = {"model": model, "optimizer": optimizer, "scheduler": scheduler}
+    progress = _restore(candidates, resume_from is not None, parts, config_dict, len(source), steps_per_epoch)
+    if progress.checkpoint is None and pretraining:
         # A resumed run's checkpoint holds the pretrained (and since trained) backbone already.
         _pretrain(config, model.backbone, source, device)
     if freeze:
         model.freeze_backbone()
 
-    use_bf16 = device.type == "cuda" and config.optim.bf16
-    loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
-    transform = view_transform(config)  # for batch_frames, when the views are augmented on the device
-    max_steps = config.optim.max_steps if config.optim.max_steps is not None else total_steps
-    result = TrainResult(model=model, history=history, step=step, checkpoint=resumed_from)
-    net = wrap_model(model) if wrap_model is not None else model
-
-    def checkpoint(epoch: int, position: int) -> Path | None:
-        if not is_writer:
+    def checkpoint() -> Path | None:
+        if world_rank != 0:
             return None
-        path = save_checkpoint(
+        progress.checkpoint = save_checkpoint(
             checkpoint_dir,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            step=step,
-            epoch=epoch,
-            batch_in_epoch=position,
+            **parts,
+            step=progress.step,
+            epoch=progress.epoch,
+            batch_in_epoch=progress.position,
             config=config_dict,
-            extra={"history": history, "epoch_sums": sums, "epoch_batches": batches, "num_videos": len(source)},
+            extra=progress.extra(len(source)),
             cuda_rng=device.type == "cuda",
         )
         prune_checkpoints(checkpoint_dir, config.train.keep_checkpoints)
-        result.checkpoint = path
-        return path
+        return progress.checkpoint
 
-    def fail(what: str, epoch: int, batch: dict) -> FloatingPointError:
-        return FloatingPointError(
-            f"{what} at step {step} (epoch {epoch}, videos {batch['index'].tolist()}); the last checkpoint is {result.checkpoint}"
-        )
-
-    path_on_features = config.loss.prop_path == "features" and "prop" in config.loss.terms
+    step_args = {
+        "grad_clip": config.optim.grad_clip,
+        "use_bf16": device.type == "cuda" and config.optim.bf16,
+        "path_on_features": config.loss.prop_path == "features" and "prop" in config.loss.terms,
+    }
+    loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
+    transform = view_transform(config)  # for batch_frames, when the views are augmented on the device
+    max_steps = config.optim.max_steps if config.optim.max_steps is not None else total_steps
+    first_step = progress.step
+    net = wrap_model(model) if wrap_model is not None else model
     net.train()
     started = time.perf_counter()
-    for epoch in range(start_epoch, config.optim.epochs):
-        if step >= max_steps:
+    for epoch in range(progress.epoch, config.optim.epochs):
+        if progress.step >= max_steps:
             break
-        position = start_batch if epoch == start_epoch else 0
-        if epoch != start_epoch:
-            sums, batches = {}, 0
-        sampler.set_position(epoch, position)
+        progress.start_epoch(epoch)
+        sampler.set_position(epoch, progress.position)
         for batch in loader:
             frames = batch_frames(batch, config, device, transform)  # (B, V, T, 3, S, S)
-            mask = batch["mask"].to(device)  # (B, V, T)
-            timestamps = batch["timestamps"].to(device)
-            B, V, T = mask.shape
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-                # (B·V, T, E), (B·V, T, P), and the backbone's features (B·V, T, F) when L_prop's path needs them
-                z, h, *feats = net(frames.flatten(0, 1), mask.flatten(0, 1), with_features=path_on_features)
-            if not (torch.isfinite(z).all() and torch.isfinite(h).all()):
-                raise fail("non-finite embeddings", epoch, batch)
-            path = feats[0].detach().float().view(B, V, T, -1) if path_on_features else None
-            terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps, path)
-            total = terms["total"]
-            if not torch.isfinite(total):
-                raise fail(f"loss is {total.item()}", epoch, batch)
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
             try:
-                torch.nn.utils.clip_grad_norm_(params, config.optim.grad_clip, error_if_nonfinite=True)
-            except RuntimeError:
-                raise fail("non-finite gradient norm", epoch, batch) from None
-            optimizer.step()
+                terms = train_step(
+                    net, loss_fn, optimizer, params, frames, batch["mask"].to(device), batch["timestamps"].to(device), **step_args
+                )
+            except FloatingPointError as exc:
+                raise FloatingPointError(
+                    f"{exc} at step {progress.step} (epoch {epoch}, videos {batch['index'].tolist()}); "
+                    f"the last checkpoint is {progress.checkpoint}"
+                ) from None
             scheduler.step()
-            step += 1
-            position += 1
-            batches += 1
-            for name, value in terms.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
-            if config.train.log_every and step % config.train.log_every == 0:
-                rate = (step - result.step) / max(1e-9, time.perf_counter() - started)
-                lr = scheduler.get_last_lr()[0]
+            progress.add(terms)
+            if config.train.log_every and progress.step % config.train.log_every == 0:
+                rate = (progress.step - first_step) / max(1e-9, time.perf_counter() - started)
                 values = " ".join(f"{k} {v.item():.4f}" for k, v in terms.items())
-                log.info("step %d epoch %d %s lr %.3g (%.2f steps/s)", step, epoch, values, lr, rate)
-            if step >= max_steps:
+                lr = scheduler.get_last_lr()[0]
+                log.info("step %d epoch %d %s lr %.3g (%.2f steps/s)", progress.step, epoch, values, lr, rate)
+            if progress.step >= max_steps:
                 break
             # Mid-epoch checkpoints only; the end of an epoch (or run) is saved below with its
             # metrics in the history.
-            if config.train.checkpoint_every and step % config.train.checkpoint_every == 0 and position < steps_per_epoch:
-                checkpoint(epoch, position)
-        metrics = {"epoch": epoch, "step": step, "lr": scheduler.get_last_lr()[0]}
-        metrics.update({f"loss_{k}": v / max(1, batches) for k, v in sums.items()})
-        whole = position >= steps_per_epoch
-        last = epoch + 1 == config.optim.epochs or step >= max_steps
-        if validate is not None and whole and ((epoch + 1) % max(1, validate_every) == 0 or last):
-            model.eval()
-            with torch.no_grad():
-                metrics.update({f"val_{k}": float(v) for k, v in validate(model).items()})
-            net.train()
-        if whole:  # only whole epochs enter the history
-            history.append(metrics)
-        saved = checkpoint(epoch, position) if last or (epoch + 1) % config.train.checkpoint_epochs == 0 else None
+            every = config.train.checkpoint_every
+            if every and progress.step % every == 0 and progress.position < steps_per_epoch:
+                checkpoint()
+        whole = progress.position >= steps_per_epoch
+        last = epoch + 1 == config.optim.epochs or progress.step >= max_steps
+        validating = validate is not None and whole and ((epoch + 1) % max(1, validate_every) == 0 or last)
+        metrics = _close_epoch(progress, scheduler.get_last_lr()[0], whole, validate if validating else None, model, net)
+        saved = checkpoint() if last or (epoch + 1) % config.train.checkpoint_epochs == 0 else None
         if report is not None:
             report(metrics, saved)  # the checkpoint of this epoch's end, if one was written
-    result.step = step
     model.eval()
-    return result
+    return TrainResult(model=model, history=progress.history, checkpoint=progress.checkpoint, step=progress.step)
