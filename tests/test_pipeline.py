@@ -14,15 +14,14 @@ import re
 import time
 
 import pytest
-from tiny import TINY_MODEL
-
 import torch
 from safetensors.torch import load
+from tiny import TINY_MODEL
 
 from lrprop import store
-from lrprop.pipeline.backbones import list_backbones, read_backbone
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
+from lrprop.pipeline.backbones import list_backbones, read_backbone
 from lrprop.pipeline.distributed import live_placement_groups, train_classes
 from lrprop.pipeline.embeddings import list_embeddings, load_published_model, pull_embeddings
 
@@ -114,14 +113,21 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
 
     # The same run name resumes: the run's backbones are reused (pretraining anew would name
     # other weights, which its checkpoints refuse), and the finished classes train no further.
+    # A fresh retrain would reach the same step and weights (training is deterministic), so each
+    # class's last checkpoint gets a mark in its history that only a run reading it carries on.
+    for action, info in runs.items():
+        state_uri = store.join(info["checkpoint"], "state.json")
+        state = json.loads(store.read_bytes(state_uri))
+        state["extra"]["history"][0]["resume_mark"] = f"read back {action}"
+        store.write_bytes(state_uri, json.dumps(state).encode())
     resumed = retrain_and_evaluate(_config(), root, "t1")
     assert resumed["backbones"] == backbones
     assert {(b["action"], b["n_versions"]) for b in list_backbones(root)} == {("reach", 1), ("swing", 1)}
-    assert {a: r["checkpoint"] for a, r in resumed["checkpoints"].items()} != {}
-    steps = [
-        json.loads(store.read_bytes(store.join(r["checkpoint"], "state.json")))["step"] for r in resumed["checkpoints"].values()
-    ]
-    assert steps == [4, 4]  # 4 videos / 2 per step × 2 epochs, unchanged
+    assert sorted(resumed["checkpoints"]) == ["reach", "swing"]
+    for action, info in resumed["checkpoints"].items():
+        state = json.loads(store.read_bytes(store.join(info["checkpoint"], "state.json")))
+        assert state["step"] == 4  # 4 videos / 2 per step × 2 epochs, unchanged
+        assert state["extra"]["history"][0].get("resume_mark") == f"read back {action}", action
 
 
 def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_ray, prefect_harness):
