@@ -206,6 +206,23 @@ def latest_version(collection: str, **storage_options) -> str | None:
     return versions[-1] if versions else None
 
 
+def registry_manifest(fmt: int, version: str, dataset: str, action: str, dataset_manifest: dict) -> dict:
+    """The fields a registry version's manifest (backbones, embeddings) opens with: its format,
+    version, time and tool, and the class and data-set version it was made from."""
+    from lrprop import __version__
+
+    return {
+        "format": fmt,
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "tool_version": __version__,
+        "dataset": dataset,
+        "action": action,
+        "dataset_version": dataset_manifest.get("version"),
+        "dataset_content_hash": dataset_manifest.get("content_hash"),
+    }
+
+
 def read_manifest(collection: str, version: str | None = None, **storage_options) -> dict:
     """The manifest of ``version`` (default: the latest complete one) of ``collection``."""
     if version is None:

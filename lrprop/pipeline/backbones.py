@@ -26,9 +26,8 @@ from __future__ import annotations
 import posixpath
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 
-from lrprop import __version__, store
+from lrprop import store
 from lrprop.config import Config, config_to_dict
 from lrprop.names import check_name
 
@@ -124,14 +123,7 @@ def publish_backbone(
         raise FileExistsError(f"{root} is already published")
     files = [store.write_entry(root, WEIGHTS_FILE, weights, **opts)]
     manifest = {
-        "format": MANIFEST_FORMAT,
-        "version": version,
-        "created_at": datetime.now(UTC).isoformat(),
-        "tool_version": __version__,
-        "dataset": dataset,
-        "action": action,
-        "dataset_version": dataset_manifest.get("version"),
-        "dataset_content_hash": dataset_manifest.get("content_hash"),
+        **store.registry_manifest(MANIFEST_FORMAT, version, dataset, action, dataset_manifest),
         "settings": pretraining_settings(config),
         "device": device,
         "steps": len(losses),

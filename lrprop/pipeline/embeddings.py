@@ -21,14 +21,13 @@ from __future__ import annotations
 import io
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lrprop import __version__, store
+from lrprop import store
 from lrprop.store import ChecksumError
 
 __all__ = [
@@ -140,14 +139,7 @@ def publish_embeddings(
         data = (model_dir / name).read_bytes()
         files.append(store.write_entry(root, f"model/{name}", data, **opts))
     manifest = {
-        "format": MANIFEST_FORMAT,
-        "version": version,
-        "created_at": datetime.now(UTC).isoformat(),
-        "tool_version": __version__,
-        "dataset": dataset,
-        "action": action,
-        "dataset_version": dataset_manifest.get("version"),
-        "dataset_content_hash": dataset_manifest.get("content_hash"),
+        **store.registry_manifest(MANIFEST_FORMAT, version, dataset, action, dataset_manifest),
         "model": {
             "config": json.loads((model_dir / "config.json").read_text()),
             "meta": json.loads((model_dir / "meta.json").read_text()),
