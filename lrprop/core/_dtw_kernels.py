@@ -117,9 +117,8 @@ def _soft_dtw_pair(cost, n, m, gamma, want_grad, E):
     nd = n + m - 1  # anti-diagonals d = i + j; diagonal d holds rows max(0, d-m+1) .. min(n-1, d)
     # R in rolling anti-diagonals indexed by row + 1 (index 0 is the boundary row -1, +inf). The
     # cells of one diagonal do not depend on each other, so each step below is a loop over a
-    # diagonal that the compiler vectorises, the exp and log included (at B=2, T=240: 0.80 ms
-    # against 1.12 ms calling glibc's, which was 2.5× faster than a row-by-row walk; see
-    # docs/benchmarks.md).
+    # diagonal that the compiler vectorises, the exp and log included: faster than calling
+    # glibc's, which was faster than a row-by-row walk (docs/benchmarks.md has the figures).
     r2 = np.full(n + 1, _INF)  # diagonal d - 2
     r1 = np.full(n + 1, _INF)  # diagonal d - 1
     r0 = np.full(n + 1, _INF)  # diagonal d

@@ -78,7 +78,8 @@ def argmin_blocks(d, starts, step):
 
     Block p is ``d[::step, starts[p]:starts[p + 1]:step]``: the distances from the frames of one
     video to those of video p, both at ``step``. Reading the strides here, instead of slicing
-    them out first, saves a copy whose column-major layout made this pass 10× slower.
+    them out first, saves a copy whose column-major layout made this pass several times slower
+(docs/benchmarks.md, "All-pairs evaluation of one class").
 
     Args:
         d: (R, C) float64.
