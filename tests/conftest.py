@@ -1,6 +1,7 @@
-"""Shared fixtures of the integration tests: an S3 server on loopback, a local Ray, Prefect.
+"""Shared fixtures: a fresh root in fsspec's memory filesystem; and, for the integration tests,
+an S3 server on loopback, a local Ray, Prefect.
 
-All three are session-wide and started only by tests that ask for them (the integration ones):
+The integration three are session-wide and started only by tests that ask for them:
 moto's S3 server as a separate process (an in-process one can deadlock against native clients
 that hold the GIL), a Ray of 2 CPUs started after the S3 variables are set so its workers
 inherit them, and one Prefect test harness (a temporary server and database).
@@ -17,6 +18,19 @@ import urllib.request
 import uuid
 
 import pytest
+
+
+@pytest.fixture
+def memory_root():
+    """A fresh root in fsspec's process-wide memory filesystem, emptied afterwards."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs[:] = [""]
+    yield f"memory://lrprop-test-{uuid.uuid4().hex}"
+    fs.store.clear()
+    fs.pseudo_dirs[:] = [""]
 
 
 def _free_port() -> int:

@@ -24,17 +24,12 @@ from lrprop.evaluation.report import mean_over_classes, render_report
 from lrprop.training.checkpoint import export_model
 from lrprop.training.train import build_model
 
-TINY = tiny()
-
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
 
 def _config(**sections):
-    merged = {k: dict(v) for k, v in TINY.items()}
-    for key, value in sections.items():
-        merged.setdefault(key, {}).update(value)
-    return config_from_dict(merged)
+    return config_from_dict(tiny(**sections))
 
 
 def _model(seed: int = 0):
@@ -509,10 +504,8 @@ def test_cli_evaluates_one_model(tiny_run, tmp_path):
     _check_metrics(summary, [action], tiny_run["config"])
     assert (out / "report.html").read_text().count("<img") == 1 + 3
     # Two metrics recomputed end to end: the model's forward on the stored validation frames
-    # (one pass, default positions), then scipy's Kendall's tau and tslearn's DTW.
-    from scipy.spatial.distance import cdist
-    from scipy.stats import kendalltau
-    from tslearn.metrics import dtw_path_from_metric
+    # (one pass, default positions), then scipy's Kendall's tau and tslearn's DTW (tests/oracles.py).
+    from oracles import dtw_accuracy_oracle, kendalls_tau_oracle
 
     from lrprop.data.parquet import ParquetVideos
 
@@ -524,34 +517,15 @@ def test_cli_evaluates_one_model(tiny_run, tmp_path):
         frames = val.read_frames(i, np.arange(val.num_frames(i)))
         embs.append(_forward(model, frames, None)[keep])
         labels.append(np.asarray(val.labels(i))[keep])
-    s = config.eval.tau_stride
-    taus = []
-    for i in range(len(embs)):
-        for j in range(len(embs)):
-            if i != j:
-                nn = cdist(embs[i][::s], embs[j][::s], "sqeuclidean").argmin(1)
-                taus.append(kendalltau(np.arange(len(nn)), nn).statistic)
-    taus = np.array(taus)
-    assert summary["per_class"][action]["kendalls_tau"] == pytest.approx(float(np.mean(taus[~np.isnan(taus)])), abs=1e-4)
-    accuracies = []
-    for a in range(len(embs)):
-        for b in range(a + 1, len(embs)):
-            path, _ = dtw_path_from_metric(cdist(embs[a], embs[b], "sqeuclidean"), metric="precomputed")
-            path = np.asarray(path)
-            accuracies.append(np.mean(labels[a][path[:, 0]] == labels[b][path[:, 1]]))
-    assert summary["per_class"][action]["dtw_accuracy"] == pytest.approx(float(np.mean(accuracies)), abs=1e-4)
+    scores = summary["per_class"][action]
+    assert scores["kendalls_tau"] == pytest.approx(kendalls_tau_oracle(embs, config.eval.tau_stride), abs=1e-4)
+    assert scores["dtw_accuracy"] == pytest.approx(dtw_accuracy_oracle(embs, labels), abs=1e-4)
     # The baseline's DTW accuracy from its definition: frame i of a video of L frames at i / L,
     # L counting every frame, then the unlabelled frames dropped.
     stretch = [
         (np.arange(val.num_frames(i)) / val.num_frames(i))[np.asarray(val.labels(i)) >= 0, None] for i in range(len(val))
     ]
-    base = []
-    for a in range(len(stretch)):
-        for b in range(a + 1, len(stretch)):
-            path, _ = dtw_path_from_metric(cdist(stretch[a], stretch[b], "sqeuclidean"), metric="precomputed")
-            path = np.asarray(path)
-            base.append(np.mean(labels[a][path[:, 0]] == labels[b][path[:, 1]]))
-    assert summary["per_class"][action]["baseline"]["dtw_accuracy"] == pytest.approx(float(np.mean(base)), abs=1e-9)
+    assert scores["baseline"]["dtw_accuracy"] == pytest.approx(dtw_accuracy_oracle(stretch, labels), abs=1e-9)
 
 
 def test_cli_evaluate_on_a_run_without_models_is_an_error(tmp_path, capsys):

@@ -15,10 +15,8 @@ import json
 import math
 import re
 import shutil
-import uuid
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pyarrow.dataset as pds
 import pytest
@@ -106,16 +104,6 @@ def _rows(store_uri, dataset: str, version: str) -> dict[tuple[str, str, str], t
 
 def _all_frames(source: ParquetVideos, index: int) -> np.ndarray:
     return source.read_frames(index, np.arange(source.num_frames(index)))
-
-
-@pytest.fixture
-def memory_root():
-    fs = fsspec.filesystem("memory")
-    fs.store.clear()
-    fs.pseudo_dirs[:] = [""]
-    yield f"memory://lrprop-ingest-{uuid.uuid4().hex}"
-    fs.store.clear()
-    fs.pseudo_dirs[:] = [""]
 
 
 # ----------------------------------------------------------------------------- synthetic round trip

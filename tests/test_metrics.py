@@ -12,12 +12,12 @@ import warnings
 
 import numpy as np
 import pytest
+from oracles import dtw_accuracy_oracle, kendalls_tau_oracle
 from scipy.spatial.distance import cdist
 from scipy.stats import kendalltau
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.metrics import r2_score
 from sklearn.svm import SVC
-from tslearn.metrics import dtw_path_from_metric
 
 from lrprop.core._metric_kernels import argmin_blocks, offer_to_column_lists, smallest_k_rows
 from lrprop.core.metrics import (
@@ -131,28 +131,13 @@ def test_kendalls_tau_is_minus_one_against_the_reversed_video(stride):
     assert kendalls_tau([v, v[::-1]], stride=stride) == pytest.approx(-1.0, abs=1e-12)
 
 
-def _kendalls_tau_oracle(embs, stride):
-    taus = []
-    for i, a in enumerate(embs):
-        for j, b in enumerate(embs):
-            if i == j:
-                continue
-            q, c = a[::stride], b[::stride]
-            nn = np.argmin(cdist(q, c, "sqeuclidean"), axis=1)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # scipy warns on constant / 1-element inputs
-                taus.append(kendalltau(np.arange(len(nn)), nn).statistic)
-    taus = np.asarray(taus, dtype=np.float64)
-    return float(np.mean(taus[~np.isnan(taus)]))
-
-
 @pytest.mark.parametrize("stride", [1, 2, 5])
 def test_kendalls_tau_equals_a_direct_scipy_loop_over_ordered_pairs(stride):
     embs, _ = _phase_videos(7, 6, noise=0.8)
     # One video shorter than the stride: as a query it has one frame (tau NaN, dropped), as a
     # gallery one candidate (constant neighbours, NaN, dropped).
     embs.append(np.random.default_rng(1).normal(size=(max(1, stride - 1), embs[0].shape[1])))
-    expected = _kendalls_tau_oracle(embs, stride)
+    expected = kendalls_tau_oracle(embs, stride)
     assert -1.0 < expected < 1.0
     assert kendalls_tau(embs, stride=stride) == pytest.approx(expected, abs=1e-12)
 
@@ -167,7 +152,7 @@ def test_kendalls_tau_is_not_symmetric_in_a_pair_and_counts_both_orders():
             nn = np.argmin(cdist(embs[i], embs[j], "sqeuclidean"), axis=1)
             one_direction.append(kendalltau(np.arange(len(nn)), nn).statistic)
     got = kendalls_tau(embs, stride=1)
-    assert got == pytest.approx(_kendalls_tau_oracle(embs, 1), abs=1e-12)
+    assert got == pytest.approx(kendalls_tau_oracle(embs, 1), abs=1e-12)
     assert got != pytest.approx(float(np.mean(one_direction)), abs=1e-6)
 
 
@@ -240,16 +225,6 @@ def test_ap_at_k_is_one_when_phases_are_clusters_and_excludes_the_query_video():
 # ----------------------------------------------------------------------------- DTW accuracy
 
 
-def _dtw_accuracy_oracle(embs, labels):
-    scores = []
-    for a in range(len(embs)):
-        for b in range(a + 1, len(embs)):
-            path, _ = dtw_path_from_metric(cdist(embs[a], embs[b], "sqeuclidean"), metric="precomputed")
-            path = np.asarray(path)
-            scores.append(np.mean(labels[a][path[:, 0]] == labels[b][path[:, 1]]))
-    return float(np.mean(scores))
-
-
 def test_dtw_accuracy_is_one_for_identical_label_sequences_with_phase_embeddings():
     rng = np.random.default_rng(0)
     lab = _phase_labels(rng, 25, 4)
@@ -262,7 +237,7 @@ def test_dtw_accuracy_is_one_for_identical_label_sequences_with_phase_embeddings
 
 def test_dtw_accuracy_equals_tslearn_paths_over_unordered_pairs():
     embs, labels = _phase_videos(21, 5, noise=1.2)
-    expected = _dtw_accuracy_oracle(embs, labels)
+    expected = dtw_accuracy_oracle(embs, labels)
     assert 0.0 < expected < 1.0
     assert dtw_accuracy(embs, labels) == pytest.approx(expected, abs=1e-12)
 
@@ -272,7 +247,7 @@ def test_dtw_accuracy_does_not_depend_on_chunking():
     whole = dtw_accuracy(embs, labels)
     assert dtw_accuracy(embs, labels, chunk_pairs=3) == pytest.approx(whole, abs=1e-12)
     assert dtw_accuracy(embs, labels, chunk_pairs=1) == pytest.approx(whole, abs=1e-12)
-    assert whole == pytest.approx(_dtw_accuracy_oracle(embs, labels), abs=1e-12)
+    assert whole == pytest.approx(dtw_accuracy_oracle(embs, labels), abs=1e-12)
 
 
 @pytest.mark.parametrize("tau_stride, ap_stride", [(2, 1), (3, 2), (1, 3)])
@@ -282,9 +257,9 @@ def test_all_pairs_scores_from_one_product_equal_the_oracles(tau_stride, ap_stri
     embs, labels = _phase_videos(23, 6, noise=1.0, length=(12, 30))
     ks = (1, 3, 5)
     got = all_pairs_scores(embs, labels, tau_stride=tau_stride, ap_ks=ks, ap_stride=ap_stride)
-    assert got["kendalls_tau"] == pytest.approx(_kendalls_tau_oracle(embs, tau_stride), abs=1e-12)
+    assert got["kendalls_tau"] == pytest.approx(kendalls_tau_oracle(embs, tau_stride), abs=1e-12)
     assert got["ap_at_k"] == pytest.approx(_ap_oracle(embs, labels, ks, ap_stride), abs=1e-12)
-    assert got["dtw_accuracy"] == pytest.approx(_dtw_accuracy_oracle(embs, labels), abs=1e-12)
+    assert got["dtw_accuracy"] == pytest.approx(dtw_accuracy_oracle(embs, labels), abs=1e-12)
     only_tau = all_pairs_scores(embs, None, tau_stride=tau_stride, metrics=("kendalls_tau",))
     assert only_tau == {"kendalls_tau": pytest.approx(got["kendalls_tau"], abs=1e-12)}
     with pytest.raises(ValueError, match="unknown metrics"):
@@ -301,7 +276,7 @@ def test_all_pairs_scores_break_exact_ties_as_the_oracles_do(stride):
     labels = [rng.integers(0, 3, size=len(e)) for e in embs]
     ks = (1, 2, 4, 7, 500)
     got = all_pairs_scores(embs, labels, tau_stride=stride, ap_ks=ks, ap_stride=stride, metrics=("kendalls_tau", "ap_at_k"))
-    assert got["kendalls_tau"] == pytest.approx(_kendalls_tau_oracle(embs, stride), abs=1e-12)
+    assert got["kendalls_tau"] == pytest.approx(kendalls_tau_oracle(embs, stride), abs=1e-12)
     assert got["ap_at_k"] == pytest.approx(_ap_oracle(embs, labels, ks, stride), abs=1e-12)
 
 

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 from safetensors.torch import load
-from tiny import TINY_MODEL
+from tiny import TINY_MODEL, with_sections
 
 from lrprop import store
 from lrprop.cli import main
@@ -49,9 +49,7 @@ def _no_placement_group_left(timeout_s: float = 15.0) -> bool:
 
 
 def _config(**changes):
-    merged = json.loads(json.dumps(TINY_PIPELINE))
-    for section, values in changes.items():
-        merged.setdefault(section, {}).update(values)
+    merged = with_sections(TINY_PIPELINE, **changes)
     return config_to_dict(config_from_dict(merged))
 
 

@@ -7,7 +7,6 @@ Integration tests (``pytest -m integration``; CI runs them) on a local Ray of 2 
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -15,7 +14,7 @@ import threading
 import time
 
 import pytest
-from tiny import TINY_MODEL
+from tiny import TINY_MODEL, with_sections
 
 from lrprop.config import config_from_dict
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
@@ -40,9 +39,7 @@ TINY_SEARCH = {
 
 
 def _config(**changes):
-    merged = json.loads(json.dumps(TINY_SEARCH))
-    for section, values in changes.items():
-        merged.setdefault(section, {}).update(values)
+    merged = with_sections(TINY_SEARCH, **changes)
     return config_from_dict(merged)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import fsspec
@@ -73,17 +72,6 @@ def test_check_version_rejects_path_like_or_malformed_strings(bad):
 
 
 # ----------------------------------------------------------------------------- listing versions
-
-
-@pytest.fixture
-def memory_root():
-    """A fresh root in fsspec's process-wide memory filesystem, emptied afterwards."""
-    fs = fsspec.filesystem("memory")
-    fs.store.clear()
-    fs.pseudo_dirs[:] = [""]
-    yield f"memory://lrprop-test-{uuid.uuid4().hex}"
-    fs.store.clear()
-    fs.pseudo_dirs[:] = [""]
 
 
 @pytest.fixture(params=["local", "memory"])

@@ -20,14 +20,9 @@ from lrprop.training.train import build_model, train
 
 REPO = Path(__file__).resolve().parents[1]
 
-TINY = tiny()
-
 
 def _config(**sections):
-    merged = {k: dict(v) for k, v in TINY.items()}
-    for key, value in sections.items():
-        merged.setdefault(key, {}).update(value)
-    return config_from_dict(merged)
+    return config_from_dict(tiny(**sections))
 
 
 @pytest.fixture(scope="module")

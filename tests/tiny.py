@@ -28,9 +28,15 @@ TINY = {
 }
 
 
-def tiny(**sections) -> dict:
-    """A deep copy of TINY with the given sections updated, e.g. ``tiny(optim={"epochs": 2})``."""
-    merged = copy.deepcopy(TINY)
+def with_sections(base: dict, **sections) -> dict:
+    """A deep copy of ``base`` with the given sections updated (each section's keys, not the
+    whole section), e.g. ``with_sections(TINY, optim={"epochs": 2})``."""
+    merged = copy.deepcopy(base)
     for key, value in sections.items():
         merged.setdefault(key, {}).update(value)
     return merged
+
+
+def tiny(**sections) -> dict:
+    """A deep copy of TINY with the given sections updated, e.g. ``tiny(optim={"epochs": 2})``."""
+    return with_sections(TINY, **sections)
