@@ -160,13 +160,17 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         if args.store is not None:
             raise SystemExit("lrprop ingest: give the store once, as --store (--dest is its old name)")
         print("lrprop ingest: --dest is now --store (the store root, as in every other command)", file=sys.stderr)
+    if args.old_labels is not None:
+        if args.labels_dir is not None:
+            raise SystemExit("lrprop ingest: give the label folder once, as --labels-dir (--labels is its old name)")
+        print("lrprop ingest: --labels is now --labels-dir (the folder of phase labels)", file=sys.stderr)
     result = ingest_source(
         load_config(args.config, args.set),
         args.store or args.old_dest or "lrprop-store",
         kind=args.kind,
         source=args.src,
         dataset=args.dataset or args.kind,
-        labels=args.labels,
+        labels_dir=args.labels_dir or args.old_labels,
         frame_size=args.frame_size,
         max_label=args.max_label,
         strict=True if args.strict else None,
@@ -301,7 +305,8 @@ def build_parser() -> argparse.ArgumentParser:
     # The store was --dest here, as no other command calls it (issue 13): still read, with a warning.
     ing.add_argument("--dest", dest="old_dest", help=argparse.SUPPRESS)
     ing.add_argument("--dataset", help="data-set name in the store (default: the kind)")
-    ing.add_argument("--labels", help="pennaction: phase-label folder (default <src>/phase_labels)")
+    ing.add_argument("--labels-dir", help="pennaction: phase-label folder (default <src>/phase_labels)")
+    ing.add_argument("--labels", dest="old_labels", help=argparse.SUPPRESS)  # the old --labels-dir
     ing.add_argument("--frame-size", type=int, help="shorter side of stored frames (default ingest.frame_size)")
     ing.add_argument("--max-label", type=int, help="labels must be < this (pouring: 5)")
     ing.add_argument("--strict", action="store_true", help="fail at the first bad video instead of skipping it")

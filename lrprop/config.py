@@ -302,7 +302,8 @@ class DatasetConfig:
     name: str = "synthetic"  # the data set's name in the store
     kind: Literal["synthetic", "pennaction", "pouring", "generic"] = "synthetic"  # how to ingest it
     source: str | None = None  # raw data (path or URI) to ingest first; None: use what the store has
-    labels: str | None = None  # pennaction: the phase-label folder
+    # pennaction: the folder of phase labels (``labels`` elsewhere means per-frame label arrays)
+    labels_dir: str | None = None
     version: str | None = None  # a data-set version to use; None: the latest (after ingesting)
 
     def __post_init__(self) -> None:
@@ -425,6 +426,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key}: unsupported annotation {tp!r}")  # pragma: no cover
 
 
+# Config keys that were renamed (issue 13: one name for one thing): the old key fails with a
+# message naming the new one instead of "unknown key".
+RENAMED_KEYS = {"dataset.labels": "dataset.labels_dir"}
+
+
 def _merge(base: Any, overrides: dict, prefix: str) -> Any:
     """A copy of dataclass ``base`` with ``overrides`` merged in, recursively."""
     if not isinstance(overrides, dict):
@@ -434,6 +440,8 @@ def _merge(base: Any, overrides: dict, prefix: str) -> Any:
     changes = {}
     for name, value in overrides.items():
         key = f"{prefix}{name}"
+        if key in RENAMED_KEYS:
+            raise ConfigError(f"config key {key!r} is now {RENAMED_KEYS[key]!r}")
         if name not in names:
             raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(names)}")
         current = getattr(base, name)

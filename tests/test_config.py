@@ -325,3 +325,9 @@ def test_an_action_that_is_not_a_path_component_is_refused_in_the_template():
     c = load_config(None, ["model.pretrained=w/{action}/b"])
     with pytest.raises(ConfigError, match="model.pretrained: invalid action name"):
         c.for_class("../escape")
+
+
+def test_a_renamed_key_fails_naming_its_new_name(tmp_path):
+    with pytest.raises(ConfigError, match=r"config key 'dataset.labels' is now 'dataset.labels_dir'"):
+        load_config(write(tmp_path, "dataset:\n  labels: /data/phase_labels\n"))
+    assert load_config(None, ["dataset.labels_dir=/data/phase_labels"]).dataset.labels_dir == "/data/phase_labels"

@@ -754,6 +754,15 @@ def test_cli_synth_ingest_and_list(tmp_path, capsys):
         main(["ingest", "synthetic", "--src", str(raw), "--dest", str(store_dir), "--store", str(store_dir)])
 
 
+def test_cli_ingest_reads_the_old_labels_flag_and_says_its_new_name(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder"
+    code = main(["ingest", "generic", "--src", str(missing), "--store", str(tmp_path / "s"), "--labels", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert "--labels is now --labels-dir" in err and code == 2 and str(missing) in err
+    with pytest.raises(SystemExit, match="give the label folder once"):
+        main(["ingest", "generic", "--src", str(missing), "--labels", "a", "--labels-dir", "b"])
+
+
 def test_cli_ingest_missing_src_is_an_error_naming_it(tmp_path, capsys):
     missing = tmp_path / "no-such-folder"
     code = main(["ingest", "generic", "--src", str(missing), "--store", str(tmp_path / "store")])

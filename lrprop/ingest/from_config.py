@@ -22,7 +22,7 @@ def ingest_source(
     kind: str,
     source: str,
     dataset: str,
-    labels: str | None = None,
+    labels_dir: str | None = None,
     frame_size: int | None = None,
     max_label: int | None = None,
     strict: bool | None = None,
@@ -42,7 +42,7 @@ def ingest_source(
     from lrprop.ingest.writer import ingest
 
     readers = {
-        "pennaction": lambda: read_pennaction(source, labels),
+        "pennaction": lambda: read_pennaction(source, labels_dir),
         "pouring": lambda: read_pouring(source),
         "generic": lambda: read_generic(source),
         "synthetic": lambda: read_generic(source),
@@ -86,7 +86,7 @@ def dataset_version(config: Config, store_uri: str, *, progress: bool = False) -
         return ensure_synthetic_dataset(config, store_uri, progress=progress)
     if d.source is not None:
         return ingest_source(
-            config, store_uri, kind=d.kind, source=d.source, dataset=d.name, labels=d.labels, progress=progress
+            config, store_uri, kind=d.kind, source=d.source, dataset=d.name, labels_dir=d.labels_dir, progress=progress
         ).version
     latest = store.latest_version(collection)
     if latest is None:
