@@ -431,6 +431,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 RENAMED_KEYS = {"dataset.labels": "dataset.labels_dir"}
 
 
+def upgrade_stored(config: dict) -> dict:
+    """A config dict that an earlier version stored (a checkpoint's, an exported model's) with
+    its renamed keys under their new names: what lrprop wrote is read back, while a user's old
+    key still fails with the new name (:data:`RENAMED_KEYS`)."""
+    out = json.loads(json.dumps(config))
+    for old, new in RENAMED_KEYS.items():
+        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
+        section = out.get(old_section)
+        if isinstance(section, dict) and old_key in section:
+            out.setdefault(new_section, {})[new_key] = section.pop(old_key)
+    return out
+
+
 def _merge(base: Any, overrides: dict, prefix: str) -> Any:
     """A copy of dataclass ``base`` with ``overrides`` merged in, recursively."""
     if not isinstance(overrides, dict):

@@ -331,3 +331,16 @@ def test_a_renamed_key_fails_naming_its_new_name(tmp_path):
     with pytest.raises(ConfigError, match=r"config key 'dataset.labels' is now 'dataset.labels_dir'"):
         load_config(write(tmp_path, "dataset:\n  labels: /data/phase_labels\n"))
     assert load_config(None, ["dataset.labels_dir=/data/phase_labels"]).dataset.labels_dir == "/data/phase_labels"
+
+
+def test_a_config_stored_before_a_rename_is_read_back_under_the_new_name():
+    """What lrprop itself wrote (a checkpoint's or an exported model's config) keeps loading."""
+    from lrprop.config import upgrade_stored
+
+    old = config_to_dict(Config())
+    old["dataset"]["labels"] = old["dataset"].pop("labels_dir")
+    old["dataset"]["labels"] = "/data/phase_labels"
+    upgraded = upgrade_stored(old)
+    assert config_from_dict(upgraded).dataset.labels_dir == "/data/phase_labels"
+    assert "labels" not in upgraded["dataset"] and old["dataset"]["labels"] == "/data/phase_labels"  # a copy
+    assert upgrade_stored(config_to_dict(Config())) == config_to_dict(Config())

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from lrprop.config import Config, EvalConfig, config_from_dict
+from lrprop.config import Config, EvalConfig, config_from_dict, upgrade_stored
 from lrprop.core import metrics
 from lrprop.core.baselines import metrics_gain, phase_progress_embeddings, time_stretch_embeddings
 from lrprop.core.model import FrameEncoder
@@ -56,7 +56,7 @@ def load_trained_model(model_dir: str | Path, device: str = "cpu") -> tuple[Fram
 
     model_dir = Path(model_dir)
     try:
-        config = config_from_dict(json.loads((model_dir / CONFIG_FILE).read_text()))
+        config = config_from_dict(upgrade_stored(json.loads((model_dir / CONFIG_FILE).read_text())))
     except FileNotFoundError:
         raise FileNotFoundError(f"no trained model at {model_dir} ({CONFIG_FILE} missing)") from None
     meta_path = model_dir / META_FILE

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lrprop import store
-from lrprop.config import Config, config_from_dict, config_to_dict
+from lrprop.config import Config, config_from_dict, config_to_dict, upgrade_stored
 
 __all__ = [
     "ClassRun",
@@ -490,7 +490,8 @@ def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict, stor
 
     opts = storage_options or {}
     state = json.loads(store.read_bytes(store.join(checkpoint_uri, "state.json"), **opts))
-    config = config_from_dict(state["config"])
-    model = build_model(config_from_dict({**state["config"], "model": {**state["config"]["model"], "pretrained": None}}))
+    stored = upgrade_stored(state["config"])
+    config = config_from_dict(stored)
+    model = build_model(config_from_dict({**stored, "model": {**stored["model"], "pretrained": None}}))
     model.load_state_dict(load(store.read_bytes(store.join(checkpoint_uri, MODEL_FILE), **opts)))
     return export_model(out_dir, model, config_to_dict(config), {**meta, "step": state["step"], "checkpoint": checkpoint_uri})

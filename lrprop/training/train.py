@@ -25,7 +25,7 @@ import torch
 from safetensors import SafetensorError
 from torch.utils.data import DataLoader
 
-from lrprop.config import ACTION_PLACEHOLDER, Config, ConfigError, LossConfig, config_to_dict
+from lrprop.config import ACTION_PLACEHOLDER, Config, ConfigError, LossConfig, config_to_dict, upgrade_stored
 from lrprop.core.losses import LRPropLoss
 from lrprop.core.model import FrameEncoder, build_backbone, load_backbone_weights
 from lrprop.data.augment import eval_transform, train_transform
@@ -359,7 +359,7 @@ def _restore(
             log.warning("skipping unreadable checkpoint %s: %s", candidate, exc)
             continue
         extra = state["extra"]
-        check_resumable(state["config"], config_dict, extra.get("num_videos"), num_videos, str(candidate))
+        check_resumable(upgrade_stored(state["config"]), config_dict, extra.get("num_videos"), num_videos, str(candidate))
         progress = _Progress(
             step=state["step"],
             epoch=state["epoch"],
