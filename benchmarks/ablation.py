@@ -43,12 +43,14 @@ VARIANTS = {
     "L_same + SDTW": ["same", "sdtw"],
     "all (LRProp)": ["same", "prop", "sdtw"],
 }
+# --variants names them by these short ids
+VARIANT_IDS = dict(zip(["scl", "prop", "sdtw", "all"], VARIANTS, strict=True))
 # The references scored on the same videos (lrprop.core.baselines): rows of the table, not variants.
 REFERENCE_ROWS = {"time-stretch baseline (no model)": "baseline", "label oracle (phase + progress)": "oracle"}
 SHOWN = ["classification@0.1", "classification@1.0", "phase_progression", "kendalls_tau", "ap@5", "ap@10", "dtw_accuracy"]
 
 
-def run_class(seeded: dict, action: str, store: str, version: str, weights_dir: str) -> dict[str, dict]:
+def run_class(seeded: dict, action: str, store: str, version: str, weights_dir: str, variants: list[str]) -> dict[str, dict]:
     """Every variant on one class for one seed (one process): {variant: the class's metrics}.
 
     The backbone is pretrained once and shared by the variants: given back frozen
@@ -66,9 +68,9 @@ def run_class(seeded: dict, action: str, store: str, version: str, weights_dir: 
         weights = Path(weights_dir) / f"{action}-seed{base.train.seed}.safetensors"
         weights.write_bytes(backbone_weights_bytes(backbone))
     per_variant = {}
-    for name, terms in VARIANTS.items():
+    for name in variants:
         overrides = copy.deepcopy(seeded)
-        overrides["loss"]["terms"] = terms
+        overrides["loss"]["terms"] = VARIANTS[name]
         if shared:
             overrides["model"].update(pretrained=str(weights), train_from="none")
         config = config_from_dict(overrides)
@@ -84,14 +86,23 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="default: the smoke config's optim.epochs")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     parser.add_argument("--store", default=None, help="store for the generated data (default: a temporary folder)")
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANT_IDS),
+        help=f"comma-separated variants to train, of {', '.join(VARIANT_IDS)} (default: all four)",
+    )
     parser.add_argument("--jobs", type=int, default=os.cpu_count(), help="(seed, class) jobs at once, one core each")
     args = parser.parse_args()
+    unknown = sorted(set(args.variants.split(",")) - set(VARIANT_IDS))
+    if unknown:
+        parser.error(f"--variants: unknown {unknown}; known: {list(VARIANT_IDS)}")
+    variants = [VARIANT_IDS[v] for v in args.variants.split(",")]
     epochs = [f"optim.epochs={args.epochs}"] if args.epochs is not None else []
     base = load_config(REPO / "configs" / "smoke.yaml", [*epochs, *args.set])
     store = args.store or tempfile.mkdtemp(prefix="lrprop-ablation-")
     version = ensure_synthetic_dataset(base, store, progress=False)
     actions = [action_spec(c, base.synthetic.seed).name for c in range(base.synthetic.num_classes)]
-    results: dict[str, list[dict]] = {name: [] for name in [*VARIANTS, *REFERENCE_ROWS]}
+    results: dict[str, list[dict]] = {name: [] for name in [*variants, *REFERENCE_ROWS]}
     started = time.perf_counter()
     weights_dir = tempfile.mkdtemp(prefix="lrprop-ablation-backbones-")
     seeded = {}
@@ -104,7 +115,7 @@ def main() -> None:
     # "spawn": a forked child would inherit torch's and numba's thread pools half set up.
     with ProcessPoolExecutor(max_workers=max(1, args.jobs), mp_context=multiprocessing.get_context("spawn")) as pool:
         jobs = {
-            (seed, action): pool.submit(run_class, seeded[seed], action, store, version, weights_dir)
+            (seed, action): pool.submit(run_class, seeded[seed], action, store, version, weights_dir, variants)
             for seed in seeded
             for action in actions
         }
@@ -114,11 +125,11 @@ def main() -> None:
             line = " ".join(f"{name} {100 * m['dtw_accuracy']:.1f}" for name, m in done[key].items())
             print(f"seed {key[0]} {key[1]} dtw_accuracy: {line}", flush=True)
     for seed in seeded:
-        for name in VARIANTS:
+        for name in variants:
             mean = mean_over_classes({action: done[seed, action][name] for action in actions})
             results[name].append(mean)
             for row, key in REFERENCE_ROWS.items():
-                if name == "all (LRProp)":  # the same videos for every variant
+                if name == variants[0]:  # the same videos for every variant
                     results[row].append(mean[key])
             print(f"seed {seed} {name}: " + " ".join(f"{k} {100 * mean[k]:.1f}" for k in SHOWN), flush=True)
     minutes = (time.perf_counter() - started) / 60
