@@ -101,7 +101,7 @@ def main() -> None:
     base = load_config(REPO / "configs" / "smoke.yaml", [*epochs, *args.set])
     store = args.store or tempfile.mkdtemp(prefix="lrprop-ablation-")
     version = ensure_synthetic_dataset(base, store, progress=False)
-    actions = [action_spec(c, base.synthetic.seed).name for c in range(base.synthetic.num_classes)]
+    actions = [action_spec(c, base.synthetic.seed).name for c in range(base.synthetic.num_actions)]
     results: dict[str, list[dict]] = {name: [] for name in [*variants, *REFERENCE_ROWS]}
     started = time.perf_counter()
     weights_dir = tempfile.mkdtemp(prefix="lrprop-ablation-backbones-")

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/bench_train_step.py --config configs/smoke.yaml --steps 10  # CPU check
 
 The step is what :func:`lrprop.training.train.train` does per batch: views from the DataLoader
-(``data.num_workers`` workers decoding and augmenting), the copy to the device, the encoder
+(``data.loader_workers`` worker processes decoding and augmenting), the copy to the device, the encoder
 under bf16 autocast on CUDA, the loss (DTW paths and soft-DTW), backward, clipping and Adam.
 The peer, measured in the same run, is the backbone alone (ResNet-50 in the paper's configs)
 doing forward + backward on as many frames of the same size: the issue's goal is a step at
@@ -50,8 +50,8 @@ def _sync(device: torch.device) -> None:
 
 def jpeg_videos(count: int, frame_size: int, root: str) -> ParquetVideos:
     """``count`` generated videos ingested into a Parquet data set under ``root``, read back."""
-    synthetic = SyntheticConfig(num_classes=1, train_videos=count, val_videos=0, frame_size=frame_size)
-    write_synthetic(f"{root}/raw", synthetic, workers=os.cpu_count() or 1)
+    synthetic = SyntheticConfig(num_actions=1, train_videos=count, val_videos=0, frame_size=frame_size)
+    write_synthetic(f"{root}/raw", synthetic, threads=os.cpu_count() or 1)
     ingest(
         read_generic(f"{root}/raw"),
         store_uri=f"{root}/store",
@@ -155,7 +155,7 @@ def main() -> None:
     frames_from = f"JPEG {frame_size}x{frame_size} from Parquet" if args.jpeg else f"arrays {frame_size}x{frame_size} in memory"
     d = config.data
     print(f"device: {name}; config {args.config}; {per_step} frames a step ({config.model.backbone}, {size}x{size})")
-    print(f"frames: {frames_from}; {d.num_workers} loader workers; augment on {d.augment_on}, decode on {d.decode_on}")
+    print(f"frames: {frames_from}; {d.loader_workers} loader workers; augment on {d.augment_on}, decode on {d.decode_on}")
     print("| what | frames/s | of the backbone alone |")
     print("|---|---:|---:|")
     print(f"| training step (loader, encoder, loss, backward, Adam) | {step_fps:.1f} | {step_fps / backbone_fps:.0%} |")

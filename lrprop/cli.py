@@ -95,9 +95,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
             sets.append("model.train_from=none")  # as the run would have frozen them after pretraining
     else:
         for a, r in sorted(done.items()):
-            sets.append(f"classes.{a}.model.pretrained={r['uri']}")
+            sets.append(f"actions.{a}.model.pretrained={r['uri']}")
             if frozen[a]:
-                sets.append(f"classes.{a}.model.train_from=none")
+                sets.append(f"actions.{a}.model.train_from=none")
     command += [part for value in sets for part in ("--set", value)]
     print("to train from them:\n  " + shlex.join(command))
     return 0
@@ -145,7 +145,7 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     from lrprop.ingest.synthetic import write_synthetic
 
     config = load_config(args.config, args.set)
-    counts = write_synthetic(args.dest, config.synthetic, workers=config.ingest.workers)
+    counts = write_synthetic(args.dest, config.synthetic, threads=config.ingest.threads)
     for split, per_action in counts.items():
         for action, n in per_action.items():
             print(f"{split:<6} {action:<10} {n} videos")
@@ -276,9 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     with_config(pre)
     pre.add_argument("--store", default="lrprop-store", help="store root: a folder or s3://bucket/prefix")
-    pre.add_argument(
-        "--action", nargs="+", action="extend", metavar="A", help="the classes to pretrain (default: every class)"
-    )
+    pre.add_argument("--action", nargs="+", action="extend", metavar="A", help="the classes to pretrain (default: every class)")
     pre.add_argument("--ray-address", help="Ray cluster address (default: config ray.address, else a local Ray)")
     pre.set_defaults(func=_cmd_pretrain)
 

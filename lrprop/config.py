@@ -61,7 +61,7 @@ def _require(condition: bool, key: str, message: str) -> None:
 class DataConfig:
     """How training views are made (METHOD.md §1)."""
 
-    num_frames: int = 80  # T, frames per view
+    frames_per_view: int = 80  # T, frames per view
     num_views: int = 2  # views per video per step
     videos_per_step: int = 2  # different videos of one class per step
     image_size: int = 224
@@ -70,7 +70,7 @@ class DataConfig:
     # (lrprop.data.sampling.sample_view); (1, 1): the whole video, SCL's views [choice]
     view_window: tuple[float, float] = (1.0, 1.0)
     augment: bool = True
-    num_workers: int = 0  # DataLoader workers decoding and augmenting off the training loop
+    loader_workers: int = 0  # DataLoader worker processes decoding and augmenting off the training loop
     # Where the augmentation of training views runs: "loader" (the DataLoader's workers, on the
     # CPU) or "device" (the training loop, on the model's device: the workers only decode, and
     # uint8 frames cross to the GPU). The same random parameters either way.
@@ -81,7 +81,7 @@ class DataConfig:
     decode_on: Literal["loader", "device"] = "loader"
 
     def __post_init__(self) -> None:
-        _require(self.num_frames >= 2, "data.num_frames", f"must be >= 2, got {self.num_frames}")
+        _require(self.frames_per_view >= 2, "data.frames_per_view", f"must be >= 2, got {self.frames_per_view}")
         _require(self.num_views >= 1, "data.num_views", f"must be >= 1, got {self.num_views}")
         _require(self.videos_per_step >= 1, "data.videos_per_step", f"must be >= 1, got {self.videos_per_step}")
         _require(self.image_size >= 16, "data.image_size", f"must be >= 16, got {self.image_size}")
@@ -89,7 +89,7 @@ class DataConfig:
         _require(1.0 <= lo <= hi, "data.sample_ratio", f"must satisfy 1 <= low <= high, got {self.sample_ratio}")
         lo, hi = self.view_window
         _require(0.0 < lo <= hi <= 1.0, "data.view_window", f"must satisfy 0 < low <= high <= 1, got {self.view_window}")
-        _require(self.num_workers >= 0, "data.num_workers", f"must be >= 0, got {self.num_workers}")
+        _require(self.loader_workers >= 0, "data.loader_workers", f"must be >= 0, got {self.loader_workers}")
         where = self.augment_on
         _require(where in ("loader", "device"), "data.augment_on", f"must be 'loader' or 'device', got {where!r}")
         decode = self.decode_on
@@ -287,7 +287,7 @@ class TrainConfig:
 class SyntheticConfig:
     """The generated data set used when no real data is given."""
 
-    num_classes: int = 2
+    num_actions: int = 2
     train_videos: int = 16  # per class
     val_videos: int = 8  # per class
     frame_size: int = 64
@@ -319,10 +319,12 @@ class DatasetConfig:
 class IngestConfig:
     """How raw videos become a Parquet data set (``lrprop ingest``)."""
 
-    frame_size: int = 256  # shorter side of stored frames, pixels
+    # Shorter side of stored frames, pixels; None: DEFAULT_FRAME_SIZE (256) for ingested videos,
+    # synthetic.frame_size (the size they are generated at) for the synthetic data set
+    frame_size: int | None = None
     jpeg_quality: int = 95
     strict: bool = False  # fail at the first bad video instead of skipping and reporting it
-    workers: int = 4  # threads decoding and encoding frames
+    threads: int = 4  # threads decoding and encoding frames
 
 
 @dataclass(frozen=True)
@@ -339,15 +341,15 @@ class Config:
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     # Per action class overrides of the sections below, e.g. the paper's Table 5:
-    # {"jumping_jacks": {"data": {"num_frames": 20}, "loss": {"alpha": 0.01, "beta": 0.4}}}
-    classes: dict[str, dict] = field(default_factory=dict, hash=False)  # hashing skips it; == does not
+    # {"jumping_jacks": {"data": {"frames_per_view": 20}, "loss": {"alpha": 0.01, "beta": 0.4}}}
+    actions: dict[str, dict] = field(default_factory=dict, hash=False)  # hashing skips it; == does not
 
     CLASS_SECTIONS = ("data", "model", "loss", "pretrain", "optim", "eval")
 
     def for_class(self, action: str) -> Config:
-        """This config with ``classes[action]`` merged in (and no per-class table left), and
+        """This config with ``actions[action]`` merged in (and no per-action table left), and
         ``{action}`` in ``model.pretrained`` replaced by ``action``."""
-        merged = _merge(dataclasses.replace(self, classes={}), self.classes.get(action, {}), f"classes.{action}.")
+        merged = _merge(dataclasses.replace(self, actions={}), self.actions.get(action, {}), f"actions.{action}.")
         pretrained = merged.model.pretrained
         if pretrained and ACTION_PLACEHOLDER in pretrained:
             from lrprop.names import check_name
@@ -361,10 +363,10 @@ class Config:
         return merged
 
     def __post_init__(self) -> None:
-        for action, overrides in self.classes.items():
-            _require(isinstance(overrides, dict), f"classes.{action}", "must be a mapping of section overrides")
+        for action, overrides in self.actions.items():
+            _require(isinstance(overrides, dict), f"actions.{action}", "must be a mapping of section overrides")
             bad = sorted(set(overrides) - set(self.CLASS_SECTIONS))
-            _require(not bad, f"classes.{action}", f"may override only {list(self.CLASS_SECTIONS)}, not {bad}")
+            _require(not bad, f"actions.{action}", f"may override only {list(self.CLASS_SECTIONS)}, not {bad}")
             self.for_class(action)  # every override must be a valid key and value
         # A term with no pair of views to act on would leave the objective without gradient.
         d, terms = self.data, set(self.loss.terms)
@@ -428,19 +430,53 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 
 # Config keys that were renamed (issue 13: one name for one thing): the old key fails with a
 # message naming the new one instead of "unknown key".
-RENAMED_KEYS = {"dataset.labels": "dataset.labels_dir"}
+RENAMED_KEYS = {
+    "classes": "actions",
+    "dataset.labels": "dataset.labels_dir",
+    "data.num_frames": "data.frames_per_view",
+    "data.num_workers": "data.loader_workers",
+    "ingest.workers": "ingest.threads",
+    "synthetic.num_classes": "synthetic.num_actions",
+}
+# An action's own overrides (``actions.<name>.data.…``) are keyed like the sections they override.
+_PER_ACTION = re.compile(r"^actions\.[^.]+\.")
+
+
+def _renamed(key: str) -> str | None:
+    """The new name of the dotted ``key`` if it was renamed, else None."""
+    relative = _PER_ACTION.sub("", key)
+    if relative not in RENAMED_KEYS:
+        return None
+    return key[: len(key) - len(relative)] + RENAMED_KEYS[relative]
+
+
+def _rename_in(tree: dict, renames: dict[str, str]) -> None:
+    """Move each old dotted key of ``tree`` (nested dicts) to its new one, in place."""
+    for old, new in renames.items():
+        *old_parents, old_key = old.split(".")
+        *new_parents, new_key = new.split(".")
+        parent: Any = tree
+        for part in old_parents:
+            parent = parent.get(part) if isinstance(parent, dict) else None
+        if isinstance(parent, dict) and old_key in parent:
+            value = parent.pop(old_key)
+            target = tree
+            for part in new_parents:
+                target = target.setdefault(part, {})
+            target[new_key] = value
 
 
 def upgrade_stored(config: dict) -> dict:
-    """A config dict that an earlier version stored (a checkpoint's, an exported model's) with
-    its renamed keys under their new names: what lrprop wrote is read back, while a user's old
-    key still fails with the new name (:data:`RENAMED_KEYS`)."""
+    """A config dict that an earlier version stored (a checkpoint's, an exported model's, a
+    search's best) with its renamed keys under their new names, per-action overrides included:
+    what lrprop wrote is read back, while a user's old key still fails with the new name
+    (:data:`RENAMED_KEYS`)."""
     out = json.loads(json.dumps(config))
-    for old, new in RENAMED_KEYS.items():
-        (old_section, old_key), (new_section, new_key) = old.split("."), new.split(".")
-        section = out.get(old_section)
-        if isinstance(section, dict) and old_key in section:
-            out.setdefault(new_section, {})[new_key] = section.pop(old_key)
+    _rename_in(out, RENAMED_KEYS)
+    sections = {old: new for old, new in RENAMED_KEYS.items() if old.split(".")[0] in Config.CLASS_SECTIONS}
+    for overrides in (out.get("actions") or {}).values():
+        if isinstance(overrides, dict):
+            _rename_in(overrides, sections)
     return out
 
 
@@ -453,8 +489,9 @@ def _merge(base: Any, overrides: dict, prefix: str) -> Any:
     changes = {}
     for name, value in overrides.items():
         key = f"{prefix}{name}"
-        if key in RENAMED_KEYS:
-            raise ConfigError(f"config key {key!r} is now {RENAMED_KEYS[key]!r}")
+        new_key = _renamed(key)
+        if new_key is not None:
+            raise ConfigError(f"config key {key!r} is now {new_key!r}")
         if name not in names:
             raise ConfigError(f"unknown config key {key!r}; known keys here: {sorted(names)}")
         current = getattr(base, name)

@@ -31,7 +31,7 @@ from lrprop.pipeline.backbones import (
 from lrprop.store import ChecksumError
 from lrprop.training.train import build_model, train
 
-SMALL_SET = {"num_classes": 2, "train_videos": 4, "val_videos": 2, "length_range": [20, 36], "frame_size": 32}
+SMALL_SET = {"num_actions": 2, "train_videos": 4, "val_videos": 2, "length_range": [20, 36], "frame_size": 32}
 
 
 def _config(**sections):
@@ -215,9 +215,15 @@ def test_cli_pretrain_of_some_classes_prints_per_class_flags_for_them_only(monke
     version = "v20261202T000000000000Z-00000000"
     uri = f"{tmp_path}/backbones/synthetic/reach/{version}/backbone.safetensors"
     done = {"reach": {"version": version, "steps": 2, "final_loss": 1.0, "wall_s": 1.0, "uri": uri}}
-    fake = {"store": str(tmp_path), "dataset": "synthetic", "dataset_version": "v1", "actions": ["reach", "swing"], "backbones": done}
+    fake = {
+        "store": str(tmp_path),
+        "dataset": "synthetic",
+        "dataset_version": "v1",
+        "actions": ["reach", "swing"],
+        "backbones": done,
+    }
     monkeypatch.setattr(lrprop.pipeline.flows, "pretrain_flow", lambda *a, **k: fake)
     assert main(["pretrain", "--store", str(tmp_path), "--action", "reach"]) == 0
     out = capsys.readouterr().out
-    assert f"classes.reach.model.pretrained={uri}" in out and "classes.reach.model.train_from=none" in out
+    assert f"actions.reach.model.pretrained={uri}" in out and "actions.reach.model.train_from=none" in out
     assert "{action}" not in out and "swing" not in out.split("to train from them:")[1]

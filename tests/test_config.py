@@ -7,6 +7,7 @@ other stays at its default), errors that name the dotted key, and round trips.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -183,7 +184,7 @@ def test_dict_round_trip():
     c = config_from_dict(
         {
             "loss": {"alpha": 0.003, "terms": ["same", "sdtw"], "sdtw_divergence": True},
-            "data": {"num_frames": 40, "sample_ratio": [1.0, 1.25]},
+            "data": {"frames_per_view": 40, "sample_ratio": [1.0, 1.25]},
             "model": {"pretrained": "/w.pt", "backbone": "small_cnn"},
             "optim": {"max_steps": 100},
         }
@@ -233,11 +234,11 @@ def test_every_config_loads_starts_with_its_command_and_changes_every_key_it_nam
     assert first.lstrip("#").strip().startswith("lrprop"), first
     assert path.name in first  # the command runs this very file
     raw = yaml.safe_load(path.read_text()) or {}
-    per_class = raw.pop("classes", {}) or {}
+    per_class = raw.pop("actions", {}) or {}
     assert _restated(raw, config_to_dict(Config())) == [], f"{path.name} restates defaults"
     whole = config_to_dict(config)  # a class's entry is read over the file's own settings
     for action, changes in per_class.items():
-        assert _restated(changes, whole) == [], f"{path.name}: classes.{action} restates the file's settings"
+        assert _restated(changes, whole) == [], f"{path.name}: actions.{action} restates the file's settings"
 
 
 def test_restated_keys_are_found_at_any_depth_and_changed_ones_are_not():
@@ -279,7 +280,7 @@ def test_check_name_rejects_non_strings():
         ("loss.terms=[same, bogus]", "loss.terms[1]"),
         ("loss.terms=[]", "loss.terms"),
         ("data.sample_ratio=[1.5, 1.0]", "data.sample_ratio"),
-        ("data.num_frames=1", "data.num_frames"),
+        ("data.frames_per_view=1", "data.frames_per_view"),
         ("optim.epochs=0", "optim.epochs"),
         ("optim.lr=0", "optim.lr"),
     ],
@@ -304,9 +305,9 @@ def test_action_in_model_pretrained_becomes_the_class_name():
     c = load_config(None, ["model.pretrained=s3://b/backbones/pennaction/{action}/v1/backbone.safetensors"])
     assert c.for_class("golf_swing").model.pretrained == "s3://b/backbones/pennaction/golf_swing/v1/backbone.safetensors"
     assert c.model.pretrained.count("{action}") == 1  # the shared config keeps the template
-    # A class's own value (classes:) is substituted too; a value without it is left alone.
+    # A class's own value (actions:) is substituted too; a value without it is left alone.
     per_class = config_from_dict(
-        {"model": {"pretrained": "w/{action}.safetensors"}, "classes": {"squat": {"model": {"pretrained": "{action}/own"}}}}
+        {"model": {"pretrained": "w/{action}.safetensors"}, "actions": {"squat": {"model": {"pretrained": "{action}/own"}}}}
     )
     assert per_class.for_class("squat").model.pretrained == "squat/own"
     assert per_class.for_class("bench_press").model.pretrained == "w/bench_press.safetensors"
@@ -318,7 +319,7 @@ def test_any_other_placeholder_in_model_pretrained_is_refused_naming_the_key(val
     with pytest.raises(ConfigError, match=r"^model\.pretrained: unknown placeholder"):
         load_config(None, [f"model.pretrained={value}"])
     with pytest.raises(ConfigError, match=r"model\.pretrained: unknown placeholder"):
-        config_from_dict({"classes": {"squat": {"model": {"pretrained": value}}}})
+        config_from_dict({"actions": {"squat": {"model": {"pretrained": value}}}})
 
 
 def test_an_action_that_is_not_a_path_component_is_refused_in_the_template():
@@ -327,20 +328,64 @@ def test_an_action_that_is_not_a_path_component_is_refused_in_the_template():
         c.for_class("../escape")
 
 
-def test_a_renamed_key_fails_naming_its_new_name(tmp_path):
-    with pytest.raises(ConfigError, match=r"config key 'dataset.labels' is now 'dataset.labels_dir'"):
-        load_config(write(tmp_path, "dataset:\n  labels: /data/phase_labels\n"))
-    assert load_config(None, ["dataset.labels_dir=/data/phase_labels"]).dataset.labels_dir == "/data/phase_labels"
+# (old YAML, the old and the new key, the value a --set gives, how to read it back, its value)
+RENAMES = [
+    ("dataset:\n  labels: /x\n", "dataset.labels", "dataset.labels_dir", "=/x", lambda c: c.dataset.labels_dir, "/x"),
+    ("data:\n  num_frames: 20\n", "data.num_frames", "data.frames_per_view", "=20", lambda c: c.data.frames_per_view, 20),
+    ("data:\n  num_workers: 3\n", "data.num_workers", "data.loader_workers", "=3", lambda c: c.data.loader_workers, 3),
+    ("ingest:\n  workers: 3\n", "ingest.workers", "ingest.threads", "=3", lambda c: c.ingest.threads, 3),
+    (
+        "synthetic:\n  num_classes: 3\n",
+        "synthetic.num_classes",
+        "synthetic.num_actions",
+        "=3",
+        lambda c: c.synthetic.num_actions,
+        3,
+    ),
+    ("classes:\n  squat: {}\n", "classes", "actions", "={squat: {}}", lambda c: c.actions, {"squat": {}}),
+    (
+        "actions:\n  squat: {data: {num_frames: 20}}\n",
+        "actions.squat.data.num_frames",
+        "actions.squat.data.frames_per_view",
+        "=20",
+        lambda c: c.for_class("squat").data.frames_per_view,
+        20,
+    ),
+]
 
 
-def test_a_config_stored_before_a_rename_is_read_back_under_the_new_name():
-    """What lrprop itself wrote (a checkpoint's or an exported model's config) keeps loading."""
+@pytest.mark.parametrize(("yaml_text", "old", "new", "set_value", "read", "value"), RENAMES, ids=[r[1] for r in RENAMES])
+def test_a_renamed_key_fails_naming_its_new_name(tmp_path, yaml_text, old, new, set_value, read, value):
+    """In a file and in a --set; the new key takes the value."""
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(old)}' is now '{re.escape(new)}'"):
+        load_config(write(tmp_path, yaml_text))
+    with pytest.raises(ConfigError, match=rf"config key '{re.escape(old)}' is now '{re.escape(new)}'"):
+        load_config(None, [old + set_value])
+    assert read(load_config(None, [new + set_value])) == value
+
+
+def test_a_config_stored_before_the_renames_is_read_back_under_the_new_names():
+    """What lrprop itself wrote (a checkpoint's, an exported model's config) keeps loading."""
     from lrprop.config import upgrade_stored
 
     old = config_to_dict(Config())
-    old["dataset"]["labels"] = old["dataset"].pop("labels_dir")
+    old["dataset"].pop("labels_dir")
     old["dataset"]["labels"] = "/data/phase_labels"
-    upgraded = upgrade_stored(old)
-    assert config_from_dict(upgraded).dataset.labels_dir == "/data/phase_labels"
-    assert "labels" not in upgraded["dataset"] and old["dataset"]["labels"] == "/data/phase_labels"  # a copy
+    old["data"].pop("frames_per_view")
+    old["data"]["num_frames"] = 24
+    old["data"].pop("loader_workers")
+    old["data"]["num_workers"] = 3
+    old["ingest"].pop("threads")
+    old["ingest"]["workers"] = 5
+    old["synthetic"].pop("num_actions")
+    old["synthetic"]["num_classes"] = 4
+    old.pop("actions")
+    old["classes"] = {"squat": {"data": {"num_frames": 40}, "loss": {"beta": 1.6}}}
+    frozen = json.loads(json.dumps(old))
+    config = config_from_dict(upgrade_stored(old))
+    assert (config.dataset.labels_dir, config.data.frames_per_view, config.data.loader_workers) == ("/data/phase_labels", 24, 3)
+    assert (config.ingest.threads, config.synthetic.num_actions) == (5, 4)
+    squat = config.for_class("squat")
+    assert (squat.data.frames_per_view, squat.loss.beta) == (40, 1.6)
+    assert old == frozen  # the argument is left as it was
     assert upgrade_stored(config_to_dict(Config())) == config_to_dict(Config())

@@ -26,7 +26,7 @@ from lrprop.training.checkpoint import export_model
 from lrprop.training.train import build_model
 
 CONFIG = config_from_dict(
-    {"model": {"backbone": "small_cnn", "cnn_width": 4, "num_layers": 1}, "data": {"num_frames": 8, "image_size": 32}}
+    {"model": {"backbone": "small_cnn", "cnn_width": 4, "num_layers": 1}, "data": {"frames_per_view": 8, "image_size": 32}}
 )
 DATASET_MANIFEST = {"version": "v20260101T000000000000Z-00000000", "content_hash": "ab" * 32}
 

@@ -72,7 +72,7 @@ def test_embed_video_gives_unit_rows_and_one_pass_equals_forward_with_default_po
     assert z.shape == (23, 32) and z.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-5)
     np.testing.assert_allclose(z, _forward(model, frames, None), atol=1e-5)
-    # Default positions are linspace(0, T - 1, L) with T = data.num_frames = 16.
+    # Default positions are linspace(0, T - 1, L) with T = data.frames_per_view = 16.
     explicit = torch.linspace(0, 15, 23)[None]
     np.testing.assert_allclose(z, _forward(model, frames, explicit), atol=1e-5)
 
@@ -105,7 +105,7 @@ def test_an_exported_model_loads_back_with_the_same_weights_in_eval_mode(tmp_pat
     loaded, loaded_config, loaded_meta = load_trained_model(tmp_path / "model")
     assert not loaded.training and all(not m.training for m in loaded.modules())
     assert loaded_meta == meta
-    assert loaded_config.model.embedding_dim == 32 and loaded_config.data.num_frames == 16
+    assert loaded_config.model.embedding_dim == 32 and loaded_config.data.frames_per_view == 16
     want, got = model.state_dict(), loaded.state_dict()
     assert want.keys() == got.keys()
     for key in want:
@@ -409,7 +409,7 @@ def test_prefect_artifact_shows_the_baseline_gain_and_oracle_beside_every_number
 # ----------------------------------------------------------------------------- CLI
 
 
-SYN = SyntheticConfig(num_classes=2, train_videos=4, val_videos=3, frame_size=32, length_range=(20, 40), seed=5)
+SYN = SyntheticConfig(num_actions=2, train_videos=4, val_videos=3, frame_size=32, length_range=(20, 40), seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -423,9 +423,9 @@ def tiny_run(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("evaluate-cli")
     raw, store = root / "raw", str(root / "store")
-    write_synthetic(str(raw), SYN, workers=2)
+    write_synthetic(str(raw), SYN, threads=2)
     result = ingest(
-        read_generic(str(raw)), store_uri=store, dataset="synthetic", source=str(raw), frame_size=32, progress=False, workers=2
+        read_generic(str(raw)), store_uri=store, dataset="synthetic", source=str(raw), frame_size=32, progress=False, threads=2
     )
     actions = sorted(result.manifest["counts"])
     assert len(actions) == 2
@@ -522,9 +522,7 @@ def test_cli_evaluates_one_model(tiny_run, tmp_path):
     assert scores["dtw_accuracy"] == pytest.approx(dtw_accuracy_oracle(embs, labels), abs=1e-4)
     # The baseline's DTW accuracy from its definition: frame i of a video of L frames at i / L,
     # L counting every frame, then the unlabelled frames dropped.
-    stretch = [
-        (np.arange(val.num_frames(i)) / val.num_frames(i))[np.asarray(val.labels(i)) >= 0, None] for i in range(len(val))
-    ]
+    stretch = [(np.arange(val.num_frames(i)) / val.num_frames(i))[np.asarray(val.labels(i)) >= 0, None] for i in range(len(val))]
     assert scores["baseline"]["dtw_accuracy"] == pytest.approx(dtw_accuracy_oracle(stretch, labels), abs=1e-9)
 
 

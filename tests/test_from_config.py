@@ -55,7 +55,7 @@ def test_the_synthetic_set_goes_under_the_configured_name(tmp_path):
     config = config_from_dict(
         {
             "dataset": {"name": "demo"},
-            "synthetic": {"num_classes": 1, "train_videos": 2, "val_videos": 0, "length_range": [20, 24]},
+            "synthetic": {"num_actions": 1, "train_videos": 2, "val_videos": 0, "length_range": [20, 24]},
         }
     )
     version = dataset_version(config, str(tmp_path / "store"))

@@ -85,6 +85,6 @@ def test_pennaction_config_holds_table_5():
     }
     for action, (T, alpha, beta) in table5.items():
         c = config.for_class(action)
-        assert (c.data.num_frames, c.loss.alpha, c.loss.beta) == (T, alpha, beta), action
+        assert (c.data.frames_per_view, c.loss.alpha, c.loss.beta) == (T, alpha, beta), action
     pouring = load_config(REPO / "configs" / "pouring.yaml")
-    assert (pouring.data.num_frames, pouring.loss.alpha, pouring.loss.beta) == (240, 0.001, 0.8)
+    assert (pouring.data.frames_per_view, pouring.loss.alpha, pouring.loss.beta) == (240, 0.001, 0.8)

@@ -83,7 +83,7 @@ def _generic_video(root: Path, split: str, action: str, video_id: str, n: int, l
 
 
 def _ingest(items, store_uri, dataset: str = "demo", **kwargs):
-    kwargs = {"frame_size": SIZE, "progress": False, "workers": 2, "source": "test", **kwargs}
+    kwargs = {"frame_size": SIZE, "progress": False, "threads": 2, "source": "test", **kwargs}
     return ingest(items, store_uri=str(store_uri), dataset=dataset, **kwargs)
 
 
@@ -108,13 +108,13 @@ def _all_frames(source: ParquetVideos, index: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- synthetic round trip
 
-SYN = SyntheticConfig(num_classes=2, train_videos=3, val_videos=2, frame_size=32, length_range=(20, 40), seed=3)
+SYN = SyntheticConfig(num_actions=2, train_videos=3, val_videos=2, frame_size=32, length_range=(20, 40), seed=3)
 
 
 @pytest.fixture(scope="module")
 def synth_raw(tmp_path_factory) -> Path:
     raw = tmp_path_factory.mktemp("raw")
-    write_synthetic(str(raw), SYN, workers=2)
+    write_synthetic(str(raw), SYN, threads=2)
     return raw
 
 
@@ -136,7 +136,7 @@ def _ingest_synth(raw, store_uri, **kwargs):
 
 def test_synth_ingest_read_returns_exactly_what_went_in(synth_raw, tmp_path):
     expected = _source_videos(synth_raw)
-    assert len(expected) == SYN.num_classes * (SYN.train_videos + SYN.val_videos)
+    assert len(expected) == SYN.num_actions * (SYN.train_videos + SYN.val_videos)
     result = _ingest_synth(synth_raw, tmp_path / "store")
     assert result.created
     manifest = result.manifest
@@ -203,7 +203,7 @@ def test_training_that_decodes_on_the_device_equals_training_that_decodes_in_the
     _ingest_synth(synth_raw, tmp_path / "store")
     action = sorted(ParquetVideos(str(tmp_path / "store"), "synthetic", split=None).manifest["counts"])[0]
     source = ParquetVideos(str(tmp_path / "store"), "synthetic", action=action, split="train")
-    base = tiny(optim={"epochs": 2}, data={"num_frames": 12, "videos_per_step": 1, "augment": True, "num_workers": 1})
+    base = tiny(optim={"epochs": 2}, data={"frames_per_view": 12, "videos_per_step": 1, "augment": True, "loader_workers": 1})
     on_device = tiny(**{**base, "data": {**base["data"], "augment_on": "device", "decode_on": "device"}})
     a = train(config_from_dict(base), source, checkpoint_dir=tmp_path / "a")
     b = train(config_from_dict(on_device), source, checkpoint_dir=tmp_path / "b")
@@ -232,7 +232,7 @@ def test_memory_and_local_ingestion_give_the_same_content_hash(synth_raw, tmp_pa
     local = _ingest_synth(synth_raw, tmp_path / "store")
     # The source generated again into memory, and the store in memory too.
     raw_mem = store.join(memory_root, "raw")
-    write_synthetic(raw_mem, SYN, workers=2)
+    write_synthetic(raw_mem, SYN, threads=2)
     remote = _ingest(read_generic(raw_mem), store.join(memory_root, "store"), dataset="synthetic", frame_size=SYN.frame_size)
     assert remote.created and local.created
     assert remote.manifest["content_hash"] == local.manifest["content_hash"]
@@ -717,13 +717,29 @@ def test_an_unreadable_video_file_is_reported(tmp_path):
     assert entry["video_id"] == "broken" and str(folder / "broken.mp4") in entry["file"]
 
 
+def test_the_synthetic_set_is_stored_at_ingest_frame_size_when_it_is_set(tmp_path):
+    """ingest.frame_size means the stored frames' size for every kind (issue 13); unset, the
+    synthetic set keeps the size it is generated at."""
+    from lrprop.config import config_from_dict
+    from lrprop.ingest.synthetic import ensure_synthetic_dataset
+
+    synthetic = {"num_actions": 1, "train_videos": 1, "val_videos": 0, "frame_size": 32, "length_range": [20, 22]}
+    for frame_size, stored in ((None, 32), (16, 16)):
+        config = config_from_dict({"synthetic": synthetic, "ingest": {"frame_size": frame_size, "threads": 2}})
+        root = str(tmp_path / f"store-{frame_size}")
+        version = ensure_synthetic_dataset(config, root, progress=False)
+        manifest = store.read_manifest(store.datasets_collection(root, "synthetic"), version)
+        source = ParquetVideos(root, "synthetic", version=version, split="train")
+        assert manifest["frame_size"] == stored and source.read_frames(0, np.arange(1)).shape[1:3] == (stored, stored)
+
+
 # ----------------------------------------------------------------------------- CLI
 
 
 def test_cli_synth_ingest_and_list(tmp_path, capsys):
     raw, store_dir = tmp_path / "raw", tmp_path / "store"
     sets = ["synthetic.train_videos=2", "synthetic.val_videos=1", "synthetic.frame_size=32", "synthetic.length_range=[20,30]"]
-    sets += ["ingest.workers=2"]
+    sets += ["ingest.threads=2"]
     argv_sets = [x for s in sets for x in ("--set", s)]
     assert main(["synth", "--dest", str(raw), *argv_sets]) == 0
     written = _source_videos(raw)

@@ -30,11 +30,11 @@ IMG = 32  # image side for the small encoder
 E, P = 8, 6  # embedding and projection widths of the small encoder
 
 
-def small_encoder(num_frames: int = 6, dropout: float = 0.1, seed: int = 0) -> FrameEncoder:
+def small_encoder(frames_per_view: int = 6, dropout: float = 0.1, seed: int = 0) -> FrameEncoder:
     torch.manual_seed(seed)
     return FrameEncoder(
         SmallCNNBackbone(width=4),
-        num_frames=num_frames,
+        frames_per_view=frames_per_view,
         hidden_dim=24,
         model_dim=16,
         num_layers=2,
@@ -74,7 +74,7 @@ def test_a_channels_last_encoder_computes_what_the_default_layout_does():
 @pytest.mark.parametrize("train", [False, True])
 def test_encoder_shapes_norms_and_zero_padding(train):
     N, S = 3, 6
-    model = small_encoder(num_frames=S)
+    model = small_encoder(frames_per_view=S)
     model.train(train)
     g = torch.Generator().manual_seed(1)
     frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
@@ -98,7 +98,7 @@ def test_encoder_shapes_norms_and_zero_padding(train):
 def test_garbage_in_padded_slots_changes_nothing(train):
     """Same S, same mask; the content of the padded frames is replaced by garbage."""
     N, S = 3, 6
-    model = small_encoder(num_frames=S, dropout=0.0)
+    model = small_encoder(frames_per_view=S, dropout=0.0)
     model.train(train)
     g = torch.Generator().manual_seed(2)
     frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
@@ -120,7 +120,7 @@ def test_appending_padded_frames_changes_nothing(train):
     positions of the valid frames are passed explicitly so that only the padding changes.
     """
     N, S, extra = 3, 6, 4
-    model = small_encoder(num_frames=S, dropout=0.0)
+    model = small_encoder(frames_per_view=S, dropout=0.0)
     model.train(train)
     g = torch.Generator().manual_seed(3)
     frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
@@ -142,7 +142,7 @@ def test_appending_padded_frames_changes_nothing(train):
 def test_padding_invariance_is_not_vacuous():
     """The same comparison does see a change of a *valid* frame (guards the tests above)."""
     N, S = 2, 6
-    model = small_encoder(num_frames=S, dropout=0.0).eval()
+    model = small_encoder(frames_per_view=S, dropout=0.0).eval()
     g = torch.Generator().manual_seed(4)
     frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
     mask = prefix_mask([6, 4], S)
@@ -157,7 +157,7 @@ def test_padding_invariance_is_not_vacuous():
 
 def test_default_positions():
     T = 7
-    model = small_encoder(num_frames=T)
+    model = small_encoder(frames_per_view=T)
     same = model.default_positions(T, 3, torch.device("cpu"))
     assert same.shape == (3, T)
     np.testing.assert_allclose(same.numpy(), np.tile(np.arange(T, dtype=np.float64), (3, 1)), atol=1e-6)
@@ -172,7 +172,7 @@ def test_default_positions():
 def test_forward_uses_default_positions():
     """positions=None equals passing linspace(0, T - 1, S) explicitly, and differs from arange."""
     T, S, N = 5, 9, 2
-    model = small_encoder(num_frames=T, dropout=0.0).eval()
+    model = small_encoder(frames_per_view=T, dropout=0.0).eval()
     g = torch.Generator().manual_seed(5)
     frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
     mask = torch.ones(N, S, dtype=torch.bool)
@@ -400,7 +400,7 @@ def test_bf16_autocast_path_gives_finite_gradients_to_trained_layers_only():
     from lrprop.core.losses import LRPropLoss
 
     torch.manual_seed(0)
-    model = FrameEncoder(ResNet50Backbone("layer4"), num_frames=4, num_layers=1).train()
+    model = FrameEncoder(ResNet50Backbone("layer4"), frames_per_view=4, num_layers=1).train()
     frames = torch.randn(4, 4, 3, 64, 64)  # 2 videos × 2 views, 4 frames
     mask = prefix_mask([4, 3, 4, 2], 4)
     with torch.autocast("cpu", dtype=torch.bfloat16):

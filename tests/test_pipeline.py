@@ -28,13 +28,13 @@ from lrprop.pipeline.embeddings import list_embeddings, load_published_model, pu
 pytestmark = pytest.mark.integration
 
 TINY_PIPELINE = {
-    "data": {"num_frames": 8, "image_size": 32},
+    "data": {"frames_per_view": 8, "image_size": 32},
     "model": TINY_MODEL,
     "loss": {"alpha": 0.01, "beta": 0.4},
     "optim": {"epochs": 2, "lr": 1e-3},
     "pretrain": {"steps": 2, "videos_per_step": 2, "frames_per_video": 4},
     "train": {"log_every": 0},
-    "synthetic": {"num_classes": 2, "train_videos": 4, "val_videos": 3, "length_range": [20, 36], "frame_size": 32},
+    "synthetic": {"num_actions": 2, "train_videos": 4, "val_videos": 3, "length_range": [20, 36], "frame_size": 32},
     "eval": {"fractions": [0.5, 1.0], "ap_ks": [1, 5]},
     "ray": {"validate_every": 1, "tune_samples": 3, "tune_max_concurrent": 2, "tune_grace_epochs": 1},
 }
@@ -137,7 +137,9 @@ def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_
     assert _no_placement_group_left()  # no trial's placement group outlived the search
     assert 0.0 <= best["value"] <= 1.0
     assert (
-        best["params"]["num_frames"] in (20,) and 1e-4 <= best["params"]["alpha"] <= 1e-1 and 0.1 <= best["params"]["beta"] <= 3.2
+        best["params"]["frames_per_view"] in (20,)
+        and 1e-4 <= best["params"]["alpha"] <= 1e-1
+        and 0.1 <= best["params"]["beta"] <= 3.2
     )
     record = json.loads(store.read_bytes(store.join(root, "tune", "tune1", "reach", "best.json")))
     assert record["params"] == best["params"]

@@ -38,9 +38,7 @@ def test_time_contrastive_loss_matches_a_float64_reference():
     ha, hb = rng.normal(size=(3, 5, 4)), rng.normal(size=(3, 5, 4))
     ta = np.sort(rng.integers(0, 40, size=(3, 5)), axis=-1).astype(float)
     tb = np.clip(ta + rng.integers(-2, 3, size=(3, 5)), 0, 39)
-    got = time_contrastive_loss(
-        *(torch.tensor(x, dtype=torch.float32) for x in (ha, hb, ta, tb)), tau=0.1, sigma2=10.0
-    )
+    got = time_contrastive_loss(*(torch.tensor(x, dtype=torch.float32) for x in (ha, hb, ta, tb)), tau=0.1, sigma2=10.0)
     assert float(got) == pytest.approx(_reference_loss(ha, hb, ta, tb, 0.1, 10.0), rel=1e-4)
 
 
@@ -195,8 +193,18 @@ def test_train_skips_pretraining_when_weights_are_given(tmp_path, monkeypatch):
 
 def test_an_encoder_without_positions_is_equivariant_to_the_order_of_frames():
     torch.manual_seed(0)
-    model = FrameEncoder(SmallCNNBackbone(4), num_frames=6, hidden_dim=16, model_dim=16, num_layers=1, num_heads=2,
-                         ffn_dim=16, embedding_dim=8, projection_dim=8, positions="none").eval()
+    model = FrameEncoder(
+        SmallCNNBackbone(4),
+        frames_per_view=6,
+        hidden_dim=16,
+        model_dim=16,
+        num_layers=1,
+        num_heads=2,
+        ffn_dim=16,
+        embedding_dim=8,
+        projection_dim=8,
+        positions="none",
+    ).eval()
     frames, mask = torch.randn(1, 6, 3, 32, 32), torch.ones(1, 6, dtype=torch.bool)
     order = torch.tensor([3, 1, 5, 0, 2, 4])
     z, _ = model(frames, mask)
@@ -205,15 +213,24 @@ def test_an_encoder_without_positions_is_equivariant_to_the_order_of_frames():
     z_pos, _ = model(frames, mask, torch.arange(6.0)[None] * 10)
     torch.testing.assert_close(z_pos, z, atol=0, rtol=0)  # positions are ignored
     with pytest.raises(ValueError, match="positions"):
-        FrameEncoder(SmallCNNBackbone(4), num_frames=6, positions="learned")
+        FrameEncoder(SmallCNNBackbone(4), frames_per_view=6, positions="learned")
 
 
 def test_the_encoder_returns_the_backbone_features_it_embedded():
     from lrprop.core.model import pooled_features
 
     torch.manual_seed(0)
-    model = FrameEncoder(SmallCNNBackbone(4), num_frames=5, hidden_dim=16, model_dim=16, num_layers=1, num_heads=2,
-                         ffn_dim=16, embedding_dim=8, projection_dim=8).eval()
+    model = FrameEncoder(
+        SmallCNNBackbone(4),
+        frames_per_view=5,
+        hidden_dim=16,
+        model_dim=16,
+        num_layers=1,
+        num_heads=2,
+        ffn_dim=16,
+        embedding_dim=8,
+        projection_dim=8,
+    ).eval()
     frames = torch.randn(2, 5, 3, 32, 32)
     mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     z, h, feats = model(frames, mask, with_features=True)
@@ -236,8 +253,17 @@ def test_training_with_the_propagation_path_on_backbone_features(tmp_path):
 
 def test_a_frozen_backbone_keeps_its_weights_and_batchnorm_statistics_while_the_encoder_trains():
     torch.manual_seed(0)
-    model = FrameEncoder(SmallCNNBackbone(4), num_frames=5, hidden_dim=16, model_dim=16, num_layers=1, num_heads=2,
-                         ffn_dim=16, embedding_dim=8, projection_dim=8).freeze_backbone()
+    model = FrameEncoder(
+        SmallCNNBackbone(4),
+        frames_per_view=5,
+        hidden_dim=16,
+        model_dim=16,
+        num_layers=1,
+        num_heads=2,
+        ffn_dim=16,
+        embedding_dim=8,
+        projection_dim=8,
+    ).freeze_backbone()
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     model.train()
     assert not model.backbone.training and model.mlp.training
@@ -265,8 +291,9 @@ def test_train_freezes_the_backbone_as_pretrained_and_resumes_so(tmp_path, monke
     monkeypatch.setattr(lrprop.training.train, "pretrain_backbone", pretrain_and_remember)
     frozen = {"freeze_backbone": True}
     # Stopped part way (optim.max_steps), then resumed to the end of its 2 epochs.
-    first = train(config_from_dict(tiny(optim={"epochs": 2, "max_steps": 1}, pretrain=frozen)), _source(),
-                  checkpoint_dir=tmp_path)
+    first = train(
+        config_from_dict(tiny(optim={"epochs": 2, "max_steps": 1}, pretrain=frozen)), _source(), checkpoint_dir=tmp_path
+    )
     assert pretrained and all(torch.equal(v, first.model.backbone.state_dict()[k]) for k, v in pretrained.items())
     head = {k: v.clone() for k, v in first.model.mlp.state_dict().items()}
     final = train(config_from_dict(tiny(optim={"epochs": 2}, pretrain=frozen)), _source(), checkpoint_dir=tmp_path)
@@ -277,8 +304,17 @@ def test_train_freezes_the_backbone_as_pretrained_and_resumes_so(tmp_path, monke
 
 def test_sequences_dropped_from_the_positions_are_embedded_as_without_positions():
     torch.manual_seed(0)
-    kwargs = dict(num_frames=6, hidden_dim=16, model_dim=16, num_layers=1, num_heads=2, ffn_dim=16,
-                  embedding_dim=8, projection_dim=8, dropout=0.0)
+    kwargs = dict(
+        frames_per_view=6,
+        hidden_dim=16,
+        model_dim=16,
+        num_layers=1,
+        num_heads=2,
+        ffn_dim=16,
+        embedding_dim=8,
+        projection_dim=8,
+        dropout=0.0,
+    )
     model = FrameEncoder(SmallCNNBackbone(4), drop_positions=0.5, **kwargs)
     frames, mask = torch.randn(8, 6, 3, 32, 32), torch.ones(8, 6, dtype=torch.bool)
     torch.manual_seed(3)

@@ -25,12 +25,12 @@ from lrprop.pipeline.tune import _TrialPlacementGroups, tune_class
 pytestmark = pytest.mark.integration
 
 TINY_SEARCH = {
-    "data": {"num_frames": 8, "image_size": 32},
+    "data": {"frames_per_view": 8, "image_size": 32},
     "model": TINY_MODEL,
     "optim": {"epochs": 3, "lr": 1e-3},
     "pretrain": {"steps": 2, "videos_per_step": 2, "frames_per_video": 4},
     "train": {"log_every": 0},
-    "synthetic": {"num_classes": 1, "train_videos": 4, "val_videos": 3, "length_range": [20, 36], "frame_size": 32},
+    "synthetic": {"num_actions": 1, "train_videos": 4, "val_videos": 3, "length_range": [20, 36], "frame_size": 32},
     "eval": {"fractions": [0.5, 1.0], "ap_ks": [1, 5]},
     # A bound well above a trial's start-up here (12-14 s), so that a trial waiting on a left
     # placement group fails the test instead of hanging it.

@@ -68,7 +68,7 @@ def test_a_stopped_run_resumes_to_the_same_state(tmp_path, videos, checkpoint_ev
 
 
 def test_augmenting_on_the_device_trains_exactly_as_augmenting_in_the_loader(tmp_path, videos):
-    data = {"augment": True, "num_workers": 1}
+    data = {"augment": True, "loader_workers": 1}
     in_loader = train(_config(optim={"epochs": 2}, data=data), videos, checkpoint_dir=tmp_path / "a")
     on_device = train(_config(optim={"epochs": 2}, data={**data, "augment_on": "device"}), videos, checkpoint_dir=tmp_path / "b")
     a, b = _state(in_loader.model), _state(on_device.model)

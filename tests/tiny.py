@@ -17,7 +17,7 @@ TINY_MODEL = {
 }
 
 TINY = {
-    "data": {"num_frames": 16, "image_size": 32},
+    "data": {"frames_per_view": 16, "image_size": 32},
     "model": TINY_MODEL,
     "loss": {"alpha": 0.01, "beta": 0.4},
     "optim": {"lr": 1e-3},

@@ -227,7 +227,7 @@ class FrameEncoder(nn.Module):
     Args:
         backbone: a module mapping (N, 3, H, W) to a feature map (N, F, h, w) with an
             ``out_channels`` attribute.
-        num_frames: T, the training view length (sets evaluation positions).
+        frames_per_view: T, the training view length (sets evaluation positions).
         hidden_dim: width of the two MLP blocks (512).
         model_dim: transformer width d_model (256).
         num_layers: transformer layers (7).
@@ -245,7 +245,7 @@ class FrameEncoder(nn.Module):
         self,
         backbone: nn.Module,
         *,
-        num_frames: int,
+        frames_per_view: int,
         hidden_dim: int = 512,
         model_dim: int = 256,
         num_layers: int = 7,
@@ -265,7 +265,7 @@ class FrameEncoder(nn.Module):
             raise ValueError(f"positions must be 'sinusoidal' or 'none', got {positions!r}")
         self.backbone = backbone
         self.use_positions = positions == "sinusoidal"
-        self.num_frames = num_frames
+        self.frames_per_view = frames_per_view
         self.channels_last = False  # see use_channels_last
         self.backbone_frozen = False  # see freeze_backbone
         feat = backbone.out_channels
@@ -325,9 +325,9 @@ class FrameEncoder(nn.Module):
             self.backbone.eval()
         return self
 
-    def default_positions(self, num_frames: int, batch: int, device) -> torch.Tensor:
-        """linspace(0, T - 1, S) for each of ``batch`` sequences: (batch, S) float."""
-        return torch.linspace(0, self.num_frames - 1, num_frames, device=device).expand(batch, -1)
+    def default_positions(self, length: int, batch: int, device) -> torch.Tensor:
+        """linspace(0, T - 1, S) with S = ``length``, for each of ``batch`` sequences: (batch, S) float."""
+        return torch.linspace(0, self.frames_per_view - 1, length, device=device).expand(batch, -1)
 
     def forward(
         self,

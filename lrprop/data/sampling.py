@@ -20,13 +20,13 @@ _MAX_REDRAWS = 100
 
 def sample_view(
     length: int,
-    num_frames: int,
+    frames_per_view: int,
     generator: torch.Generator,
     ratio_range: tuple[float, float] = (1.0, 1.5),
     min_valid: int = 2,
     window: tuple[float, float] = (1.0, 1.0),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sample one view of T = ``num_frames`` frames from a video of ``length`` frames.
+    """Sample one view of T = ``frames_per_view`` frames from a video of ``length`` frames.
 
     With ``window`` (lo, hi) below (1, 1), the view covers a random stretch of the video first:
     w = ceil(U(lo, hi) · L) frames from a uniform start, sampled as above as if they were the
@@ -34,7 +34,7 @@ def sample_view(
     cover different stretches, so a frame's slot in its view no longer tells its time and
     only what the frames show can match them [choice; (1, 1), the whole video, is SCL's].
 
-    A draw with fewer than ``min(min_valid, length, num_frames)`` valid frames is redrawn (it can happen when
+    A draw with fewer than ``min(min_valid, length, frames_per_view)`` valid frames is redrawn (it can happen when
     T is far below L and the block overhangs the video); after 100 tries r = 1 is used, which
     makes every index valid.
 
@@ -47,19 +47,19 @@ def sample_view(
         share = window[0] + (window[1] - window[0]) * torch.rand((), generator=generator).item()
         stretch = min(length, max(1, math.ceil(share * length)))
         start = int(torch.randint(0, length - stretch + 1, (), generator=generator))
-        read, mask, timestamps = sample_view(stretch, num_frames, generator, ratio_range, min_valid)
+        read, mask, timestamps = sample_view(stretch, frames_per_view, generator, ratio_range, min_valid)
         timestamps = torch.where(mask, timestamps + start, torch.full_like(timestamps, length))
         return read + start, mask, timestamps
-    need = min(min_valid, length, num_frames)
+    need = min(min_valid, length, frames_per_view)
     lo, hi = ratio_range
     for attempt in range(_MAX_REDRAWS + 1):
         r = 1.0 if attempt == _MAX_REDRAWS else lo + (hi - lo) * torch.rand((), generator=generator).item()
         block = max(length, math.ceil(r * length))
-        count = min(length, num_frames)
+        count = min(length, frames_per_view)
         drawn = torch.randperm(block, generator=generator)[:count].sort().values
         if int((drawn < length).sum()) >= need:
             break
-    timestamps = torch.full((num_frames,), length, dtype=torch.int64)
+    timestamps = torch.full((frames_per_view,), length, dtype=torch.int64)
     timestamps[:count] = drawn
     mask = timestamps < length
     return timestamps.clamp(max=length - 1), mask, timestamps

@@ -29,7 +29,7 @@ class ViewDataset(Dataset):
 
     Args:
         source: the videos.
-        num_frames: T frames per view.
+        frames_per_view: T frames per view.
         num_views: V views per video.
         transform: (T, 3, H, W) uint8 -> (T, 3, S, S) float, applied once per view with one set
             of random parameters; None gives frames scaled to [0, 1].
@@ -52,7 +52,7 @@ class ViewDataset(Dataset):
     def __init__(
         self,
         source: VideoSource,
-        num_frames: int,
+        frames_per_view: int,
         *,
         num_views: int = 2,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
@@ -66,7 +66,7 @@ class ViewDataset(Dataset):
             raise ValueError("defer_decode needs defer_transform: frames are augmented where they are decoded")
         if defer_decode and not hasattr(source, "read_encoded"):
             raise ValueError(f"defer_decode needs a source of encoded frames; {type(source).__name__} has no read_encoded")
-        self.source, self.num_frames, self.num_views = source, num_frames, num_views
+        self.source, self.frames_per_view, self.num_views = source, frames_per_view, num_views
         self.transform, self.seed, self.ratio_range, self.window = transform, seed, ratio_range, window
         self.defer_transform, self.defer_decode = defer_transform, defer_decode
 
@@ -79,7 +79,7 @@ class ViewDataset(Dataset):
         length = self.source.num_frames(index)
         frames, masks, stamps, seeds, offsets = [], [], [], [], []
         for _ in range(self.num_views):
-            read, mask, timestamps = sample_view(length, self.num_frames, generator, self.ratio_range, window=self.window)
+            read, mask, timestamps = sample_view(length, self.frames_per_view, generator, self.ratio_range, window=self.window)
             n_valid = int(mask.sum())  # valid frames are a prefix; padding is never looked at
             view_seed = int(torch.randint(0, 2**62, (), generator=generator))
             if self.defer_decode:
@@ -94,7 +94,7 @@ class ViewDataset(Dataset):
                 if self.defer_transform:
                     frames.append(clip.contiguous())
                 else:
-                    frames.append(_pad(apply_view_transform(clip, self.transform, view_seed), self.num_frames))
+                    frames.append(_pad(apply_view_transform(clip, self.transform, view_seed), self.frames_per_view))
             masks.append(mask)
             stamps.append(timestamps)
             seeds.append(view_seed)
@@ -123,9 +123,9 @@ def apply_view_transform(clip: torch.Tensor, transform: Callable | None, seed: i
         return transform(clip) if transform is not None else clip.float() / 255.0
 
 
-def _pad(clip: torch.Tensor, num_frames: int) -> torch.Tensor:
-    """(n, ...) -> (num_frames, ...), zeros after the n valid frames."""
-    return torch.cat([clip, clip.new_zeros(num_frames - len(clip), *clip.shape[1:])])
+def _pad(clip: torch.Tensor, length: int) -> torch.Tensor:
+    """(n, ...) -> (length, ...), zeros after the n valid frames."""
+    return torch.cat([clip, clip.new_zeros(length - len(clip), *clip.shape[1:])])
 
 
 def collate_deferred_views(items: list[dict]) -> dict:
@@ -170,7 +170,7 @@ def _decode_views(batch: dict, device: torch.device | str) -> list[list[torch.Te
     return out
 
 
-def transform_views(batch: dict, transform: Callable | None, num_frames: int, device: torch.device | str) -> torch.Tensor:
+def transform_views(batch: dict, transform: Callable | None, frames_per_view: int, device: torch.device | str) -> torch.Tensor:
     """Augment a batch of :func:`collate_deferred_views` on ``device`` (decoding it first there
     when it holds JPEG bytes).
 
@@ -180,11 +180,11 @@ def transform_views(batch: dict, transform: Callable | None, num_frames: int, de
     identical (TorchCodec's CPU decoder and Pillow give the same pixels).
 
     Returns:
-        (B, V, num_frames, 3, S, S) float, zeros on padded frames.
+        (B, V, frames_per_view, 3, S, S) float, zeros on padded frames.
     """
     clips = _decode_views(batch, device) if "frame_offsets" in batch else batch["frames"]
     views = [
-        _pad(apply_view_transform(clip.to(device, non_blocking=True), transform, seed), num_frames)
+        _pad(apply_view_transform(clip.to(device, non_blocking=True), transform, seed), frames_per_view)
         for per_video, seeds in zip(clips, batch["view_seeds"].tolist(), strict=True)
         for clip, seed in zip(per_video, seeds, strict=True)
     ]

@@ -39,7 +39,7 @@ def ingest_source(
     from lrprop.ingest.generic import read_generic
     from lrprop.ingest.pennaction import read_pennaction
     from lrprop.ingest.pouring import POURING_PHASES, read_pouring
-    from lrprop.ingest.writer import ingest
+    from lrprop.ingest.writer import DEFAULT_FRAME_SIZE, ingest
 
     readers = {
         "pennaction": lambda: read_pennaction(source, labels_dir),
@@ -57,11 +57,11 @@ def ingest_source(
         store_uri=store_uri,
         dataset=dataset,
         source=source,
-        frame_size=frame_size or ing.frame_size,
+        frame_size=frame_size or ing.frame_size or DEFAULT_FRAME_SIZE,
         quality=ing.jpeg_quality,
         max_label=max_label,
         strict=ing.strict if strict is None else strict,
-        workers=ing.workers,
+        threads=ing.threads,
         progress=progress,
     )
 

@@ -37,12 +37,12 @@ def _jpeg(frame: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def write_synthetic(dest: str, config: SyntheticConfig, *, workers: int = 4, **storage_options) -> dict:
+def write_synthetic(dest: str, config: SyntheticConfig, *, threads: int = 4, **storage_options) -> dict:
     """Generate ``config``'s videos into ``dest``; returns {split: {action: n_videos}}."""
     counts: dict[str, dict[str, int]] = {}
     splits = {"train": (0, config.train_videos), "val": (config.train_videos, config.val_videos)}
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for class_index in range(config.num_classes):
+    with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        for class_index in range(config.num_actions):
             for split, (first, count) in splits.items():
                 if count == 0:
                     continue
@@ -79,16 +79,16 @@ def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | No
     raw = store.join(store_uri, "raw", f"synthetic-{key}")
     if not store.exists(store.join(raw, "synthetic.json")):  # written last: absent = incomplete
         log.info("generating synthetic videos into %s", raw)
-        write_synthetic(raw, config.synthetic, workers=config.ingest.workers)
+        write_synthetic(raw, config.synthetic, threads=config.ingest.threads)
     result = ingest(
         read_generic(raw),
         store_uri=store_uri,
         dataset=config.dataset.name,
         source=raw,
-        frame_size=config.synthetic.frame_size,
+        frame_size=config.ingest.frame_size or config.synthetic.frame_size,
         quality=config.ingest.jpeg_quality,
         strict=config.ingest.strict,
-        workers=config.ingest.workers,
+        threads=config.ingest.threads,
         progress=sys.stderr.isatty() if progress is None else progress,
     )
     log.info("dataset %s %s (%s)", config.dataset.name, result.version, "new" if result.created else "unchanged")

@@ -38,7 +38,7 @@ from lrprop import __version__, store
 from lrprop.ingest.records import IngestError, Note, Problem, RawVideo
 from lrprop.names import check_name
 
-__all__ = ["FRAME_SCHEMA", "IngestResult", "ProcessedVideo", "ingest", "process_video"]
+__all__ = ["DEFAULT_FRAME_SIZE", "FRAME_SCHEMA", "IngestResult", "ProcessedVideo", "ingest", "process_video"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,9 @@ FRAME_SCHEMA = pa.schema(
     ]
 )
 MANIFEST_FORMAT = "lrprop-dataset/1"
+# The shorter side of stored frames when ingest.frame_size is not set: what the ResNet-50's
+# 224-pixel crops read with some margin (docs/data.md)
+DEFAULT_FRAME_SIZE = 256
 
 
 @dataclass
@@ -208,11 +211,11 @@ def ingest(
     store_uri: str,
     dataset: str,
     source: str,
-    frame_size: int = 256,
+    frame_size: int = DEFAULT_FRAME_SIZE,
     quality: int = 95,
     max_label: int | None = None,
     strict: bool = False,
-    workers: int = 4,
+    threads: int = 4,
     progress: bool = True,
     storage_options: dict | None = None,
 ) -> IngestResult:
@@ -227,7 +230,7 @@ def ingest(
         quality: JPEG quality of re-encoded frames.
         max_label: labels must lie in [-1, max_label - 1] when given (-1 = unlabelled frame).
         strict: fail at the first problem instead of skipping the video and reporting it.
-        workers: threads that decode and encode frames.
+        threads: threads that decode and encode frames.
         progress: show a progress bar.
         storage_options: fsspec options for the store (e.g. an endpoint); never written out.
 
@@ -279,7 +282,7 @@ def ingest(
     files, notes = [], []
     bar = _progress(sum(len(v) for v in partitions.values()), progress)
     try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             for (action, split), members in partitions.items():
                 rel = f"action={action}/split={split}/part-0.parquet"
                 path = store.join(version_uri, rel)

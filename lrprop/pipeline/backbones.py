@@ -218,7 +218,7 @@ def with_pretrained_backbones(config: Config, uris: Mapping[str, str]) -> Config
         model = {"pretrained": uri}
         if config.for_class(action).pretrain.freeze_backbone:
             model["train_from"] = "none"
-        per_class = overrides["classes"].setdefault(action, {})
+        per_class = overrides["actions"].setdefault(action, {})
         per_class["model"] = {**per_class.get("model", {}), **model}
     return config_from_dict(overrides)
 

@@ -260,7 +260,7 @@ def train_classes(
     def fit_class(action: str) -> ClassRun:
         started = time.time()
         trainer = make_trainer(
-            config.for_class(action),  # the class's own T, alpha, beta, … (config.classes)
+            config.for_class(action),  # the class's own T, alpha, beta, … (config.actions)
             store_uri,
             dataset=dataset,
             version=version,

@@ -53,7 +53,7 @@ def search_space(shortest_video: int) -> dict:
     from ray import tune  # Ray
 
     return {
-        "num_frames": tune.choice(frame_choices(shortest_video)),
+        "frames_per_view": tune.choice(frame_choices(shortest_video)),
         "alpha": tune.loguniform(1e-4, 1e-1),
         "beta": tune.loguniform(0.1, 3.2),
     }
@@ -62,7 +62,7 @@ def search_space(shortest_video: int) -> dict:
 def apply_params(config: Config, params: dict) -> Config:
     """``config`` with a trial's T, α, β."""
     overrides = config_to_dict(config)
-    overrides["data"]["num_frames"] = int(params["num_frames"])
+    overrides["data"]["frames_per_view"] = int(params["frames_per_view"])
     overrides["loss"]["alpha"] = float(params["alpha"])
     overrides["loss"]["beta"] = float(params["beta"])
     overrides["ray"]["validate_every"] = 1  # ASHA needs the metric in every result
@@ -262,7 +262,7 @@ def tune_class(
         placement_groups.finish()
     _raise_start_timeouts(results)
     best = results.get_best_result(metric=TUNE_METRIC, mode="max")
-    params = {k: (int(v) if k == "num_frames" else float(v)) for k, v in best.config.items()}
+    params = {k: (int(v) if k == "frames_per_view" else float(v)) for k, v in best.config.items()}
     metrics = {k: float(v) for k, v in (best.metrics or {}).items() if isinstance(v, (int, float, np.floating))}
     out = store.join(store_uri, "tune", run_name, action)
     best_config = config_to_dict(apply_params(config, params))

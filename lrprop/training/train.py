@@ -72,7 +72,7 @@ def resolve_device(name: str) -> torch.device:
 
 
 def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None) -> FrameEncoder:
-    """The encoder of ``config.model`` for views of ``config.data.num_frames`` frames.
+    """The encoder of ``config.model`` for views of ``config.data.frames_per_view`` frames.
 
     Pretrained backbone weights at ``config.model.pretrained`` are read with ``read_bytes``
     (default: :func:`lrprop.pipeline.backbones.read_weights`, any fsspec URI, and a version of the
@@ -92,7 +92,7 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
         load_backbone_weights(backbone, read_bytes(m.pretrained), name=m.pretrained)
     encoder = FrameEncoder(
         backbone,
-        num_frames=config.data.num_frames,
+        frames_per_view=config.data.frames_per_view,
         hidden_dim=m.hidden_dim,
         model_dim=m.model_dim,
         num_layers=m.num_layers,
@@ -132,7 +132,7 @@ def view_transform(config: Config) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler, pin_memory: bool) -> DataLoader:
-    """The DataLoader of training views: its ``num_workers`` workers read the frames, decode
+    """The DataLoader of training views: its ``data.loader_workers`` worker processes read the frames, decode
     them (unless ``data.decode_on: device``) and augment them (unless ``data.augment_on:
     device``); :func:`batch_frames` takes its batches to the device and does the rest there."""
     d = config.data
@@ -142,7 +142,7 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
         raise ConfigError(f"data.decode_on: device needs a source of JPEG frames (an ingested data set), not {kind}")
     dataset = ViewDataset(
         source,
-        d.num_frames,
+        d.frames_per_view,
         num_views=d.num_views,
         transform=None if on_device else view_transform(config),
         seed=config.train.seed,
@@ -151,7 +151,7 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
         defer_transform=on_device,
         defer_decode=d.decode_on == "device",
     )
-    workers = d.num_workers
+    workers = d.loader_workers
     return DataLoader(
         dataset,
         batch_sampler=sampler,
@@ -176,7 +176,7 @@ def batch_frames(batch: dict, config: Config, device: torch.device, transform: C
             (built here when not given).
     """
     if config.data.augment_on == "device":
-        return transform_views(batch, transform or view_transform(config), config.data.num_frames, device)
+        return transform_views(batch, transform or view_transform(config), config.data.frames_per_view, device)
     return batch["frames"].to(device, non_blocking=True)
 
 
@@ -185,7 +185,7 @@ def batch_frames(batch: dict, config: Config, device: torch.device, transform: C
 RESUMABLE_CHANGES = (
     "optim.max_steps",
     "train.",
-    "data.num_workers",
+    "data.loader_workers",
     "data.augment_on",
     "data.decode_on",
     "ray.",
