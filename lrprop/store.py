@@ -2,8 +2,11 @@
 
 A plain path is a local file; ``s3://…``, ``memory://…`` and the other fsspec protocols work the
 same. Credentials and endpoints come from the environment (``AWS_*``, ``AWS_ENDPOINT_URL``) or
-the storage library's own config files, or from ``storage_options`` the caller passes; this
-module never logs or writes them.
+the storage library's own config files (``~/.aws``, fsspec's ``FSSPEC_S3_*`` and config folder),
+which every process of a run (Ray workers included) reads the same way; this module never logs
+or writes them. The readers a user calls from Python (``ParquetVideos``, ``pull_embeddings``,
+``read_backbone``, the ``list_*`` functions) also take fsspec ``storage_options`` for settings
+such as an endpoint, never for credentials (:func:`check_storage_options`).
 
 Versions. A *collection* is a folder holding immutable versions, one folder each:
 
@@ -26,6 +29,7 @@ import posixpath
 import re
 import secrets
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -36,6 +40,7 @@ __all__ = [
     "MANIFEST",
     "ChecksumError",
     "absolute",
+    "check_storage_options",
     "check_version",
     "datasets_collection",
     "exists",
@@ -64,8 +69,33 @@ class ChecksumError(ValueError):
     """A published file does not match its manifest (damaged, truncated or replaced)."""
 
 
+# Option names that carry a secret (s3fs's and botocore's, gcsfs's, adlfs's, fsspec's http):
+# credentials stay in the environment and the storage library's config files.
+_SECRET_OPTION = re.compile(r"(secret|token|password|passwd|credential|key$|access_key|connection_string)", re.IGNORECASE)
+# Option names that hold other options (s3fs's client_kwargs, config_kwargs, s3_additional_kwargs)
+_NESTED_OPTION = re.compile(r"_kwargs$")
+
+
+def check_storage_options(options: Mapping[str, Any], where: str = "storage_options") -> None:
+    """Refuse fsspec options that carry credentials, before they reach a filesystem or a log.
+
+    Raises:
+        ValueError: naming the option (never its value).
+    """
+    for name, value in options.items():
+        if _SECRET_OPTION.search(name):
+            raise ValueError(
+                f"{where}[{name!r}]: credentials are read from the environment (AWS_ACCESS_KEY_ID, …) "
+                "or the storage library's config files (~/.aws/credentials), never passed as options"
+            )
+        if _NESTED_OPTION.search(name) and isinstance(value, Mapping):
+            check_storage_options(value, f"{where}[{name!r}]")
+
+
 def filesystem(uri: str, **storage_options) -> tuple[fsspec.AbstractFileSystem, str]:
-    """The fsspec filesystem of ``uri`` and the path within it."""
+    """The fsspec filesystem of ``uri`` and the path within it; ``storage_options`` are checked
+    for credentials first (:func:`check_storage_options`)."""
+    check_storage_options(storage_options)
     return url_to_fs(uri, **storage_options)
 
 
@@ -91,6 +121,7 @@ def exists(uri: str, **storage_options) -> bool:
 
 def read_bytes(uri: str, **storage_options) -> bytes:
     """The whole content of the file at ``uri``; a missing file is an error naming it."""
+    check_storage_options(storage_options)
     try:
         with fsspec.open(uri, "rb", **storage_options) as handle:
             return handle.read()

@@ -189,3 +189,26 @@ def test_cli_list_and_pull(tmp_path, model_dir, capsys):
     assert table.equals(pull_embeddings(root, "synthetic", "reach", first["version"])[0])
     assert not list(out.parent.glob(".*.tmp"))
     assert main(["embeddings", "pull", "--store", root, "--dataset", "synthetic", "--action", "nope", "--out", str(out)]) == 2
+
+
+def test_a_reader_given_its_endpoint_as_a_storage_option_reads_an_s3_store(s3_bucket, s3_endpoint, model_dir, monkeypatch):
+    """Users pulling embeddings into their own tools may give fsspec options (here moto's
+    endpoint) instead of the environment; credentials still come from the environment."""
+    import s3fs
+
+    root = f"{s3_bucket}/lrprop"
+    manifest = _publish(root, model_dir, seed=1)  # through the environment's endpoint
+    # From here the environment's endpoint has nothing listening: only the option reaches moto.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    s3fs.S3FileSystem.clear_instance_cache()
+    options = {"endpoint_url": s3_endpoint}
+    try:
+        table, pulled = pull_embeddings(root, "synthetic", "reach", storage_options=options)
+        assert pulled["version"] == manifest["version"] and table.num_rows == manifest["rows"]
+        assert [e["latest_version"] for e in list_embeddings(root, storage_options=options)] == [manifest["version"]]
+        model = load_published_model(root, "synthetic", "reach", storage_options=options)
+        assert not model.training
+        with pytest.raises(ValueError, match=r"\['secret'\]: credentials are read from the environment"):
+            pull_embeddings(root, "synthetic", "reach", storage_options={**options, "secret": "testing"})
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()  # no instance bound to the dead endpoint outlives the test

@@ -220,3 +220,28 @@ def test_write_json_round_trip_and_missing_file_names_it(collection):
     with pytest.raises(FileNotFoundError) as info:
         store.read_bytes(missing)
     assert "nope.json" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"secret": "s3cr3t"}, "secret"),
+        ({"key": "s3cr3t"}, "key"),
+        ({"token": "s3cr3t"}, "token"),
+        ({"client_kwargs": {"region_name": "eu-west-1", "aws_secret_access_key": "s3cr3t"}}, "aws_secret_access_key"),
+        ({"config_kwargs": {}, "s3_additional_kwargs": {"SSECustomerKey": "s3cr3t"}}, "SSECustomerKey"),
+    ],
+)
+def test_credentials_given_as_storage_options_are_refused_naming_the_option_not_its_value(tmp_path, options, named):
+    (tmp_path / "x").write_bytes(b"data")
+    for call in (lambda: store.read_bytes(str(tmp_path / "x"), **options), lambda: store.exists(str(tmp_path / "x"), **options)):
+        with pytest.raises(ValueError, match=rf"\[{named!r}\]: credentials are read from the environment") as caught:
+            call()
+        assert "s3cr3t" not in str(caught.value)
+
+
+def test_storage_options_that_are_not_credentials_reach_the_filesystem(tmp_path):
+    fs, _ = store.filesystem(str(tmp_path), auto_mkdir=False)
+    assert fs.auto_mkdir is False
+    fs, _ = store.filesystem(str(tmp_path), auto_mkdir=True)
+    assert fs.auto_mkdir is True

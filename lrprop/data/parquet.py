@@ -42,7 +42,8 @@ class ParquetVideos:
         action: one action class, or None for all.
         split: one split (e.g. "train", "val"), or None for all.
         cache_videos: row groups kept decoded-to-bytes in memory.
-        storage_options: fsspec options for the store.
+        storage_options: fsspec options for the store, e.g. an endpoint; never credentials
+            (:func:`lrprop.store.check_storage_options`).
     """
 
     def __init__(

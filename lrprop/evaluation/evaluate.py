@@ -188,7 +188,6 @@ def evaluate_models(
     out_dir: str | Path,
     *,
     device: str = "auto",
-    storage_options: dict | None = None,
     on_class: Callable[[str, ClassEvaluation, dict, Path], None] | None = None,
 ) -> dict:
     """Evaluate one exported model per action class and write ``metrics.json`` + ``report.html``.
@@ -221,7 +220,6 @@ def evaluate_models(
             "dataset": meta["dataset"],
             "version": version,
             "action": meta.get("action", action),
-            "storage_options": storage_options,
         }
         train_source = ParquetVideos(store_uri, split="train", **opts)
         val_source = ParquetVideos(store_uri, split=config.eval.val_split, **opts)

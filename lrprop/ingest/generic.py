@@ -53,13 +53,13 @@ def parse_label_file(name: str, data: bytes) -> np.ndarray:
         raise ValueError(f"{name}: not one integer label per line ({exc})") from None
 
 
-def decode_video_file(uri: str, **storage_options) -> list[Frame]:
+def decode_video_file(uri: str) -> list[Frame]:
     """Every frame of a video file as (name, (H, W, 3) uint8) with PyAV; ValueError if it fails."""
     try:
         import av
     except ImportError:
         raise ValueError("decoding video files needs PyAV: pip install 'lrprop[video]'") from None
-    data = store.read_bytes(uri, **storage_options)
+    data = store.read_bytes(uri)
     try:
         with av.open(io.BytesIO(data)) as container:
             return [(f"{uri}#{i}", f.to_ndarray(format="rgb24")) for i, f in enumerate(container.decode(video=0))]
@@ -67,9 +67,9 @@ def decode_video_file(uri: str, **storage_options) -> list[Frame]:
         raise ValueError(f"{uri}: cannot decode video ({exc})") from None
 
 
-def read_generic(root: str, *, resample_mismatch: bool = False, **storage_options) -> Iterator[RawVideo | Problem]:
+def read_generic(root: str, *, resample_mismatch: bool = False) -> Iterator[RawVideo | Problem]:
     """The videos under ``root`` in the generic layout, in sorted order."""
-    fs, base = store.filesystem(root, **storage_options)
+    fs, base = store.filesystem(root)
     if not fs.isdir(base):
         raise FileNotFoundError(f"no folder at {root!r}")
     uri_of = lambda path: fs.unstrip_protocol(path)  # noqa: E731
@@ -95,7 +95,7 @@ def read_generic(root: str, *, resample_mismatch: bool = False, **storage_option
                 if fs.isdir(where):
                     load_frames = frame_folder_loader(fs, where)
                 else:
-                    load_frames = _video_file_loader(uri_of(where), storage_options)
+                    load_frames = _video_file_loader(uri_of(where))
                 if label_path is None and labelled:
                     yield Problem(
                         action,
@@ -126,8 +126,8 @@ def frame_folder_loader(fs, folder: str):
     return load
 
 
-def _video_file_loader(uri: str, storage_options: dict):
-    return lambda: decode_video_file(uri, **storage_options)
+def _video_file_loader(uri: str):
+    return lambda: decode_video_file(uri)
 
 
 def label_loader(fs, path: str | None):

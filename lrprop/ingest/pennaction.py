@@ -43,14 +43,14 @@ def _mat_action(data: bytes, name: str) -> str:
     return str(value[0]).strip()
 
 
-def read_pennaction(src: str, phase_labels: str | None = None, **storage_options) -> Iterator[RawVideo | Problem]:
+def read_pennaction(src: str, phase_labels: str | None = None) -> Iterator[RawVideo | Problem]:
     """The videos of Penn Action under ``src`` that have phase labels under ``phase_labels``.
 
     ``phase_labels`` defaults to ``<src>/phase_labels``.
     """
-    fs, base = store.filesystem(src, **storage_options)
+    fs, base = store.filesystem(src)
     labels_root = phase_labels or store.join(src, "phase_labels")
-    lfs, lbase = store.filesystem(labels_root, **storage_options)
+    lfs, lbase = store.filesystem(labels_root)
     if not lfs.isdir(lbase):
         raise FileNotFoundError(f"no phase-label folder at {labels_root!r}")
     for label_file in sorted(lfs.find(lbase)):

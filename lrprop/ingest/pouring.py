@@ -25,9 +25,9 @@ POURING_PHASES = 5
 _FILE = re.compile(r"^pouring_(?P<split>[a-z]+).*\.tfrecords?$")
 
 
-def read_pouring(src: str, action: str = "pouring", **storage_options) -> Iterator[RawVideo | Problem]:
+def read_pouring(src: str, action: str = "pouring") -> Iterator[RawVideo | Problem]:
     """The videos of every ``pouring_<split>*.tfrecord`` file under ``src``, in file order."""
-    fs, base = store.filesystem(src, **storage_options)
+    fs, base = store.filesystem(src)
     if not fs.isdir(base):
         raise FileNotFoundError(f"no folder at {src!r}")
     files = sorted(p for p in fs.find(base) if _FILE.match(posixpath.basename(p)))

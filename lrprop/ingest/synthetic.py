@@ -37,7 +37,7 @@ def _jpeg(frame: np.ndarray) -> bytes:
     return out.getvalue()
 
 
-def write_synthetic(dest: str, config: SyntheticConfig, *, threads: int = 4, **storage_options) -> dict:
+def write_synthetic(dest: str, config: SyntheticConfig, *, threads: int = 4) -> dict:
     """Generate ``config``'s videos into ``dest``; returns {split: {action: n_videos}}."""
     counts: dict[str, dict[str, int]] = {}
     splits = {"train": (0, config.train_videos), "val": (config.train_videos, config.val_videos)}
@@ -60,14 +60,14 @@ def write_synthetic(dest: str, config: SyntheticConfig, *, threads: int = 4, **s
 
                     def write_frame(i: int, video=video, folder=folder) -> None:
                         name = store.join(folder, video.video_id, f"{i:06d}.jpg")
-                        store.write_bytes(name, _jpeg(video.frames[i]), **storage_options)
+                        store.write_bytes(name, _jpeg(video.frames[i]))
 
                     list(pool.map(write_frame, range(len(video.frames))))
                     buf = io.BytesIO()
                     np.save(buf, video.labels, allow_pickle=False)
-                    store.write_bytes(store.join(folder, f"{video.video_id}.npy"), buf.getvalue(), **storage_options)
+                    store.write_bytes(store.join(folder, f"{video.video_id}.npy"), buf.getvalue())
                 counts.setdefault(split, {})[action] = len(videos)
-    store.write_json(store.join(dest, "synthetic.json"), {"config": config_to_dict(config), "counts": counts}, **storage_options)
+    store.write_json(store.join(dest, "synthetic.json"), {"config": config_to_dict(config), "counts": counts})
     return counts
 
 

@@ -217,7 +217,6 @@ def ingest(
     strict: bool = False,
     threads: int = 4,
     progress: bool = True,
-    storage_options: dict | None = None,
 ) -> IngestResult:
     """Ingest the videos a reader yields into a new immutable version of ``dataset``.
 
@@ -232,7 +231,6 @@ def ingest(
         strict: fail at the first problem instead of skipping the video and reporting it.
         threads: threads that decode and encode frames.
         progress: show a progress bar.
-        storage_options: fsspec options for the store (e.g. an endpoint); never written out.
 
     Returns:
         the new version, or the existing one whose content hash is the same.
@@ -240,7 +238,6 @@ def ingest(
     Raises:
         IngestError: in strict mode at the first problem; or when nothing could be ingested.
     """
-    opts = storage_options or {}
     collection = store.datasets_collection(store_uri, dataset)
     videos: dict[tuple[str, str, str], RawVideo] = {}
     seen_ids: dict[str, RawVideo] = {}
@@ -271,7 +268,7 @@ def ingest(
 
     version = store.new_version_id()
     version_uri = store.join(collection, version)
-    fs, _ = store.filesystem(version_uri, **opts)
+    fs, _ = store.filesystem(version_uri)
     partitions: dict[tuple[str, str], list[RawVideo]] = defaultdict(list)
     for key in sorted(videos):
         partitions[key[:2]].append(videos[key])
@@ -286,7 +283,7 @@ def ingest(
             for (action, split), members in partitions.items():
                 rel = f"action={action}/split={split}/part-0.parquet"
                 path = store.join(version_uri, rel)
-                _, fs_path = store.filesystem(path, **opts)
+                _, fs_path = store.filesystem(path)
                 fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
                 n_videos = n_frames = 0
                 with fs.open(fs_path, "wb") as raw:
@@ -313,21 +310,21 @@ def ingest(
                     {"path": rel, "size": sink.size, "sha256": sink.sha256.hexdigest(), "videos": n_videos, "rows": n_frames}
                 )
     except BaseException:
-        store.remove(version_uri, **opts)  # no manifest was written: nothing visible; tidy up
+        store.remove(version_uri)  # no manifest was written: nothing visible; tidy up
         raise
     finally:
         bar.close()
 
     if not digests:
-        store.remove(version_uri, **opts)
+        store.remove(version_uri)
         reasons = "; ".join(str(p) for p in skipped[:5])
         raise IngestError(f"no usable video in {source}" + (f" (skipped: {reasons})" if reasons else ""))
 
     content_hash = hashlib.sha256(b"".join(digests)).hexdigest()
-    for existing in reversed(store.list_versions(collection, **opts)):
-        manifest = store.read_manifest(collection, existing, **opts)
+    for existing in reversed(store.list_versions(collection)):
+        manifest = store.read_manifest(collection, existing)
         if manifest.get("content_hash") == content_hash:
-            store.remove(version_uri, **opts)
+            store.remove(version_uri)
             log.info("%s: unchanged content, keeping version %s", dataset, existing)
             return IngestResult(existing, manifest, created=False, skipped=[p.as_dict() for p in skipped])
 
@@ -346,7 +343,7 @@ def ingest(
         "skipped": [p.as_dict() for p in skipped],
         "notes": notes,
     }
-    store.write_manifest(collection, version, manifest, **opts)
+    store.write_manifest(collection, version, manifest)
     return IngestResult(version, manifest, created=True, skipped=manifest["skipped"])
 
 

@@ -96,7 +96,6 @@ def publish_backbone(
     wall_s: float,
     device: str,
     version: str | None = None,
-    storage_options: dict | None = None,
 ) -> dict:
     """Write a new immutable version of a class's pretrained backbone: the weights, then the manifest.
 
@@ -115,13 +114,12 @@ def publish_backbone(
     Raises:
         FileExistsError: ``version`` of this class is already published (versions are immutable).
     """
-    opts = storage_options or {}
     collection = backbones_collection(store_uri, dataset, action)
     version = store.check_version(version) if version is not None else store.new_version_id()
     root = store.join(collection, version)
-    if store.exists(store.join(root, store.MANIFEST), **opts):
+    if store.exists(store.join(root, store.MANIFEST)):
         raise FileExistsError(f"{root} is already published")
-    files = [store.write_entry(root, WEIGHTS_FILE, weights, **opts)]
+    files = [store.write_entry(root, WEIGHTS_FILE, weights)]
     manifest = {
         **store.registry_manifest(MANIFEST_FORMAT, version, dataset, action, dataset_manifest),
         "settings": pretraining_settings(config),
@@ -132,7 +130,7 @@ def publish_backbone(
         "wall_s": float(wall_s),
         "files": files,
     }
-    store.write_manifest(collection, version, manifest, **opts)
+    store.write_manifest(collection, version, manifest)
     return manifest
 
 
@@ -143,14 +141,14 @@ def read_backbone(
     opts = storage_options or {}
     collection = backbones_collection(store_uri, dataset, action)
     manifest = store.read_manifest(collection, version, **opts)
-    return _verified_weights(store.join(collection, manifest["version"]), manifest, opts), manifest
+    return _verified_weights(store.join(collection, manifest["version"]), manifest, **opts), manifest
 
 
-def _verified_weights(root: str, manifest: Mapping, opts: dict) -> bytes:
+def _verified_weights(root: str, manifest: Mapping, **storage_options) -> bytes:
     entry = next((f for f in manifest.get("files", []) if f["path"] == WEIGHTS_FILE), None)
     if entry is None:
         raise FileNotFoundError(f"{root}: its manifest lists no {WEIGHTS_FILE}")
-    return store.read_verified(root, entry, **opts)
+    return store.read_verified(root, entry, **storage_options)
 
 
 def _version_of(uri: str) -> tuple[str, str] | None:
@@ -166,7 +164,7 @@ def _version_of(uri: str) -> tuple[str, str] | None:
     return posixpath.dirname(folder), version
 
 
-def read_weights(uri: str, **storage_options) -> bytes:
+def read_weights(uri: str) -> bytes:
     """The bytes of the backbone weights at ``uri`` (``model.pretrained``).
 
     The weights file of a version of this registry (``…/<version>/backbone.safetensors``) is
@@ -179,16 +177,16 @@ def read_weights(uri: str, **storage_options) -> bytes:
     """
     found = _version_of(uri)
     if found is None:
-        return store.read_bytes(uri, **storage_options)
+        return store.read_bytes(uri)
     collection, version = found
     try:
-        manifest = store.read_manifest(collection, version, **storage_options)
+        manifest = store.read_manifest(collection, version)
     except FileNotFoundError:
         raise FileNotFoundError(f"{uri}: version {version} is not published (no manifest): incomplete or missing") from None
-    return _verified_weights(store.join(collection, version), manifest, storage_options)
+    return _verified_weights(store.join(collection, version), manifest)
 
 
-def published_as(uri: str, config: Config, dataset_version: str, **storage_options) -> dict | None:
+def published_as(uri: str, config: Config, dataset_version: str) -> dict | None:
     """The manifest of the registry version whose weights are at ``uri`` when it is complete and
     was pretrained under ``config``'s settings on ``dataset_version``, else None: what a resumed
     run reuses instead of pretraining again."""
@@ -196,7 +194,7 @@ def published_as(uri: str, config: Config, dataset_version: str, **storage_optio
     if found is None:
         return None
     try:
-        manifest = store.read_manifest(*found, **storage_options)
+        manifest = store.read_manifest(*found)
     except FileNotFoundError:
         return None
     same = manifest.get("dataset_version") == dataset_version and manifest.get("settings") == pretraining_settings(config)
@@ -231,7 +229,6 @@ def pretrain_and_publish(
     version: str,
     action: str,
     publish_as: str | None = None,
-    storage_options: dict | None = None,
 ) -> dict:
     """Pretrain ``action``'s backbone as :func:`lrprop.training.train.train` would and publish it.
 
@@ -248,7 +245,7 @@ def pretrain_and_publish(
     from lrprop.training.train import pretrained_backbone, resolve_device
 
     config = config.for_class(action)
-    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train", storage_options=storage_options)
+    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train")
     started = time.perf_counter()
     backbone, result = pretrained_backbone(config, source)
     wall_s = time.perf_counter() - started
@@ -264,7 +261,6 @@ def pretrain_and_publish(
         wall_s=wall_s,
         device=resolve_device(config.train.device).type,
         version=publish_as,
-        storage_options=storage_options,
     )
     return {
         "action": action,

@@ -145,11 +145,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
 
     config = config_from_dict(loop_config["config"])
     where = {"dataset": loop_config["dataset"], "version": loop_config["version"], "action": loop_config["action"]}
-    options = loop_config.get("storage_options") or {}
-    source = ParquetVideos(loop_config["store"], split="train", storage_options=options, **where)
+    source = ParquetVideos(loop_config["store"], split="train", **where)
     validate = None
     if loop_config.get("validate"):
-        val_source = ParquetVideos(loop_config["store"], split=config.eval.val_split, storage_options=options, **where)
+        val_source = ParquetVideos(loop_config["store"], split=config.eval.val_split, **where)
         validate = validation_metrics(config, source, val_source)
     context = ray.train.get_context()  # Ray
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -192,7 +191,6 @@ def make_trainer(
     run_name: str,
     validate: bool = False,
     callbacks: list | None = None,
-    storage_options: dict | None = None,
     name_placement_group: bool = False,
 ):
     """The TorchTrainer of one class: scaling and failure handling from ``config.ray``.
@@ -205,9 +203,7 @@ def make_trainer(
     from ray.train.torch import TorchTrainer  # Ray
 
     r = config.ray
-    storage_path, storage_filesystem = store.ray_storage(
-        store.join(store_uri, "runs", run_name, "ray"), **(storage_options or {})
-    )
+    storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "runs", run_name, "ray"))
     resources = {"CPU": r.cpus_per_worker}
     if r.gpus_per_worker:
         resources["GPU"] = r.gpus_per_worker
@@ -220,7 +216,6 @@ def make_trainer(
             "version": version,
             "action": action,
             "validate": validate,
-            "storage_options": storage_options,
             "name_placement_group": name_placement_group,
         },
         scaling_config=ScalingConfig(num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0, resources_per_worker=resources),
@@ -244,7 +239,6 @@ def train_classes(
     version: str,
     actions: list[str],
     run_name: str,
-    storage_options: dict | None = None,
 ) -> dict[str, ClassRun]:
     """Train every class in ``actions`` as its own Ray Train job, all at once.
 
@@ -266,14 +260,13 @@ def train_classes(
             version=version,
             action=action,
             run_name=run_name,
-            storage_options=storage_options,
         )
         result = fit(trainer, config, action)  # Ray: blocks until this class is done
         if result.checkpoint is None:
             raise RuntimeError(f"{action}: the Ray Train job reported no checkpoint")
         fs = result.checkpoint.filesystem
         path = result.checkpoint.path
-        uri = path if fs is None or fs.type_name == "local" else _uri_of(store_uri, path, storage_options)
+        uri = path if fs is None or fs.type_name == "local" else _uri_of(store_uri, path)
         return ClassRun(action, uri, dict(result.metrics or {}), started, time.time())
 
     return _per_class(fit_class, actions, "training")
@@ -304,10 +297,10 @@ class _Pretrainer:
     """A Ray actor that pretrains one class's backbone and publishes it
     (:func:`lrprop.pipeline.backbones.pretrain_and_publish`)."""
 
-    def run(self, config: Config, store_uri: str, where: dict, publish_as: str | None, storage_options: dict | None) -> dict:
+    def run(self, config: Config, store_uri: str, where: dict, publish_as: str | None) -> dict:
         from lrprop.pipeline.backbones import pretrain_and_publish
 
-        return pretrain_and_publish(config, store_uri, **where, publish_as=publish_as, storage_options=storage_options)
+        return pretrain_and_publish(config, store_uri, **where, publish_as=publish_as)
 
 
 def pretrain_class(
@@ -319,7 +312,6 @@ def pretrain_class(
     action: str,
     publish_as: str | None = None,
     what: str = "backbone pretraining",
-    storage_options: dict | None = None,
 ) -> dict:
     """Pretrain ``action``'s backbone in a Ray actor on one training worker's resources and
     publish it to the store's backbones; returns what :func:`lrprop.pipeline.backbones.pretrain_and_publish` does.
@@ -346,7 +338,7 @@ def pretrain_class(
                 f"(ray.start_timeout_s); it waited for 1 x {wanted}. {held_resources()}"
             )
         where = {"dataset": dataset, "version": version, "action": action}
-        return ray.get(pretrainer.run.remote(config, store_uri, where, publish_as, storage_options))  # Ray
+        return ray.get(pretrainer.run.remote(config, store_uri, where, publish_as))  # Ray
     finally:
         ray.kill(pretrainer)  # Ray: frees its resources for the training that follows
 
@@ -358,7 +350,6 @@ def pretrain_classes(
     dataset: str,
     version: str,
     actions: list[str],
-    storage_options: dict | None = None,
 ) -> dict[str, dict]:
     """Pretrain every class in ``actions`` (:func:`pretrain_class`), all at once, and publish
     their backbones under one version id (so that ``{action}`` in ``model.pretrained`` names them all).
@@ -381,7 +372,6 @@ def pretrain_classes(
             version=version,
             action=action,
             publish_as=shared,
-            storage_options=storage_options,
         )
 
     return _per_class(pretrain, actions, "pretraining")
@@ -473,13 +463,13 @@ def held_resources() -> str:
     return text + " Placement groups holding resources: " + "; ".join(held) + "."
 
 
-def _uri_of(store_uri: str, path: str, storage_options: dict | None) -> str:
+def _uri_of(store_uri: str, path: str) -> str:
     """A path inside the store's filesystem (as Ray reports it) back to a full URI."""
-    fs, _ = store.filesystem(store_uri, **(storage_options or {}))
+    fs, _ = store.filesystem(store_uri)
     return fs.unstrip_protocol(path)
 
 
-def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict, storage_options: dict | None = None) -> Path:
+def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict) -> Path:
     """Export the model of a (Ray-stored) checkpoint as ``model.safetensors`` + config + meta."""
     import json
 
@@ -488,10 +478,9 @@ def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict, stor
     from lrprop.training.checkpoint import MODEL_FILE, export_model
     from lrprop.training.train import build_model
 
-    opts = storage_options or {}
-    state = json.loads(store.read_bytes(store.join(checkpoint_uri, "state.json"), **opts))
+    state = json.loads(store.read_bytes(store.join(checkpoint_uri, "state.json")))
     stored = upgrade_stored(state["config"])
     config = config_from_dict(stored)
     model = build_model(config_from_dict({**stored, "model": {**stored["model"], "pretrained": None}}))
-    model.load_state_dict(load(store.read_bytes(store.join(checkpoint_uri, MODEL_FILE), **opts)))
+    model.load_state_dict(load(store.read_bytes(store.join(checkpoint_uri, MODEL_FILE))))
     return export_model(out_dir, model, config_to_dict(config), {**meta, "step": state["step"], "checkpoint": checkpoint_uri})

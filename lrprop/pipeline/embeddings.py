@@ -109,7 +109,6 @@ def publish_embeddings(
     model_dir: str | Path,
     dataset_manifest: Mapping,
     metrics: Mapping | None = None,
-    storage_options: dict | None = None,
 ) -> dict:
     """Write a new immutable version of a class's embeddings and the model that made them.
 
@@ -126,18 +125,17 @@ def publish_embeddings(
     Returns:
         the manifest written.
     """
-    opts = storage_options or {}
     collection = embeddings_collection(store_uri, dataset, action)
     version = store.new_version_id()
     root = store.join(collection, version)
     table = _table(splits)
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
-    files = [{**store.write_entry(root, EMBEDDINGS_FILE, buf.getvalue(), **opts), "rows": table.num_rows}]
+    files = [{**store.write_entry(root, EMBEDDINGS_FILE, buf.getvalue()), "rows": table.num_rows}]
     model_dir = Path(model_dir)
     for name in MODEL_FILES:
         data = (model_dir / name).read_bytes()
-        files.append(store.write_entry(root, f"model/{name}", data, **opts))
+        files.append(store.write_entry(root, f"model/{name}", data))
     manifest = {
         **store.registry_manifest(MANIFEST_FORMAT, version, dataset, action, dataset_manifest),
         "model": {
@@ -150,7 +148,7 @@ def publish_embeddings(
         "splits": {s: len(ids) for s, (ids, _, _) in splits.items()},
         "files": files,
     }
-    store.write_manifest(collection, version, manifest, **opts)
+    store.write_manifest(collection, version, manifest)
     return manifest
 
 

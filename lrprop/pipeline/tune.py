@@ -170,7 +170,7 @@ def _raise_start_timeouts(results) -> None:
         raise WorkerStartTimeout(f"{len(stuck)} of {len(results)} trials could not start their workers: {stuck[0]}")
 
 
-def _with_shared_backbone(config: Config, where: dict, storage_options: dict | None) -> Config:
+def _with_shared_backbone(config: Config, where: dict) -> Config:
     """``config`` with the class's backbone pretrained once, for every trial of the search.
 
     The search varies T, α and β, none of which the pretraining reads, and the default route
@@ -189,7 +189,7 @@ def _with_shared_backbone(config: Config, where: dict, storage_options: dict | N
     from lrprop.pipeline.distributed import pretrain_class
 
     action = where["action"]
-    done = pretrain_class(config, **where, what="search's backbone pretraining", storage_options=storage_options)
+    done = pretrain_class(config, **where, what="search's backbone pretraining")
     log.info("pretrained the backbone once for the search: %s", done["uri"])
     return with_pretrained_backbones(config, {action: done["uri"]}).for_class(action)
 
@@ -202,7 +202,6 @@ def tune_class(
     version: str,
     action: str,
     run_name: str,
-    storage_options: dict | None = None,
 ) -> dict:
     """Search T, α, β for ``action`` and record the best trial in the store.
 
@@ -220,10 +219,10 @@ def tune_class(
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the trials and workers run in other directories
     config = config.for_class(action)  # search around the class's own settings
-    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train", storage_options=storage_options)
+    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train")
     shortest = min(source.num_frames(i) for i in range(len(source)))
     where = {"store_uri": store_uri, "dataset": dataset, "version": version, "action": action}
-    config = _with_shared_backbone(config, where, storage_options)
+    config = _with_shared_backbone(config, where)
     trainable = partial(
         _trial,
         base=config_to_dict(config),
@@ -233,7 +232,7 @@ def tune_class(
         action=action,
         run_name=run_name,
     )
-    storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "tune", run_name), **(storage_options or {}))
+    storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "tune", run_name))
     placement_groups = _TrialPlacementGroups()
     tuner = tune.Tuner(  # Ray
         # No CPU for the trial itself: its Train workers take theirs (a trial holding one while
