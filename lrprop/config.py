@@ -2,21 +2,23 @@
 
 Defaults are METHOD.md's. A YAML file holds only what differs from them and is merged deeply
 (``loss: {alpha: 0.01}`` changes α and nothing else). An unknown key or a value of the wrong type
-is an error naming its dotted key. Command-line overrides use the same keys:
-``--set loss.alpha=0.01``.
+is an error naming its dotted key; pydantic checks the types against the dataclasses'
+annotations, strictly (a string is never read as a number), and ``__post_init__`` the ranges.
+Command-line overrides use the same keys: ``--set loss.alpha=0.01``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import pydantic
 import yaml
 
 __all__ = [
@@ -380,52 +382,26 @@ class Config:
         )
 
 
+@functools.cache
+def _adapter(tp: Any) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(tp)
+
+
 def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; convert lists to tuples, ints to floats."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, key)
-            except ConfigError as exc:
-                errors.append(str(exc))
-        raise ConfigError(errors[0])
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(args)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key}: expected a list, got {value!r}")
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ConfigError(f"{key}: expected {len(args)} items, got {len(value)}")
-        return tuple(_coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key}: expected a number, got {value!r}")
-        return float(value)
-    if origin is dict:
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"{key}: expected a mapping with string keys, got {value!r}")
-        return json.loads(json.dumps(value))  # a private deep copy
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key}: expected a string, got {value!r}")
-        return value
-    raise ConfigError(f"{key}: unsupported annotation {tp!r}")  # pragma: no cover
+    """``value`` checked against the annotation ``tp`` by pydantic, strictly and as JSON would
+    give it (a YAML file's and a --set's values are JSON-like): lists become tuples, ints
+    floats; a string is never read as a number nor 1 as true. Raises ConfigError naming ``key``
+    (with the item's index or name inside a list or a mapping)."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: {value!r} is not a plain value (a number, string, list or mapping)") from None
+    try:
+        return _adapter(tp).validate_json(text, strict=True)
+    except pydantic.ValidationError as exc:
+        error = exc.errors()[0]
+        where = "".join(f"[{part}]" for part in error["loc"])
+        raise ConfigError(f"{key}{where}: {error['msg'].lower()}, got {error['input']!r}") from None
 
 
 # Config keys that were renamed (issue 13: one name for one thing): the old key fails with a
@@ -519,12 +495,22 @@ def config_to_dict(config: Any) -> dict:
     return out
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, reading ``1e-4`` as a number as YAML 1.2 and JSON do (YAML 1.1, which
+    PyYAML follows, wants a dot and a signed exponent: ``1.0e-4``, and gives a string otherwise)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)[eE][-+]?\d+$"), list("-+0123456789.")
+)
+
+
 def parse_override(text: str) -> dict:
     """``"loss.alpha=0.01"`` -> ``{"loss": {"alpha": 0.01}}``; the value is read as YAML."""
     if "=" not in text:
         raise ConfigError(f"override {text!r} must look like section.key=value")
     dotted, raw = text.split("=", 1)
-    value = yaml.safe_load(raw)
+    value = yaml.load(raw, Loader=_YamlLoader)
     out: dict = {}
     node = out
     parts = dotted.strip().split(".")
@@ -555,7 +541,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     merged: dict = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = yaml.load(Path(path).read_text(), Loader=_YamlLoader)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):

@@ -389,3 +389,33 @@ def test_a_config_stored_before_the_renames_is_read_back_under_the_new_names():
     assert (squat.data.frames_per_view, squat.loss.beta) == (40, 1.6)
     assert old == frozen  # the argument is left as it was
     assert upgrade_stored(config_to_dict(Config())) == config_to_dict(Config())
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optim.epochs=true", r"^optim\.epochs: input should be a valid integer, got True$"),
+        ("optim.epochs=2.5", r"^optim\.epochs: input should be a valid integer, got 2\.5$"),
+        ("optim.lr=fast", r"^optim\.lr: input should be a valid number, got 'fast'$"),
+        ("optim.lr='0.1'", r"^optim\.lr: input should be a valid number, got '0\.1'$"),
+        ("optim.bf16=1", r"^optim\.bf16: input should be a valid boolean, got 1$"),
+        ("data.sample_ratio=[1.0]", r"^data\.sample_ratio\[1\]: field required"),
+        ("loss.terms=[same, bogus]", r"^loss\.terms\[1\]: input should be 'same', 'prop' or 'sdtw', got 'bogus'$"),
+        ("model.backbone=vit", r"^model\.backbone: input should be 'resnet50' or 'small_cnn', got 'vit'$"),
+        ("dataset.source=3", r"^dataset\.source: input should be a valid string, got 3$"),
+        ("actions={squat: 3}", r"^actions\[squat\]: input should be an object, got 3$"),
+        ("dataset.source=2026-12-01", r"^dataset\.source: datetime\.date\(2026, 12, 1\) is not a plain value"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_its_key(override, message):
+    """No silent conversion: a string is not a number, 1 is not true, 2.5 is not an integer."""
+    with pytest.raises(ConfigError, match=message):
+        load_config(None, [override])
+
+
+def test_numbers_keep_their_types_and_exponents_without_a_dot_are_numbers(tmp_path):
+    config = load_config(write(tmp_path, "optim:\n  lr: 1e-4\n  weight_decay: 0\n"), ["loss.alpha=3E-3", "optim.epochs=7"])
+    assert (config.optim.lr, config.loss.alpha, config.optim.epochs) == (1e-4, 3e-3, 7)
+    assert type(config.optim.weight_decay) is float and type(config.optim.epochs) is int
+    assert load_config(None, ["data.sample_ratio=[1, 2]"]).data.sample_ratio == (1.0, 2.0)  # a list, ints: floats
+    assert load_config(None, ["dataset.source=1e5x"]).dataset.source == "1e5x"  # not a number: a string
