@@ -153,24 +153,33 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _renamed_flag(value: str | None, old_value: str | None, flag: str, old_flag: str, what: str, meaning: str) -> str | None:
+    """The value of ``lrprop ingest``'s ``flag``, also read under its old name with a message
+    saying the new one; both at once are refused."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise SystemExit(f"lrprop ingest: give {what} once, as {flag} ({old_flag} is its old name)")
+    print(f"lrprop ingest: {old_flag} is now {flag} ({meaning})", file=sys.stderr)
+    return old_value
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from lrprop.ingest.from_config import ingest_source
 
-    if args.old_dest is not None:
-        if args.store is not None:
-            raise SystemExit("lrprop ingest: give the store once, as --store (--dest is its old name)")
-        print("lrprop ingest: --dest is now --store (the store root, as in every other command)", file=sys.stderr)
-    if args.old_labels is not None:
-        if args.labels_dir is not None:
-            raise SystemExit("lrprop ingest: give the label folder once, as --labels-dir (--labels is its old name)")
-        print("lrprop ingest: --labels is now --labels-dir (the folder of phase labels)", file=sys.stderr)
+    store_uri = _renamed_flag(
+        args.store, args.old_dest, "--store", "--dest", "the store", "the store root, as in every other command"
+    )
+    labels_dir = _renamed_flag(
+        args.labels_dir, args.old_labels, "--labels-dir", "--labels", "the label folder", "the folder of phase labels"
+    )
     result = ingest_source(
         load_config(args.config, args.set),
-        args.store or args.old_dest or "lrprop-store",
+        store_uri or "lrprop-store",
         kind=args.kind,
         source=args.src,
         dataset=args.dataset or args.kind,
-        labels_dir=args.labels_dir or args.old_labels,
+        labels_dir=labels_dir,
         frame_size=args.frame_size,
         max_label=args.max_label,
         strict=True if args.strict else None,
@@ -191,10 +200,15 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_embeddings_list(args: argparse.Namespace) -> int:
     from lrprop.pipeline.embeddings import list_embeddings
 
-    print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}")
-    for e in list_embeddings(args.store):
-        print(f"{e['dataset']:<16} {e['action']:<20} {e['latest_version']:<34} {e['n_versions']:>10}")
+    _print_registry(list_embeddings(args.store))
     return 0
+
+
+def _print_registry(entries: list[dict]) -> None:
+    """The table of a registry's collections (``store.list_collections``)."""
+    print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}")
+    for e in entries:
+        print(f"{e['dataset']:<16} {e['action']:<20} {e['latest_version']:<34} {e['n_versions']:>10}")
 
 
 def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
@@ -215,9 +229,7 @@ def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
 def _cmd_backbones_list(args: argparse.Namespace) -> int:
     from lrprop.pipeline.backbones import list_backbones
 
-    print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}")
-    for e in list_backbones(args.store):
-        print(f"{e['dataset']:<16} {e['action']:<20} {e['latest_version']:<34} {e['n_versions']:>10}")
+    _print_registry(list_backbones(args.store))
     return 0
 
 

@@ -154,6 +154,12 @@ def test_pretraining_reduces_its_loss():
     assert np.mean(losses[-10:]) < np.mean(losses[:10])
 
 
+def _tiny_encoder(frames_per_view: int, **options) -> FrameEncoder:
+    """A one-layer encoder on a 4-channel small CNN, small enough for exact comparisons."""
+    sizes = dict(hidden_dim=16, model_dim=16, num_layers=1, num_heads=2, ffn_dim=16, embedding_dim=8, projection_dim=8)
+    return FrameEncoder(SmallCNNBackbone(4), frames_per_view=frames_per_view, **sizes, **options)
+
+
 def _config(**pretrain):
     return config_from_dict(tiny(optim={"epochs": 1}, pretrain=pretrain))
 
@@ -193,18 +199,7 @@ def test_train_skips_pretraining_when_weights_are_given(tmp_path, monkeypatch):
 
 def test_an_encoder_without_positions_is_equivariant_to_the_order_of_frames():
     torch.manual_seed(0)
-    model = FrameEncoder(
-        SmallCNNBackbone(4),
-        frames_per_view=6,
-        hidden_dim=16,
-        model_dim=16,
-        num_layers=1,
-        num_heads=2,
-        ffn_dim=16,
-        embedding_dim=8,
-        projection_dim=8,
-        positions="none",
-    ).eval()
+    model = _tiny_encoder(6, positions="none").eval()
     frames, mask = torch.randn(1, 6, 3, 32, 32), torch.ones(1, 6, dtype=torch.bool)
     order = torch.tensor([3, 1, 5, 0, 2, 4])
     z, _ = model(frames, mask)
@@ -220,17 +215,7 @@ def test_the_encoder_returns_the_backbone_features_it_embedded():
     from lrprop.core.model import pooled_features
 
     torch.manual_seed(0)
-    model = FrameEncoder(
-        SmallCNNBackbone(4),
-        frames_per_view=5,
-        hidden_dim=16,
-        model_dim=16,
-        num_layers=1,
-        num_heads=2,
-        ffn_dim=16,
-        embedding_dim=8,
-        projection_dim=8,
-    ).eval()
+    model = _tiny_encoder(5).eval()
     frames = torch.randn(2, 5, 3, 32, 32)
     mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
     z, h, feats = model(frames, mask, with_features=True)
@@ -253,17 +238,7 @@ def test_training_with_the_propagation_path_on_backbone_features(tmp_path):
 
 def test_a_frozen_backbone_keeps_its_weights_and_batchnorm_statistics_while_the_encoder_trains():
     torch.manual_seed(0)
-    model = FrameEncoder(
-        SmallCNNBackbone(4),
-        frames_per_view=5,
-        hidden_dim=16,
-        model_dim=16,
-        num_layers=1,
-        num_heads=2,
-        ffn_dim=16,
-        embedding_dim=8,
-        projection_dim=8,
-    ).freeze_backbone()
+    model = _tiny_encoder(5).freeze_backbone()
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     model.train()
     assert not model.backbone.training and model.mlp.training
@@ -304,18 +279,7 @@ def test_train_freezes_the_backbone_as_pretrained_and_resumes_so(tmp_path, monke
 
 def test_sequences_dropped_from_the_positions_are_embedded_as_without_positions():
     torch.manual_seed(0)
-    kwargs = dict(
-        frames_per_view=6,
-        hidden_dim=16,
-        model_dim=16,
-        num_layers=1,
-        num_heads=2,
-        ffn_dim=16,
-        embedding_dim=8,
-        projection_dim=8,
-        dropout=0.0,
-    )
-    model = FrameEncoder(SmallCNNBackbone(4), drop_positions=0.5, **kwargs)
+    model = _tiny_encoder(6, drop_positions=0.5, dropout=0.0)
     frames, mask = torch.randn(8, 6, 3, 32, 32), torch.ones(8, 6, dtype=torch.bool)
     torch.manual_seed(3)
     keep = (torch.rand(8, 1, 1) >= 0.5).flatten()
