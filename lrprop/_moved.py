@@ -13,6 +13,8 @@ import importlib.util
 import sys
 import warnings
 
+# The modules issue 13 moved out of lrprop/, by the folder each went to: a record of that move
+# (their old names), not the layout; a module added to a folder since has no old name.
 _LAYERS = {
     "core": ("dtw", "_dtw_kernels", "_dtw_triton", "losses", "model", "metrics", "_metric_kernels", "baselines"),
     "training": ("train", "pretrain", "checkpoint"),

@@ -262,19 +262,7 @@ def all_pairs_scores(
     frame, owner = frame[kept], owner[kept]
     starts = np.searchsorted(owner, np.arange(n + 1))  # each video's columns (all of them when step is 1)
     gallery = np.concatenate(embs)
-    if step > 1:
-        gallery = gallery[kept]
-    sq_norm = np.einsum("fd,fd->f", gallery, gallery)
-    bad = ~np.isfinite(4.0 * sq_norm)  # 4·max‖x‖² bounds every distance: finite here, finite there
-    if bad.any():
-        raise ValueError(f"embeddings of validation video {int(owner[np.argmax(bad)])} are not finite (or too large to square)")
-    # [x, ‖x‖², 1] · [-2y, 1, ‖y‖²] = ‖x - y‖²: the norms ride in the product instead of two more
-    # passes over its result, which took as long as the product itself.
-    F, D = gallery.shape
-    query_aug, gallery_aug = np.empty((F, D + 2)), np.empty((F, D + 2))
-    query_aug[:, :D], query_aug[:, D], query_aug[:, D + 1] = gallery, sq_norm, 1.0
-    np.multiply(gallery, -2.0, out=gallery_aug[:, :D])
-    gallery_aug[:, D], gallery_aug[:, D + 1] = 1.0, sq_norm
+    query_aug, gallery_aug = _distance_factors(gallery[kept] if step > 1 else gallery, owner)
 
     tau = _TauPairs(frame, owner, starts, tau_stride, step) if "kendalls_tau" in want and n > 1 else None
     ap = _ApLists(frame, owner, starts, ap_stride, step, labels, ap_ks) if "ap_at_k" in want else None
@@ -292,6 +280,32 @@ def all_pairs_scores(
             for scorer in scorers:
                 scorer.add_query(v, d)
 
+    return _means(want, tau, ap, dtw)
+
+
+def _distance_factors(gallery: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(F, D) frames -> query and gallery factors, each (F, D + 2), whose product is the
+    squared distances: [x, ‖x‖², 1] · [-2y, 1, ‖y‖²] = ‖x - y‖². The norms ride in the product
+    instead of two more passes over its result, which took as long as the product itself.
+
+    Raises:
+        ValueError: a frame whose distances would not be finite, naming its video (``owner``).
+    """
+    sq_norm = np.einsum("fd,fd->f", gallery, gallery)
+    bad = ~np.isfinite(4.0 * sq_norm)  # 4·max‖x‖² bounds every distance: finite here, finite there
+    if bad.any():
+        raise ValueError(f"embeddings of validation video {int(owner[np.argmax(bad)])} are not finite (or too large to square)")
+    F, D = gallery.shape
+    query_aug, gallery_aug = np.empty((F, D + 2)), np.empty((F, D + 2))
+    query_aug[:, :D], query_aug[:, D], query_aug[:, D + 1] = gallery, sq_norm, 1.0
+    np.multiply(gallery, -2.0, out=gallery_aug[:, :D])
+    gallery_aug[:, D], gallery_aug[:, D + 1] = 1.0, sq_norm
+    return query_aug, gallery_aug
+
+
+def _means(want: set[str], tau: _TauPairs | None, ap: _ApLists | None, dtw: _DtwPairs | None) -> dict:
+    """The asked metrics, each the mean over what its scorer collected (NaN when it has nothing:
+    τ of a single video, DTW accuracy without pairs)."""
     out = {}
     if "kendalls_tau" in want:
         taus = np.concatenate(tau.taus) if tau is not None else np.array([])

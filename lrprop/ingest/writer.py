@@ -239,94 +239,38 @@ def ingest(
         IngestError: in strict mode at the first problem; or when nothing could be ingested.
     """
     collection = store.datasets_collection(store_uri, dataset)
-    videos: dict[tuple[str, str, str], RawVideo] = {}
-    seen_ids: dict[str, RawVideo] = {}
-    skipped: list[Problem] = []
-
-    def reject(p: Problem) -> None:
-        if strict:
-            raise IngestError(f"strict ingestion stopped: {p}")
-        log.warning("skipping %s", p)
-        skipped.append(p)
-
-    for item in items:
-        if isinstance(item, Problem):
-            reject(item)
-            continue
-        try:
-            check_name(item.action, "action name")
-            check_name(item.split, "split name")
-        except ValueError as exc:  # the names become partition folders
-            reject(Problem(item.action, item.split, item.video_id, item.source, str(exc)))
-            continue
-        if item.video_id in seen_ids:
-            first = seen_ids[item.video_id]
-            reject(Problem(item.action, item.split, item.video_id, item.source, f"duplicate video id (also at {first.source})"))
-            continue
-        seen_ids[item.video_id] = item
-        videos[item.key] = item
-
+    tally = _Tally(strict)
+    videos = _admitted(items, tally)
     version = store.new_version_id()
     version_uri = store.join(collection, version)
-    fs, _ = store.filesystem(version_uri)
     partitions: dict[tuple[str, str], list[RawVideo]] = defaultdict(list)
     for key in sorted(videos):
         partitions[key[:2]].append(videos[key])
 
-    digests: list[bytes] = []
-    counts: dict[str, dict[str, dict[str, int]]] = defaultdict(dict)
-    phases: dict[str, int] = {}
-    files, notes = [], []
     bar = _progress(sum(len(v) for v in partitions.values()), progress)
     try:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             for (action, split), members in partitions.items():
-                rel = f"action={action}/split={split}/part-0.parquet"
-                path = store.join(version_uri, rel)
-                _, fs_path = store.filesystem(path)
-                fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
-                n_videos = n_frames = 0
-                with fs.open(fs_path, "wb") as raw:
-                    sink = _HashingWriter(raw)
-                    with pq.ParquetWriter(sink, FRAME_SCHEMA, compression="none") as writer:
-                        # map keeps the order, so files and the hash do not depend on timing.
-                        for done in pool.map(lambda v: process_video(v, frame_size, quality, max_label), members):
-                            bar.update(1)
-                            if isinstance(done, Problem):
-                                reject(done)
-                                continue
-                            writer.write_table(done.table(dataset))
-                            digests.append(done.digest())
-                            notes.extend(n.as_dict() for n in done.notes)
-                            n_videos += 1
-                            n_frames += len(done.jpegs)
-                            if done.labels is not None and len(done.labels):
-                                phases[action] = max(phases.get(action, 0), int(done.labels.max()) + 1)
-                if n_videos == 0:
-                    fs.rm(fs_path)
-                    continue
-                counts[action][split] = {"videos": n_videos, "frames": n_frames}
-                files.append(
-                    {"path": rel, "size": sink.size, "sha256": sink.sha256.hexdigest(), "videos": n_videos, "rows": n_frames}
-                )
+                # map keeps the order, so files and the hash do not depend on timing.
+                done = pool.map(lambda v: process_video(v, frame_size, quality, max_label), members)
+                _write_partition(version_uri, dataset, action, split, done, tally, bar)
     except BaseException:
         store.remove(version_uri)  # no manifest was written: nothing visible; tidy up
         raise
     finally:
         bar.close()
 
-    if not digests:
+    skipped = [p.as_dict() for p in tally.skipped]
+    if not tally.digests:
         store.remove(version_uri)
-        reasons = "; ".join(str(p) for p in skipped[:5])
+        reasons = "; ".join(str(p) for p in tally.skipped[:5])
         raise IngestError(f"no usable video in {source}" + (f" (skipped: {reasons})" if reasons else ""))
-
-    content_hash = hashlib.sha256(b"".join(digests)).hexdigest()
-    for existing in reversed(store.list_versions(collection)):
-        manifest = store.read_manifest(collection, existing)
-        if manifest.get("content_hash") == content_hash:
-            store.remove(version_uri)
-            log.info("%s: unchanged content, keeping version %s", dataset, existing)
-            return IngestResult(existing, manifest, created=False, skipped=[p.as_dict() for p in skipped])
+    content_hash = hashlib.sha256(b"".join(tally.digests)).hexdigest()
+    existing = _version_with_hash(collection, content_hash)
+    if existing is not None:
+        store.remove(version_uri)
+        log.info("%s: unchanged content, keeping version %s", dataset, existing["version"])
+        return IngestResult(existing["version"], existing, created=False, skipped=skipped)
 
     manifest = {
         "format": MANIFEST_FORMAT,
@@ -337,14 +281,106 @@ def ingest(
         "source": source,
         "frame_size": frame_size,
         "content_hash": content_hash,
-        "counts": counts,
-        "num_phases": phases,
-        "files": files,
-        "skipped": [p.as_dict() for p in skipped],
-        "notes": notes,
+        "counts": tally.counts,
+        "num_phases": tally.phases,
+        "files": tally.files,
+        "skipped": skipped,
+        "notes": tally.notes,
     }
     store.write_manifest(collection, version, manifest)
-    return IngestResult(version, manifest, created=True, skipped=manifest["skipped"])
+    return IngestResult(version, manifest, created=True, skipped=skipped)
+
+
+@dataclass
+class _Tally:
+    """What an ingestion has written and skipped so far: the manifest's parts."""
+
+    strict: bool
+    skipped: list[Problem] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=list)  # one per written video, in order
+    counts: dict[str, dict[str, dict[str, int]]] = field(default_factory=lambda: defaultdict(dict))
+    phases: dict[str, int] = field(default_factory=dict)
+    files: list[dict] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)
+
+    def reject(self, problem: Problem) -> None:
+        """Skip and report a video, or in strict mode stop the ingestion."""
+        if self.strict:
+            raise IngestError(f"strict ingestion stopped: {problem}")
+        log.warning("skipping %s", problem)
+        self.skipped.append(problem)
+
+
+def _admitted(items: Iterable[RawVideo | Problem], tally: _Tally) -> dict[tuple[str, str, str], RawVideo]:
+    """The reader's videos by (action, split, video_id), each name checked and each id once;
+    the reader's problems and the videos refused here go to ``tally``."""
+    videos: dict[tuple[str, str, str], RawVideo] = {}
+    seen_ids: dict[str, RawVideo] = {}
+    for item in items:
+        if isinstance(item, Problem):
+            tally.reject(item)
+            continue
+        try:
+            check_name(item.action, "action name")
+            check_name(item.split, "split name")
+        except ValueError as exc:  # the names become partition folders
+            tally.reject(Problem(item.action, item.split, item.video_id, item.source, str(exc)))
+            continue
+        if item.video_id in seen_ids:
+            first = seen_ids[item.video_id]
+            tally.reject(
+                Problem(item.action, item.split, item.video_id, item.source, f"duplicate video id (also at {first.source})")
+            )
+            continue
+        seen_ids[item.video_id] = item
+        videos[item.key] = item
+    return videos
+
+
+def _write_partition(
+    version_uri: str,
+    dataset: str,
+    action: str,
+    split: str,
+    done: Iterable[ProcessedVideo | Problem],
+    tally: _Tally,
+    bar,
+) -> None:
+    """Write one (action, split) partition file of the processed videos, one row group each,
+    hashing its bytes as they go; a partition left with no video is removed."""
+    rel = f"action={action}/split={split}/part-0.parquet"
+    fs, fs_path = store.filesystem(store.join(version_uri, rel))
+    fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
+    n_videos = n_frames = 0
+    with fs.open(fs_path, "wb") as raw:
+        sink = _HashingWriter(raw)
+        with pq.ParquetWriter(sink, FRAME_SCHEMA, compression="none") as writer:
+            for video in done:
+                bar.update(1)
+                if isinstance(video, Problem):
+                    tally.reject(video)
+                    continue
+                writer.write_table(video.table(dataset))
+                tally.digests.append(video.digest())
+                tally.notes.extend(n.as_dict() for n in video.notes)
+                n_videos += 1
+                n_frames += len(video.jpegs)
+                if video.labels is not None and len(video.labels):
+                    tally.phases[action] = max(tally.phases.get(action, 0), int(video.labels.max()) + 1)
+    if n_videos == 0:
+        fs.rm(fs_path)
+        return
+    tally.counts[action][split] = {"videos": n_videos, "frames": n_frames}
+    tally.files.append({"path": rel, "size": sink.size, "sha256": sink.sha256.hexdigest(), "videos": n_videos, "rows": n_frames})
+
+
+def _version_with_hash(collection: str, content_hash: str) -> dict | None:
+    """The manifest of the newest complete version whose content hash is ``content_hash``."""
+    for existing in reversed(store.list_versions(collection)):
+        manifest = store.read_manifest(collection, existing)
+        if manifest.get("content_hash") == content_hash:
+            return manifest
+    return None
 
 
 def _progress(total: int, enabled: bool):
