@@ -125,6 +125,24 @@ class ModelConfig:
     drop_positions: float = 0.0
 
     def __post_init__(self) -> None:
+        for name in (
+            "cnn_width",
+            "hidden_dim",
+            "model_dim",
+            "num_layers",
+            "num_heads",
+            "ffn_dim",
+            "embedding_dim",
+            "projection_dim",
+        ):
+            value = getattr(self, name)
+            _require(value >= 1, f"model.{name}", f"must be >= 1, got {value}")
+        _require(
+            self.model_dim % self.num_heads == 0,
+            "model.num_heads",
+            f"must divide model.model_dim ({self.model_dim}) into equal heads, got {self.num_heads}",
+        )
+        _require(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
         p = self.drop_positions
         _require(0.0 <= p < 1.0, "model.drop_positions", f"must be in [0, 1), got {p}")
         unknown = sorted(set(_PLACEHOLDER.findall(self.pretrained or "")) - {ACTION_PLACEHOLDER})

@@ -39,12 +39,15 @@ from fsspec.core import url_to_fs
 __all__ = [
     "MANIFEST",
     "ChecksumError",
+    "StoreError",
     "absolute",
     "check_storage_options",
+    "check_store",
     "check_version",
     "datasets_collection",
     "exists",
     "filesystem",
+    "is_transient",
     "join",
     "latest_version",
     "list_versions",
@@ -129,6 +132,76 @@ def read_bytes(uri: str, **storage_options) -> bytes:
         raise FileNotFoundError(f"no file at {uri!r}") from exc
 
 
+class StoreError(ValueError):
+    """A store that cannot be used as given: a bucket that does not exist, a local folder that
+    cannot be made or written. Permanent: a retry gives the same answer."""
+
+
+def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    return "file" in fs.protocol or "local" in fs.protocol
+
+
+# S3 error codes that say "try again": throttling, timeouts and the server's own failures.
+_RETRYABLE_CODES = frozenset(
+    {"SlowDown", "Throttling", "ThrottlingException", "RequestTimeout", "RequestTimeoutException", "InternalError",
+     "ServiceUnavailable", "503", "500"}
+)  # fmt: skip
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether a storage error may pass on a retry: a connection or a timeout that failed, or the
+    store asking to slow down; decided on exception types (Python's, fsspec's, botocore's), along
+    the chain of causes (s3fs raises OSError from the botocore error), never on message text.
+    Everything else (a missing file, bad input, a refused permission) is permanent."""
+    try:
+        from botocore import exceptions as boto
+    except ImportError:  # no S3 support installed: none of its errors can occur
+        boto = None
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (ConnectionError, TimeoutError)):  # fsspec's FSTimeoutError is a TimeoutError
+            return True
+        if boto is not None:
+            if isinstance(exc, (boto.ConnectionError, boto.HTTPClientError)):  # EndpointConnectionError, ReadTimeout…
+                return True
+            if isinstance(exc, boto.ClientError):
+                return exc.response.get("Error", {}).get("Code") in _RETRYABLE_CODES
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def check_store(uri: str, **storage_options) -> None:
+    """Fail before any work when the store at ``uri`` cannot take a run's output.
+
+    A local store's folder is made on first use and must be writable (a probe file is written
+    and removed). On an object store the bucket must exist: lrprop never creates one (a typo
+    would otherwise become a new bucket holding the whole run); buckets are made by their owners.
+
+    Raises:
+        StoreError: naming the store and what is wrong.
+    """
+    fs, path = filesystem(uri, **storage_options)
+    if _is_local(fs):
+        probe = posixpath.join(path, f".lrprop-probe-{uuid.uuid4().hex}")
+        try:
+            fs.makedirs(path, exist_ok=True)
+            fs.pipe_file(probe, b"")
+            fs.rm_file(probe)
+        except OSError as exc:
+            reason = exc.strerror or type(exc).__name__
+            raise StoreError(f"store {uri!r}: cannot write there ({reason}); give a folder you can write") from None
+        return
+    if "memory" in fs.protocol:  # one process's own store: nothing to check
+        return
+    bucket = path.split("/", 1)[0]
+    if not fs.exists(bucket):
+        raise StoreError(
+            f"store {uri!r}: bucket {bucket!r} does not exist (or these credentials cannot see it); "
+            "lrprop never creates buckets: create it with your storage's own tools"
+        )
+
+
 def write_bytes(uri: str, data: bytes, **storage_options) -> None:
     """Write ``data`` to ``uri`` so that a reader sees the old file or the whole new one.
 
@@ -139,7 +212,7 @@ def write_bytes(uri: str, data: bytes, **storage_options) -> None:
     parent = posixpath.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    if "file" in fs.protocol or "local" in fs.protocol:
+    if _is_local(fs):
         tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
         fs.pipe_file(tmp, data)
         fs.mv(tmp, path)

@@ -283,6 +283,9 @@ def test_check_name_rejects_non_strings():
         ("data.frames_per_view=1", "data.frames_per_view"),
         ("optim.epochs=0", "optim.epochs"),
         ("optim.lr=0", "optim.lr"),
+        ("model.num_heads=7", "model.num_heads"),  # 256 does not split into 7 heads
+        ("model.num_layers=0", "model.num_layers"),
+        ("model.dropout=1.0", "model.dropout"),
     ],
 )
 def test_out_of_range_values_name_their_key(override, key):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from datetime import UTC, datetime, timedelta, timezone
 
 import fsspec
@@ -245,3 +246,78 @@ def test_storage_options_that_are_not_credentials_reach_the_filesystem(tmp_path)
     assert fs.auto_mkdir is False
     fs, _ = store.filesystem(str(tmp_path), auto_mkdir=True)
     assert fs.auto_mkdir is True
+
+
+def test_a_local_store_that_cannot_be_written_is_refused_naming_it(tmp_path):
+    store.check_store(str(tmp_path / "new" / "store"))  # made on first use
+    assert (tmp_path / "new" / "store").is_dir() and not list((tmp_path / "new" / "store").iterdir())  # no probe left
+    (tmp_path / "file").write_bytes(b"")
+    under_a_file = str(tmp_path / "file" / "store")
+    with pytest.raises(store.StoreError, match=rf"^store {re.escape(repr(under_a_file))}: cannot write there"):
+        store.check_store(under_a_file)
+
+
+def test_a_bucket_that_does_not_exist_is_an_error_and_is_not_created(s3_bucket):
+    import s3fs
+
+    store.check_store(f"{s3_bucket}/lrprop")  # an existing bucket: fine
+    missing = f"lrprop-missing-{os.getpid()}"
+    with pytest.raises(store.StoreError, match=rf"bucket '{missing}' does not exist .* never creates buckets"):
+        store.check_store(f"s3://{missing}/lrprop")
+    assert not s3fs.S3FileSystem(skip_instance_cache=True).exists(missing)
+
+
+def test_ingest_into_a_missing_bucket_fails_before_reading_a_video(s3_endpoint):
+    from lrprop.ingest.writer import ingest
+
+    def videos():
+        raise AssertionError("the reader was started")
+        yield
+
+    with pytest.raises(store.StoreError, match="does not exist"):
+        ingest(videos(), store_uri="s3://lrprop-no-such-bucket/x", dataset="d", source="test", progress=False)
+
+
+def _client_error(code: str):
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": code, "Message": "..."}}, "PutObject")
+
+
+def _raised_from(outer: BaseException, cause: BaseException) -> BaseException:
+    try:
+        try:
+            raise cause
+        except BaseException as inner:
+            raise outer from inner
+    except BaseException as exc:  # noqa: BLE001 - the test builds the chain s3fs raises
+        return exc
+
+
+def test_storage_errors_are_transient_by_their_type_along_the_chain_of_causes():
+    from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
+    from fsspec.exceptions import FSTimeoutError
+
+    from lrprop.config import ConfigError
+
+    transient = [
+        EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),  # neither ConnectionError nor OSError
+        ReadTimeoutError(endpoint_url="http://127.0.0.1:9"),
+        ConnectionResetError(),
+        FSTimeoutError(),
+        _client_error("SlowDown"),
+        _raised_from(OSError(5, "Input/output error"), _client_error("SlowDown")),  # as s3fs translates it
+        _raised_from(RuntimeError("task failed"), EndpointConnectionError(endpoint_url="x")),
+    ]
+    permanent = [
+        FileNotFoundError("no file"),
+        PermissionError("denied"),
+        OSError("throttling in the text is not a throttling error"),
+        ValueError("bad input"),
+        ConfigError("model.num_heads: must divide"),
+        _client_error("NoSuchBucket"),
+        _raised_from(OSError(13, "Access Denied"), _client_error("AccessDenied")),
+        store.StoreError("bucket does not exist"),
+    ]
+    assert [store.is_transient(e) for e in transient] == [True] * len(transient)
+    assert [store.is_transient(e) for e in permanent] == [False] * len(permanent)

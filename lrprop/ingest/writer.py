@@ -238,6 +238,7 @@ def ingest(
     Raises:
         IngestError: in strict mode at the first problem; or when nothing could be ingested.
     """
+    store.check_store(store_uri)  # before reading a single video
     collection = store.datasets_collection(store_uri, dataset)
     tally = _Tally(strict)
     videos = _admitted(items, tally)

@@ -39,15 +39,12 @@ STORAGE_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
 
 
 def _transient(task, task_run, state) -> bool:
-    """Retry on storage hiccups (connection, timeout, throttling), not on bad input."""
+    """Retry on storage hiccups (connection, timeout, throttling: :func:`lrprop.store.is_transient`),
+    not on bad input."""
     try:
         state.result()
-    except (ConnectionError, TimeoutError):
-        return True
-    except OSError as exc:
-        return "throttl" in str(exc).lower() or "timeout" in str(exc).lower() or "slow down" in str(exc).lower()
-    except Exception:  # noqa: BLE001 - anything else is not transient
-        return False
+    except Exception as exc:  # noqa: BLE001 - classified, not handled
+        return store.is_transient(exc)
     return False
 
 
@@ -221,6 +218,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     started = time.time()
     run_name = check_name(run_name or _new_run_name(), "run name")
     store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
+    store.check_store(store_uri)  # a missing bucket or an unwritable folder fails here, before any work
     dataset = config["dataset"]["name"]
     # The same tasks as the separate flows, called from here rather than as subflows: each
     # subflow costs about a second of Prefect bookkeeping. Ray starts while ingestion runs, in
@@ -276,6 +274,7 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
     from lrprop.pipeline.distributed import ensure_ray
 
     store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
+    store.check_store(store_uri)  # a missing bucket or an unwritable folder fails here, before any work
     dataset = config["dataset"]["name"]
     ingesting = ingest_task.submit(config, store_uri)
     ensure_ray(config["ray"]["address"])  # in this thread, as retrain_and_evaluate does
@@ -302,6 +301,7 @@ def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name:
 
     run_name = check_name(run_name or _new_run_name(), "run name")
     store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
+    store.check_store(store_uri)  # a missing bucket or an unwritable folder fails here, before any work
     dataset = config["dataset"]["name"]
     version = ingest_flow(config, store_uri)
     action = action or list_actions(store_uri, dataset, version)[0]
