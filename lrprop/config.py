@@ -295,12 +295,13 @@ class TrainConfig:
     # whole epochs between end-of-epoch checkpoints (the last epoch always writes one): short
     # epochs (the smoke run's are 8 steps) would otherwise spend much of their time writing them
     checkpoint_epochs: int = 1
-    keep_checkpoints: int = 2
+    keep_checkpoints: int = 2  # the newest checkpoints kept per class (in the store and locally)
     log_every: int = 10  # steps between log lines
     channels_last: bool = True  # channels-last (NHWC) backbone and images on CUDA; ignored on CPU
 
     def __post_init__(self) -> None:
         _require(self.checkpoint_epochs >= 1, "train.checkpoint_epochs", f"must be >= 1, got {self.checkpoint_epochs}")
+        _require(self.keep_checkpoints >= 1, "train.keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ TINY_PIPELINE = {
     "loss": {"alpha": 0.01, "beta": 0.4},
     "optim": {"epochs": 2, "lr": 1e-3},
     "pretrain": {"steps": 2, "videos_per_step": 2, "frames_per_video": 4},
-    "train": {"log_every": 0},
+    "train": {"log_every": 0, "keep_checkpoints": 1},  # 2 epochs write 2: one must go
     "synthetic": {"num_actions": 2, "train_videos": 4, "val_videos": 3, "length_range": [20, 36], "frame_size": 32},
     "eval": {"fractions": [0.5, 1.0], "ap_ks": [1, 5]},
     "ray": {"validate_every": 1, "tune_samples": 3, "tune_max_concurrent": 2, "tune_grace_epochs": 1},
@@ -88,6 +88,9 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
     assert max(r["started"] for r in runs.values()) < min(r["finished"] for r in runs.values())
     for info in runs.values():
         assert info["checkpoint"].startswith("s3://") and store.exists(store.join(info["checkpoint"], "model.safetensors"))
+        fs, class_dir = store.filesystem(info["checkpoint"].rsplit("/", 1)[0])
+        kept = [e["name"] for e in fs.ls(class_dir, detail=True) if e["type"] == "directory"]
+        assert kept == [info["checkpoint"].removeprefix("s3://")], kept  # train.keep_checkpoints: 1
     summary = json.loads(store.read_bytes(result["metrics"]))
     assert sorted(summary["per_class"]) == ["reach", "swing"] and "dtw_accuracy" in summary["mean"]
     for ref in ("baseline", "oracle", "gain"):  # the references beside the model, per class and in the mean

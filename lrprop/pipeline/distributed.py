@@ -199,7 +199,7 @@ def make_trainer(
     ``name_placement_group``: the workers add their placement group's id to every report
     (``PLACEMENT_GROUP_KEY``), for a Tune search to remove it when the trial ends.
     """
-    from ray.train import FailureConfig, RunConfig, ScalingConfig  # Ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig  # Ray
     from ray.train.torch import TorchTrainer  # Ray
 
     r = config.ray
@@ -226,6 +226,9 @@ def make_trainer(
             # With a start bound, a worker group that cannot start fails the job at once: Ray's
             # default (-1) retries the start for ever, which is how a search hung (issue 12).
             failure_config=FailureConfig(max_failures=r.max_failures, controller_failure_limit=0 if r.start_timeout_s else -1),
+            # The newest train.keep_checkpoints of the class stay in the store, older ones are
+            # deleted: unbounded, a nightly Penn Action run would leave ~1 TB (issue 14).
+            checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
             callbacks=callbacks,
         ),
     )
