@@ -717,6 +717,28 @@ def test_an_unreadable_video_file_is_reported(tmp_path):
     assert entry["video_id"] == "broken" and str(folder / "broken.mp4") in entry["file"]
 
 
+def test_every_file_beside_the_videos_is_ingested_or_reported(tmp_path):
+    """Issue 14: a file of an unknown type, a label file without its video and a second video
+    file of a taken name were dropped without a word."""
+    src = tmp_path / "src"
+    _generic_video(src, "train", "act", "ok", 3, [0, 1, 2])
+    folder = src / "train" / "act"
+    (folder / "notes.txt").write_text("not a video")
+    np.save(folder / "orphan.npy", np.zeros(3, np.int64))
+    (folder / "ok.mp4").write_bytes(b"a second source for 'ok'")
+    (folder / ".DS_Store").write_bytes(b"")  # hidden: not reported
+    result = _ingest(read_generic(str(src)), tmp_path / "store")
+    reasons = {(p["video_id"], p["reason"].split(";")[0]) for p in result.manifest["skipped"]}
+    assert reasons == {
+        ("notes", "unsupported file type '.txt'"),
+        ("orphan", "label file orphan.npy has no video orphan beside it"),
+        ("ok", "ok.mp4 is not read: ok is video ok"),
+    }
+    assert result.manifest["counts"]["act"]["train"]["videos"] == 1  # the video itself is ingested
+    with pytest.raises(IngestError, match="notes.txt"):
+        _ingest(read_generic(str(src)), tmp_path / "store2", strict=True)
+
+
 def test_the_synthetic_set_is_stored_at_ingest_frame_size_when_it_is_set(tmp_path):
     """ingest.frame_size means the stored frames' size for every kind (issue 13); unset, the
     synthetic set keeps the size it is generated at."""

@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
 LABEL_SUFFIXES = (".npy", ".csv")
 
 
@@ -89,6 +89,7 @@ def read_generic(root: str, *, resample_mismatch: bool = False) -> Iterator[RawV
                 stem, ext = posixpath.splitext(n)
                 if ext.lower() in VIDEO_SUFFIXES and stem not in sources:
                     sources[stem] = p
+            yield from _unused_files(entries, sources, action, split, uri_of)
             for video_id in sorted(sources):
                 label_path = next((entries[video_id + s] for s in LABEL_SUFFIXES if video_id + s in entries), None)
                 where = sources[video_id]
@@ -114,6 +115,27 @@ def read_generic(root: str, *, resample_mismatch: bool = False) -> Iterator[RawV
                     load_labels=label_loader(fs, label_path),
                     resample_mismatch=resample_mismatch,
                 )
+
+
+def _unused_files(entries: dict[str, str], sources: dict[str, str], action: str, split: str, uri_of) -> Iterator[Problem]:
+    """A Problem for each file of an action folder that no video reads: a file of a type this
+    layout does not know (it may be a video in a format not listed), a label file with no video
+    of its name, a second video file of a name already taken. No file beside the videos is left
+    out without a word; hidden files (``.DS_Store``) aside."""
+    for name, path in sorted(entries.items()):
+        stem, ext = posixpath.splitext(name)
+        if name.startswith(".") or name in sources or path in sources.values():
+            continue
+        if ext.lower() in LABEL_SUFFIXES:
+            if stem not in sources:
+                yield Problem(action, split, stem, uri_of(path), f"label file {name} has no video {stem} beside it")
+        elif ext.lower() in VIDEO_SUFFIXES:  # another source of the same name is the video
+            used = posixpath.basename(sources[stem])
+            yield Problem(action, split, stem, uri_of(path), f"{name} is not read: {used} is video {stem}")
+        else:
+            known = ", ".join(VIDEO_SUFFIXES + LABEL_SUFFIXES)
+            reason = f"unsupported file type {ext or '(none)'!r}; known: {known} and frame folders"
+            yield Problem(action, split, stem, uri_of(path), reason)
 
 
 def frame_folder_loader(fs, folder: str):
