@@ -571,4 +571,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     try:
         return config_from_dict(merged)
     except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}" if path is not None else str(exc)) from None
+        raise ConfigError(f"{_origin(str(exc), path, overrides)}: {exc}") from None
+
+
+def _origin(message: str, path: str | Path | None, overrides) -> str:
+    """Where the key a ConfigError names was given: the last ``--set`` of it, else the file."""
+    for text in reversed(overrides):
+        dotted = text.split("=", 1)[0].strip()
+        if message.startswith((f"{dotted}:", f"{dotted}[")) or f"'{dotted}'" in message:
+            return f"--set {text}"
+    return str(path) if path is not None else "config"

@@ -224,3 +224,14 @@ def test_cli_pretrain_of_some_classes_prints_per_class_flags_for_them_only(monke
     out = capsys.readouterr().out
     assert f"actions.reach.model.pretrained={uri}" in out and "actions.reach.model.train_from=none" in out
     assert "{action}" not in out and "swing" not in out.split("to train from them:")[1]
+
+
+@pytest.mark.parametrize("flow_name", ["retrain_and_evaluate", "tune_flow"])
+def test_an_empty_run_name_is_refused_not_replaced_by_a_new_one(tmp_path, flow_name):
+    """Issue 14: ``--run-name ""`` (an unset variable in a script) silently started a new run."""
+    import lrprop.pipeline.flows as flows
+
+    body = getattr(flows, flow_name).fn  # the flow's own function: the check comes before any work
+    with pytest.raises(ValueError, match="invalid run name ''"):
+        body(config_to_dict(_config()), str(tmp_path), run_name="")
+    assert not any(tmp_path.iterdir())  # nothing was written

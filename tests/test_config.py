@@ -319,7 +319,8 @@ def test_action_in_model_pretrained_becomes_the_class_name():
 
 @pytest.mark.parametrize("value", ["w/{class}/b.safetensors", "w/{Action}/b", "w/{}/b", "w/{action}/{version}"])
 def test_any_other_placeholder_in_model_pretrained_is_refused_naming_the_key(value):
-    with pytest.raises(ConfigError, match=r"^model\.pretrained: unknown placeholder"):
+    flag = re.escape(f"--set model.pretrained={value}")
+    with pytest.raises(ConfigError, match=rf"^{flag}: model\.pretrained: unknown placeholder"):
         load_config(None, [f"model.pretrained={value}"])
     with pytest.raises(ConfigError, match=r"model\.pretrained: unknown placeholder"):
         config_from_dict({"actions": {"squat": {"model": {"pretrained": value}}}})
@@ -411,8 +412,9 @@ def test_a_config_stored_before_the_renames_is_read_back_under_the_new_names():
     ],
 )
 def test_a_value_of_the_wrong_type_is_refused_naming_its_key(override, message):
-    """No silent conversion: a string is not a number, 1 is not true, 2.5 is not an integer."""
-    with pytest.raises(ConfigError, match=message):
+    """No silent conversion: a string is not a number, 1 is not true, 2.5 is not an integer. The
+    message names the flag that gave the value."""
+    with pytest.raises(ConfigError, match=f"^--set {re.escape(override)}: " + message.removeprefix("^")):
         load_config(None, [override])
 
 
@@ -422,3 +424,13 @@ def test_numbers_keep_their_types_and_exponents_without_a_dot_are_numbers(tmp_pa
     assert type(config.optim.weight_decay) is float and type(config.optim.epochs) is int
     assert load_config(None, ["data.sample_ratio=[1, 2]"]).data.sample_ratio == (1.0, 2.0)  # a list, ints: floats
     assert load_config(None, ["dataset.source=1e5x"]).dataset.source == "1e5x"  # not a number: a string
+
+
+def test_an_error_names_the_flag_or_the_file_that_gave_the_bad_value(tmp_path):
+    path = write(tmp_path, "optim:\n  epochs: 0\n  lr: 0.001\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: optim\.epochs: must be >= 1"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"^--set optim\.lr=fast: optim\.lr: input should be a valid number"):
+        load_config(path, ["optim.epochs=3", "optim.lr=fast"])  # the file's lr is fine: the flag is to blame
+    with pytest.raises(ConfigError, match=r"^--set optim\.lr=-1: optim\.lr: must be > 0"):
+        load_config(None, ["optim.lr=0.1", "optim.lr=-1"])  # the last --set of a key is the one used

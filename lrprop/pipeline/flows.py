@@ -216,7 +216,8 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     from lrprop.pipeline.distributed import ensure_ray
 
     started = time.time()
-    run_name = check_name(run_name or _new_run_name(), "run name")
+    # None: a new name; "" (an unset variable in a script) is refused, not taken for None
+    run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
     store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
     store.check_store(store_uri)  # a missing bucket or an unwritable folder fails here, before any work
     dataset = config["dataset"]["name"]
@@ -299,7 +300,8 @@ def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name:
     """Search T, α, β for one class (default: the first) with ASHA; records the best in the store."""
     from lrprop.pipeline.tune import tune_class
 
-    run_name = check_name(run_name or _new_run_name(), "run name")
+    # None: a new name; "" (an unset variable in a script) is refused, not taken for None
+    run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
     store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
     store.check_store(store_uri)  # a missing bucket or an unwritable folder fails here, before any work
     dataset = config["dataset"]["name"]
