@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,16 @@ def test_a_non_finite_loss_stops_the_run_naming_the_step_videos_and_last_checkpo
     ):
         train(config, videos, checkpoint_dir=tmp_path)
     assert [p.name for p in sorted(tmp_path.iterdir())][-1].endswith("00000006")  # nothing written after
+
+
+def test_views_longer_than_every_video_train_with_a_warning_naming_the_key(tmp_path, caplog):
+    short = InMemoryVideos(synthetic_videos(0, 2, size=32, length_range=(10, 12)))
+    longest = max(short.num_frames(i) for i in range(len(short)))
+    with caplog.at_level(logging.WARNING, logger="lrprop.training.train"):
+        train(_config(optim={"epochs": 1}, data={"frames_per_view": 16, "videos_per_step": 2}), short, checkpoint_dir=tmp_path)
+    (warning,) = [r.getMessage() for r in caplog.records if "data.frames_per_view" in r.getMessage()]
+    assert f"(T = 16) is longer than every training video (the longest has {longest} frames)" in warning
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="lrprop.training.train"):
+        train(_config(optim={"epochs": 1}, data={"frames_per_view": 8}), short, checkpoint_dir=tmp_path / "fits")
+    assert not [r for r in caplog.records if "data.frames_per_view" in r.getMessage()]

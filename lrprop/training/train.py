@@ -398,6 +398,22 @@ def _close_epoch(
     return metrics
 
 
+def _warn_if_views_outgrow_videos(config: Config, source: VideoSource) -> None:
+    """Say so when T exceeds the longest video: every view is then padded (METHOD.md §1 draws
+    min(L, T) frames and masks the rest), which trains, but on T - L wasted positions a view."""
+    longest = max((source.num_frames(i) for i in range(len(source))), default=0)
+    T = config.data.frames_per_view
+    if 0 < longest < T:
+        log.warning(
+            "data.frames_per_view (T = %d) is longer than every training video (the longest has %d frames): "
+            "each view is padded with %d or more masked positions; a T of at most %d wastes none",
+            T,
+            longest,
+            T - longest,
+            longest,
+        )
+
+
 def train(
     config: Config,
     source: VideoSource,
@@ -440,6 +456,7 @@ def train(
         ConfigError: a checkpoint to resume from was made under another config or data set.
     """
     _apply_thread_budget()
+    _warn_if_views_outgrow_videos(config, source)
     torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
     model = build_model(config).to(device)
