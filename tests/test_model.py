@@ -351,6 +351,26 @@ def test_load_weights_not_a_state_dict_raises(tmp_path):
         load_backbone_weights(SmallCNNBackbone(width=4), path.read_bytes(), name="list.pt")
 
 
+class _RunsCode:
+    """What a malicious weights file holds: unpickling it calls ``print``."""
+
+    def __reduce__(self):
+        return (print, ("this ran while loading the weights",))
+
+
+def test_a_pickle_that_would_run_code_is_refused_naming_the_file_without_advising_to_trust_it(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"net.0.weight": _RunsCode()}, path)
+    with pytest.raises(ValueError, match=r"^s3://b/evil\.pt: refused: loading it would run code") as caught:
+        load_backbone_weights(SmallCNNBackbone(width=4), path.read_bytes(), name="s3://b/evil.pt")
+    assert "(it calls print)" in str(caught.value)
+    assert "weights_only=False" not in str(caught.value) and "trust" not in str(caught.value)
+    assert "this ran" not in capsys.readouterr().out  # and nothing ran
+    for junk in (b"plain text, not weights at all", path.read_bytes()[:60]):  # not a torch file; truncated
+        with pytest.raises(ValueError, match=r"^junk\.pt: neither safetensors nor a torch state dict"):
+            load_backbone_weights(SmallCNNBackbone(width=4), junk, name="junk.pt")
+
+
 def test_load_weights_resnet50_safetensors_round_trip(tmp_path):
     torch.manual_seed(10)
     source = ResNet50Backbone(train_from="conv1")

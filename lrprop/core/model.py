@@ -20,6 +20,8 @@ from __future__ import annotations
 import io
 import logging
 import math
+import pickle
+import re
 from collections.abc import Callable
 
 import torch
@@ -158,7 +160,20 @@ def load_backbone_weights(backbone: nn.Module, data: bytes, *, name: str = "<wei
 
         state = load_safetensors(data)
     else:
-        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            # torch's message advises weights_only=False, which would run the file's code: only
+            # the name of what the file would call is kept.
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+            if found is None:  # not a pickle of a state dict at all (text, a damaged file)
+                raise ValueError(f"{name}: neither safetensors nor a torch state dict (not a readable pickle)") from None
+            raise ValueError(
+                f"{name}: refused: loading it would run code from the file (it calls {found.group(1)}); weights "
+                "are read only from safetensors or a plain state dict of tensors"
+            ) from None
+        except (RuntimeError, EOFError, OSError, KeyError) as exc:  # not a torch file: truncated, text, …
+            raise ValueError(f"{name}: neither safetensors nor a torch state dict ({exc})") from None
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
     if not isinstance(state, dict):
