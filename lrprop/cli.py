@@ -214,7 +214,7 @@ def _print_registry(entries: list[dict]) -> None:
 def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from lrprop.pipeline.embeddings import pull_embeddings
+    from lrprop.pipeline.embeddings import EMBEDDINGS_FILE, pull_embeddings
 
     table, manifest = pull_embeddings(args.store, args.dataset, args.action, args.version)
     out = Path(args.out)
@@ -222,7 +222,8 @@ def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
     tmp = out.with_name(f".{out.name}.tmp")
     pq.write_table(table, tmp)
     tmp.replace(out)  # never a half-written file at --out
-    print(f"{args.dataset}/{args.action} {manifest['version']}: {table.num_rows} frames -> {out} (checksums verified)")
+    verified = f"{EMBEDDINGS_FILE}'s sha256 and row count verified"
+    print(f"{args.dataset}/{args.action} {manifest['version']}: {table.num_rows} frames -> {out} ({verified})")
     return 0
 
 

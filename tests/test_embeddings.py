@@ -184,6 +184,7 @@ def test_cli_list_and_pull(tmp_path, model_dir, capsys):
     out = tmp_path / "pulled" / "reach.parquet"
     args = ["embeddings", "pull", "--store", root, "--dataset", "synthetic", "--action", "reach", "--version", first["version"]]
     assert main([*args, "--out", str(out)]) == 0
+    assert "(embeddings.parquet's sha256 and row count verified)" in capsys.readouterr().out
     table = pq.read_table(out)
     assert table.num_rows == first["rows"]
     assert table.equals(pull_embeddings(root, "synthetic", "reach", first["version"])[0])
