@@ -13,6 +13,7 @@ This is also the layout ``lrprop synth`` writes.
 
 from __future__ import annotations
 
+import functools
 import io
 import posixpath
 from collections.abc import Iterator
@@ -96,7 +97,7 @@ def read_generic(root: str, *, resample_mismatch: bool = False) -> Iterator[RawV
                 if fs.isdir(where):
                     load_frames = frame_folder_loader(fs, where)
                 else:
-                    load_frames = _video_file_loader(uri_of(where))
+                    load_frames = functools.partial(decode_video_file, uri_of(where))
                 if label_path is None and labelled:
                     yield Problem(
                         action,
@@ -146,10 +147,6 @@ def frame_folder_loader(fs, folder: str):
         return [(fs.unstrip_protocol(p), fs.cat_file(p)) for p in names]
 
     return load
-
-
-def _video_file_loader(uri: str):
-    return lambda: decode_video_file(uri)
 
 
 def label_loader(fs, path: str | None):

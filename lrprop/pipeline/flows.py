@@ -48,6 +48,14 @@ def _transient(task, task_run, state) -> bool:
     return False
 
 
+def _usable_store(store_uri: str) -> str:
+    """``store_uri`` made absolute (Ray workers resolve paths in their own directory) and checked
+    before any work: a missing bucket or an unwritable folder fails here (:func:`lrprop.store.check_store`)."""
+    store_uri = store.absolute(store_uri)
+    store.check_store(store_uri)
+    return store_uri
+
+
 def _new_run_name() -> str:
     return datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ")
 
@@ -218,8 +226,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     started = time.time()
     # None: a new name; "" (an unset variable in a script) is refused, not taken for None
     run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
-    store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
-    store.check_store(store_uri)  # a missing bucket or an unwritable folder fails here, before any work
+    store_uri = _usable_store(store_uri)
     dataset = config["dataset"]["name"]
     # The same tasks as the separate flows, called from here rather than as subflows: each
     # subflow costs about a second of Prefect bookkeeping. Ray starts while ingestion runs, in
@@ -274,8 +281,7 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
     from lrprop.config import ConfigError
     from lrprop.pipeline.distributed import ensure_ray
 
-    store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
-    store.check_store(store_uri)  # a missing bucket or an unwritable folder fails here, before any work
+    store_uri = _usable_store(store_uri)
     dataset = config["dataset"]["name"]
     ingesting = ingest_task.submit(config, store_uri)
     ensure_ray(config["ray"]["address"])  # in this thread, as retrain_and_evaluate does
@@ -302,8 +308,7 @@ def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name:
 
     # None: a new name; "" (an unset variable in a script) is refused, not taken for None
     run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
-    store_uri = store.absolute(store_uri)  # Ray workers resolve paths in their own directory
-    store.check_store(store_uri)  # a missing bucket or an unwritable folder fails here, before any work
+    store_uri = _usable_store(store_uri)
     dataset = config["dataset"]["name"]
     version = ingest_flow(config, store_uri)
     action = action or list_actions(store_uri, dataset, version)[0]
