@@ -149,28 +149,105 @@ def test_a_search_of_more_trials_than_cpus_ends_and_leaves_no_placement_group(tm
     assert _wait_for_no_placement_group() == {}
 
 
-def test_trial_placement_groups_are_removed_after_the_grace_not_before(local_ray):
+def _group_with_an_actor():
+    """A placement group of one CPU with a live actor in it, as a Train worker group is."""
+    import ray
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    pg = ray.util.placement_group([{"CPU": 1}])
+    ray.get(pg.ready(), timeout=30)
+
+    @ray.remote(num_cpus=1)
+    class Worker:
+        def ping(self) -> int:
+            return 1
+
+    worker = Worker.options(scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=pg)).remote()
+    assert ray.get(worker.ping.remote(), timeout=60) == 1
+    return pg.id.hex(), worker
+
+
+class _Trial:
+    trial_id = "t1"
+
+
+def test_an_ended_trials_group_is_removed_once_no_actor_is_left_in_it_not_before(local_ray):
+    """While the trial's Train run lives, removing its group would make the controller restart
+    its workers in a new group that nothing removes (what left a group in stop 21's CI)."""
     import ray
 
     from lrprop.pipeline.distributed import PLACEMENT_GROUP_KEY
 
-    pg = ray.util.placement_group([{"CPU": 1}])
-    ray.get(pg.ready(), timeout=30)
-    pg_id = pg.id.hex()
-    groups = _TrialPlacementGroups(grace_s=2.0)
-
-    class Trial:
-        trial_id = "t1"
-
-    groups.callback.on_trial_result(0, [], Trial(), {PLACEMENT_GROUP_KEY: pg_id, "epoch": 0})
+    pg_id, worker = _group_with_an_actor()
+    groups = _TrialPlacementGroups(grace_s=1.0, poll_s=0.0)
+    groups.callback.on_trial_result(0, [], _Trial(), {PLACEMENT_GROUP_KEY: pg_id, "epoch": 0})
     groups.callback.on_step_end(0, [])
     assert pg_id in live_placement_groups()  # the trial is running: untouched
-    groups.callback.on_trial_complete(1, [], Trial())
+    groups.callback.on_trial_complete(1, [], _Trial())
     groups.callback.on_step_end(1, [])
-    assert pg_id in live_placement_groups()  # within the grace: its controller may still be alive
-    time.sleep(2.5)
+    assert pg_id in live_placement_groups()  # within the grace: Ray Train's cleaner usually wins
+    time.sleep(1.5)
     groups.callback.on_step_end(2, [])
+    assert pg_id in live_placement_groups() and groups.removed == []  # its run lives
+
+    ray.kill(worker)  # the run goes
+    deadline = time.monotonic() + 60
+    while not groups.removed and time.monotonic() < deadline:
+        groups.callback.on_step_end(3, [])
+        time.sleep(0.5)
+    assert groups.removed == [pg_id] and groups.groups == {} and _wait_for_no_placement_group() == {}
+
+
+def test_the_search_end_removes_a_group_whose_run_outlives_the_wait_and_says_what_was_in_it(local_ray, caplog):
+    from lrprop.pipeline.distributed import PLACEMENT_GROUP_KEY
+
+    pg_id, _worker = _group_with_an_actor()
+    groups = _TrialPlacementGroups(grace_s=1.0, poll_s=0.5)
+    groups.callback.on_trial_result(0, [], _Trial(), {PLACEMENT_GROUP_KEY: pg_id, "epoch": 0})
+    caplog.set_level(logging.WARNING, logger="lrprop.pipeline.tune")
+    started = time.monotonic()
+    groups.finish(timeout_s=3.0)  # a trial Tune never reported ended counts as ended now
+    assert 3.0 <= time.monotonic() - started < 60
     assert groups.removed == [pg_id] and _wait_for_no_placement_group() == {}
+    (record,) = [r for r in caplog.records if pg_id in r.getMessage()]
+    message = record.getMessage()
+    assert message.startswith("the search ended: trial t1's Train placement groups") and "Worker ALIVE" in message
+
+
+def test_a_train_worker_group_no_trial_named_is_removed_once_idle_at_two_looks(local_ray):
+    """A worker group Ray Train restarted after its trial ended is named in no result; once its
+    controller is gone it is a CREATED group with no actor, which only this pass removes. Groups
+    that are not the search's (older, of another shape) or that a run is in are left alone."""
+    import ray
+
+    older = ray.util.placement_group([{"CPU": 0.5}])  # there before the search: not its own
+    ray.get(older.ready(), timeout=30)
+    groups = _TrialPlacementGroups([{"CPU": 0.5}], poll_s=1.0)
+    stray = ray.util.placement_group([{"CPU": 0.5}])
+    other_shape = ray.util.placement_group([{"CPU": 0.25}])
+    ray.get([stray.ready(), other_shape.ready()], timeout=30)
+    busy = ray.util.placement_group([{"CPU": 0.5}])
+    ray.get(busy.ready(), timeout=30)
+
+    @ray.remote(num_cpus=0.5)  # a run in a group of the search's shape
+    class Run:
+        def ping(self) -> int:
+            return 1
+
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    run = Run.options(scheduling_strategy=PlacementGroupSchedulingStrategy(placement_group=busy)).remote()
+    assert ray.get(run.ping.remote(), timeout=60) == 1
+
+    groups.sweep()  # first look: the stray is idle once, not yet removed
+    assert stray.id.hex() in live_placement_groups() and groups.removed == []
+    time.sleep(1.2)
+    groups.sweep()
+    assert groups.removed == [stray.id.hex()]
+    left = set(_wait_for_no_placement_group(timeout_s=5.0, but={stray.id.hex()}))
+    assert left == {older.id.hex(), other_shape.id.hex(), busy.id.hex()}
+    for pg in (older, other_shape, busy):
+        ray.util.remove_placement_group(pg)
 
 
 def test_a_class_or_trial_whose_workers_cannot_start_fails_naming_what_holds_the_cpus(tmp_path, local_ray):

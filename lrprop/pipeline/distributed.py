@@ -37,6 +37,7 @@ __all__ = [
     "held_resources",
     "init_local_ray",
     "live_placement_groups",
+    "placement_group_members",
     "make_trainer",
     "pretrain_class",
     "pretrain_classes",
@@ -44,6 +45,7 @@ __all__ = [
     "train_classes",
     "train_loop_per_worker",
     "validation_metrics",
+    "worker_resources",
 ]
 
 log = logging.getLogger(__name__)
@@ -181,6 +183,13 @@ def train_loop_per_worker(loop_config: dict) -> None:
         )
 
 
+def worker_resources(config: Config) -> dict[str, float]:
+    """One Train worker's resources (``ray.cpus_per_worker``, ``ray.gpus_per_worker``), as in
+    its placement group's bundle: ``{"CPU": 1.0}`` or ``{"CPU": 1.0, "GPU": 0.5}``."""
+    r = config.ray
+    return {"CPU": float(r.cpus_per_worker), **({"GPU": float(r.gpus_per_worker)} if r.gpus_per_worker else {})}
+
+
 def make_trainer(
     config: Config,
     store_uri: str,
@@ -204,9 +213,7 @@ def make_trainer(
 
     r = config.ray
     storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "runs", run_name, "ray"))
-    resources = {"CPU": r.cpus_per_worker}
-    if r.gpus_per_worker:
-        resources["GPU"] = r.gpus_per_worker
+    resources = worker_resources(config)
     return TorchTrainer(  # Ray
         train_loop_per_worker,
         train_loop_config={
@@ -427,6 +434,28 @@ def remove_placement_groups(ids) -> list[str]:
     return removed
 
 
+def placement_group_members(timeout_s: float = 10.0) -> dict[str, list[str]]:
+    """The actors not DEAD in each placement group: {group id: ["<class> <state>", …]}; a
+    group with none has no run left in it. From the State API (the dashboard, ``ray[default]``);
+    raises what it raises when it does not answer within ``timeout_s``."""
+    import ray  # Ray
+    from ray.util.state import list_actors  # Ray
+
+    actors = list_actors(
+        address=ray.get_runtime_context().gcs_address,  # this cluster's, not any other on the machine
+        filters=[("state", "!=", "DEAD")],
+        detail=True,
+        limit=10_000,
+        timeout=max(1, round(timeout_s)),
+        raise_on_missing_output=False,
+    )
+    members: dict[str, list[str]] = {}
+    for actor in actors:
+        if actor.placement_group_id:
+            members.setdefault(actor.placement_group_id, []).append(f"{actor.class_name} {actor.state}")
+    return members
+
+
 def held_resources() -> str:
     """What holds the cluster's resources, for an error message: the free and total CPU, GPU and
     memory, then every placement group not REMOVED with its state, bundles and the live actors
@@ -442,23 +471,11 @@ def held_resources() -> str:
     groups = live_placement_groups()
     if not groups:
         return text + " No placement group holds any."
-    members: dict[str, list[str]] = {}
     try:
-        from ray.util.state import list_actors  # Ray: needs the dashboard (ray[default])
-
-        actors = list_actors(
-            address=ray.get_runtime_context().gcs_address,  # this cluster's, not any other on the machine
-            filters=[("state", "!=", "DEAD")],
-            detail=True,
-            limit=10_000,
-            raise_on_missing_output=False,
-        )
-        for actor in actors:
-            if actor.placement_group_id:
-                members.setdefault(actor.placement_group_id, []).append(f"{actor.class_name} {actor.state}")
+        members = placement_group_members(timeout_s=30.0)
         unknown = "no live actor"
     except Exception as exc:  # noqa: BLE001 - the message is still useful without the actors
-        unknown = f"actors unknown ({type(exc).__name__}: State API)"
+        members, unknown = {}, f"actors unknown ({type(exc).__name__}: State API)"
     held = []
     for pg, info in groups.items():
         bundles = [{k: amount(k, v) for k, v in b.items()} for b in info["bundles"]]

@@ -13,7 +13,7 @@ removes its group; only Ray Train's detached ``PlacementGroupCleaner`` does. Its
 died when another Ray ran on the machine (``lrprop.pipeline.distributed.init_local_ray`` says why and
 fixes it), and then the group held its CPU until the search ended and the next trial waited
 for ever. In depth: the workers name their group in every report and the search removes what
-the cleaner left once the trial has ended (:class:`_TrialPlacementGroups`), and a trial whose
+the cleaner left once the trial's run has gone (:class:`_TrialPlacementGroups`), and a trial whose
 workers still cannot start within ``ray.start_timeout_s`` fails, naming what holds the cluster.
 
 The best trial is recorded in the store under ``<store>/tune/<run_name>/<action>/``:
@@ -100,23 +100,44 @@ def _trial(params: dict, *, base: dict, store_uri: str, dataset: str, version: s
 
 
 class _TrialPlacementGroups:
-    """Removes each trial's Train placement groups once the trial has ended (a Tune callback).
+    """Removes the Train placement groups the search's trials leave (a Tune callback).
 
     The workers name their group in every result (``PLACEMENT_GROUP_KEY``; a restarted worker
-    group names its new one). A group is removed ``grace_s`` after its trial ended, not at once:
-    until Tune has killed the trial's Train controller, removing its workers' group would make
-    the controller restart them in a new group, which nothing would remove. Ray Train's own
-    cleaner usually removes the group within a second or two; this catches the ones it misses.
-    :meth:`finish` removes whatever is left when the search returns.
+    group names its new one). A trial's group is removed once the trial has ended and no live
+    actor is left in it, as Ray Train's own cleaner waits for the controller's death: while the
+    trial's Train controller lives, removing its workers' group makes it restart them in a new
+    group (``ray.max_failures``), which no result names. Such a group, and any other Train worker
+    group no trial named (``worker_bundles``, created after the search started, CREATED and with
+    no live actor at two looks ``poll_s`` apart), is removed as a stray: that was how a search
+    on a loaded machine still left a group when a fixed grace after a trial's end came before
+    its controller's death (stop 21's CI). Ray Train's cleaner usually removes a group within a
+    second or two; this catches the ones it misses. :meth:`finish` waits for the last runs to go
+    when the search returns, and removes what is left.
     """
 
-    def __init__(self, grace_s: float = 10.0):
+    def __init__(
+        self,
+        worker_bundles: list[dict] | None = None,
+        *,
+        grace_s: float = 2.0,
+        force_after_s: float = 120.0,
+        poll_s: float = 2.0,
+    ):
         from ray import tune  # Ray
 
-        self.grace_s = grace_s
+        from lrprop.pipeline.distributed import live_placement_groups
+
+        self.worker_bundles = worker_bundles  # a Train worker group's, e.g. [{"CPU": 1.0}]; None: no strays
+        self.grace_s = grace_s  # after a trial's end, before the first look: Ray Train's cleaner usually wins
+        self.force_after_s = force_after_s  # a trial's groups are removed then, runs in them or not
+        self.poll_s = poll_s  # between two looks
         self.groups: dict[str, set[str]] = {}  # trial id -> its Train placement groups
         self.ended: dict[str, float] = {}  # trial id -> when it ended
         self.removed: list[str] = []
+        self._before = set(live_placement_groups()) if worker_bundles else set()  # not the search's
+        self._idle: dict[str, float] = {}  # stray -> when it was first seen with no live actor
+        self._strays_seen = False  # at the last look
+        self._looked = float("-inf")
         outer = self
 
         class Callback(tune.Callback):  # Ray
@@ -137,25 +158,81 @@ class _TrialPlacementGroups:
 
         self.callback = Callback()
 
-    def sweep(self, *, everything: bool = False) -> None:
-        from lrprop.pipeline.distributed import remove_placement_groups
+    def _strays(self, live: dict[str, dict]) -> list[str]:
+        """Live Train worker groups of the search's shape that no trial named."""
+        if not self.worker_bundles:
+            return []
+        known = self._before.union(*self.groups.values())  # older than the search, or a trial's
+        return [
+            pg
+            for pg, info in live.items()
+            if pg not in known and info["state"] == "CREATED" and info["bundles"] == self.worker_bundles
+        ]
+
+    def sweep(self, *, search_ended: bool = False, force: bool = False) -> None:
+        """One look, at most every ``poll_s`` during the search: remove the groups of ended
+        trials that no live actor is in (those of trials that ended ``force_after_s`` ago, or
+        all with ``force``, whatever is in them), and the strays idle at two looks. A trial's
+        groups wait ``grace_s`` after its end; at the search's end (``search_ended``) all are due."""
+        from lrprop.pipeline.distributed import live_placement_groups, placement_group_members, remove_placement_groups
 
         now = time.monotonic()
-        due = [t for t, ended in self.ended.items() if everything or now - ended >= self.grace_s]
+        if not search_ended and now - self._looked < self.poll_s:
+            return
+        self._looked = now
+        due = [t for t, ended in self.ended.items() if search_ended or now - ended >= self.grace_s]
+        live = live_placement_groups()
+        for trial in due:  # a group Ray Train's cleaner removed needs nothing
+            self.groups[trial] = {pg for pg in self.groups.get(trial, ()) if pg in live}
+        strays = self._strays(live)
+        self._strays_seen = bool(strays)
+        members = None  # unknown: nothing is removed unless forced
+        if strays or any(self.groups[t] for t in due):
+            try:
+                members = placement_group_members(timeout_s=5.0)
+            except Exception as exc:  # noqa: BLE001 - asked again at the next look; forced in the end
+                log.debug("the State API did not answer (%s): no group removed at this look", exc)
+        when = "the search ended" if search_ended else "a trial ended"
         for trial in due:
-            del self.ended[trial]
-            removed = remove_placement_groups(self.groups.pop(trial, ()))
-            if removed and everything:
-                # The search has just ended: Ray Train's cleaner may not have had its second yet.
-                log.info("search ended: removed trial %s's Train placement groups %s", trial, removed)
-            elif removed:
-                log.warning("trial %s ended, its Train placement groups %s were left: removed them", trial, removed)
+            forced = force or now - self.ended[trial] >= self.force_after_s
+            gone = {pg for pg in self.groups[trial] if forced or (members is not None and pg not in members)}
+            removed = remove_placement_groups(gone)
+            self.groups[trial] -= gone
+            if removed:
+                inside = {pg: members[pg] for pg in removed if members and pg in members}
+                still = f", with {inside} still in them" if inside else ""
+                log.warning("%s: trial %s's Train placement groups %s were left%s: removed them", when, trial, removed, still)
+                self.removed += removed
+            if not self.groups[trial]:
+                del self.groups[trial], self.ended[trial]
+        idle = {pg for pg in strays if members is not None and pg not in members}
+        self._idle = {pg: self._idle.get(pg, now) for pg in idle}
+        twice = [pg for pg, first in self._idle.items() if now - first >= self.poll_s]
+        removed = remove_placement_groups(twice)
+        if removed:
+            log.warning(
+                "%s: Train placement groups %s that no trial named had no live actor for %g s (restarted "
+                "after their trial ended, their controller now gone): removed them",
+                when,
+                removed,
+                self.poll_s,
+            )
             self.removed += removed
+        for pg in twice:
+            del self._idle[pg]
 
-    def finish(self) -> None:
-        """At the end of the search (every trial's controller is gone): remove what is left."""
-        self.ended.update({t: 0.0 for t in self.groups if t not in self.ended})
-        self.sweep(everything=True)
+    def finish(self, timeout_s: float = 60.0) -> None:
+        """At the end of the search: wait up to ``timeout_s`` for the trials' runs to go (Tune
+        has stopped the trials; their Train controllers and workers die with them), removing
+        each group as its run goes, then remove the trials' groups still left."""
+        started = time.monotonic()
+        for trial in self.groups:
+            self.ended.setdefault(trial, started)  # a trial Tune had not reported ended
+        self.sweep(search_ended=True)
+        while (self.groups or self._strays_seen) and time.monotonic() - started < timeout_s:
+            time.sleep(self.poll_s)
+            self.sweep(search_ended=True)
+        self.sweep(search_ended=True, force=True)
 
 
 def _raise_start_timeouts(results) -> None:
@@ -214,7 +291,7 @@ def tune_class(
     from ray.tune.schedulers import ASHAScheduler  # Ray
 
     from lrprop.data.parquet import ParquetVideos
-    from lrprop.pipeline.distributed import ensure_ray
+    from lrprop.pipeline.distributed import ensure_ray, worker_resources
 
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the trials and workers run in other directories
@@ -233,7 +310,7 @@ def tune_class(
         run_name=run_name,
     )
     storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "tune", run_name))
-    placement_groups = _TrialPlacementGroups()
+    placement_groups = _TrialPlacementGroups([worker_resources(config)] * config.ray.num_workers)
     tuner = tune.Tuner(  # Ray
         # No CPU for the trial itself: its Train workers take theirs (a trial holding one while
         # waiting for them deadlocks on a small machine).
