@@ -20,7 +20,7 @@ from PIL import Image
 
 from lrprop import store
 
-__all__ = ["ParquetVideos"]
+__all__ = ["ClassData", "ParquetVideos"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,24 @@ class _VideoEntry:
     video_id: str
     num_frames: int
     labels: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ClassData:
+    """One action class of one version of an ingested data set in a store: what every Ray job of
+    a class (its training workers, its pretraining actor, a search's trials) reads.
+
+    ``store`` is an absolute URI (:func:`lrprop.store.absolute`): the jobs run in other directories.
+    """
+
+    store: str
+    dataset: str
+    version: str
+    action: str
+
+    def videos(self, split: str | None, **options) -> ParquetVideos:
+        """The class's videos of ``split`` (:class:`ParquetVideos`; ``options`` are its own)."""
+        return ParquetVideos(self.store, self.dataset, version=self.version, action=self.action, split=split, **options)
 
 
 class ParquetVideos:

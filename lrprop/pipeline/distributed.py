@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lrprop import store
 from lrprop.config import Config, config_from_dict, config_to_dict, upgrade_stored
+from lrprop.data.parquet import ClassData
 
 __all__ = [
     "ClassRun",
@@ -142,15 +143,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train  # Ray
     import ray.train.torch  # Ray
 
-    from lrprop.data.parquet import ParquetVideos
+    from lrprop.pipeline.resume import newest_complete_checkpoint
     from lrprop.training.train import train
 
     config = config_from_dict(loop_config["config"])
-    where = {"dataset": loop_config["dataset"], "version": loop_config["version"], "action": loop_config["action"]}
-    source = ParquetVideos(loop_config["store"], split="train", **where)
+    data: ClassData = loop_config["data"]
+    source = data.videos("train")
     validate = None
     if loop_config.get("validate"):
-        val_source = ParquetVideos(loop_config["store"], split=config.eval.val_split, **where)
+        val_source = data.videos(config.eval.val_split)
         validate = validation_metrics(config, source, val_source)
     context = ray.train.get_context()  # Ray
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -168,7 +169,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
         resume_from = None
         previous = ray.train.get_checkpoint()  # Ray: set when Ray restarts a failed worker or resumes a run
         if previous is not None:
-            resume_from = previous.to_directory(restored)
+            local_store = previous.filesystem.type_name == "local"
+            resume_from = newest_complete_checkpoint(
+                previous, restored, uri_of=lambda path: path if local_store else _uri_of(data.store, path)
+            )
         train(
             config,
             source,
@@ -192,11 +196,8 @@ def worker_resources(config: Config) -> dict[str, float]:
 
 def make_trainer(
     config: Config,
-    store_uri: str,
+    data: ClassData,
     *,
-    dataset: str,
-    version: str,
-    action: str,
     run_name: str,
     validate: bool = False,
     callbacks: list | None = None,
@@ -212,22 +213,19 @@ def make_trainer(
     from ray.train.torch import TorchTrainer  # Ray
 
     r = config.ray
-    storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "runs", run_name, "ray"))
+    storage_path, storage_filesystem = store.ray_storage(store.join(data.store, "runs", run_name, "ray"))
     resources = worker_resources(config)
     return TorchTrainer(  # Ray
         train_loop_per_worker,
         train_loop_config={
             "config": config_to_dict(config),
-            "store": store_uri,
-            "dataset": dataset,
-            "version": version,
-            "action": action,
+            "data": data,
             "validate": validate,
             "name_placement_group": name_placement_group,
         },
         scaling_config=ScalingConfig(num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0, resources_per_worker=resources),
         run_config=RunConfig(
-            name=action,
+            name=data.action,
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
             # With a start bound, a worker group that cannot start fails the job at once: Ray's
@@ -265,10 +263,7 @@ def train_classes(
         started = time.time()
         trainer = make_trainer(
             config.for_class(action),  # the class's own T, alpha, beta, … (config.actions)
-            store_uri,
-            dataset=dataset,
-            version=version,
-            action=action,
+            ClassData(store_uri, dataset, version, action),
             run_name=run_name,
         )
         result = fit(trainer, config, action)  # Ray: blocks until this class is done
@@ -307,23 +302,22 @@ class _Pretrainer:
     """A Ray actor that pretrains one class's backbone and publishes it
     (:func:`lrprop.pipeline.backbones.pretrain_and_publish`)."""
 
-    def run(self, config: Config, store_uri: str, where: dict, publish_as: str | None) -> dict:
+    def run(self, config: Config, data: ClassData, publish_as: str | None) -> dict:
         from lrprop.pipeline.backbones import pretrain_and_publish
 
-        return pretrain_and_publish(config, store_uri, **where, publish_as=publish_as)
+        return pretrain_and_publish(
+            config, data.store, dataset=data.dataset, version=data.version, action=data.action, publish_as=publish_as
+        )
 
 
 def pretrain_class(
     config: Config,
-    store_uri: str,
+    data: ClassData,
     *,
-    dataset: str,
-    version: str,
-    action: str,
     publish_as: str | None = None,
     what: str = "backbone pretraining",
 ) -> dict:
-    """Pretrain ``action``'s backbone in a Ray actor on one training worker's resources and
+    """Pretrain the class's backbone in a Ray actor on one training worker's resources and
     publish it to the store's backbones; returns what :func:`lrprop.pipeline.backbones.pretrain_and_publish` does.
 
     On the resources of a Train worker (``ray.cpus_per_worker``, ``ray.gpus_per_worker``), so
@@ -342,13 +336,12 @@ def pretrain_class(
     try:
         ready, _ = ray.wait([pretrainer.__ray_ready__.remote()], timeout=r.start_timeout_s or None)  # Ray
         if not ready:
-            wanted = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
+            wanted = worker_resources(config)
             raise WorkerStartTimeout(
-                f"{action}: the {what} did not start within {r.start_timeout_s:g} s "
+                f"{data.action}: the {what} did not start within {r.start_timeout_s:g} s "
                 f"(ray.start_timeout_s); it waited for 1 x {wanted}. {held_resources()}"
             )
-        where = {"dataset": dataset, "version": version, "action": action}
-        return ray.get(pretrainer.run.remote(config, store_uri, where, publish_as))  # Ray
+        return ray.get(pretrainer.run.remote(config, data, publish_as))  # Ray
     finally:
         ray.kill(pretrainer)  # Ray: frees its resources for the training that follows
 
@@ -375,14 +368,7 @@ def pretrain_classes(
     shared = store.new_version_id()
 
     def pretrain(action: str) -> dict:
-        return pretrain_class(
-            config,
-            store_uri,
-            dataset=dataset,
-            version=version,
-            action=action,
-            publish_as=shared,
-        )
+        return pretrain_class(config, ClassData(store_uri, dataset, version, action), publish_as=shared)
 
     return _per_class(pretrain, actions, "pretraining")
 
@@ -404,7 +390,7 @@ def fit(trainer, config: Config, what: str):
         # The type is internal to Ray Train (ray.train.v2._internal.exceptions): match its name.
         if type(getattr(exc, "controller_failure", None)).__name__ != "WorkerGroupStartupTimeoutError":
             raise
-        wanted = {"CPU": r.cpus_per_worker, **({"GPU": r.gpus_per_worker} if r.gpus_per_worker else {})}
+        wanted = worker_resources(config)
         raise WorkerStartTimeout(
             f"{what}: Ray Train's workers did not start within {r.start_timeout_s:g} s (ray.start_timeout_s); "
             f"they waited for {r.num_workers} x {wanted}. {held_resources()}"

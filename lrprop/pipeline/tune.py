@@ -33,6 +33,7 @@ import yaml
 
 from lrprop import store
 from lrprop.config import Config, config_from_dict, config_to_dict
+from lrprop.data.parquet import ClassData
 
 __all__ = ["TUNE_METRIC", "apply_params", "frame_choices", "search_space", "tune_class"]
 
@@ -69,7 +70,7 @@ def apply_params(config: Config, params: dict) -> Config:
     return config_from_dict(overrides)
 
 
-def _trial(params: dict, *, base: dict, store_uri: str, dataset: str, version: str, action: str, run_name: str) -> None:
+def _trial(params: dict, *, base: dict, data: ClassData, run_name: str) -> None:
     """One Tune trial: a Ray Train job of this class with the trial's parameters."""
     from ray import tune  # Ray
     from ray.tune.integration.ray_train import TuneReportCallback  # Ray
@@ -80,10 +81,7 @@ def _trial(params: dict, *, base: dict, store_uri: str, dataset: str, version: s
     trial = tune.get_context().get_trial_id()  # Ray
     trainer = make_trainer(
         config,
-        store_uri,
-        dataset=dataset,
-        version=version,
-        action=action,
+        data,
         run_name=f"{run_name}-{trial}",
         validate=True,
         callbacks=[TuneReportCallback()],  # Ray: each Train report becomes a Tune result
@@ -247,7 +245,7 @@ def _raise_start_timeouts(results) -> None:
         raise WorkerStartTimeout(f"{len(stuck)} of {len(results)} trials could not start their workers: {stuck[0]}")
 
 
-def _with_shared_backbone(config: Config, where: dict) -> Config:
+def _with_shared_backbone(config: Config, data: ClassData) -> Config:
     """``config`` with the class's backbone pretrained once, for every trial of the search.
 
     The search varies T, α and β, none of which the pretraining reads, and the default route
@@ -265,10 +263,9 @@ def _with_shared_backbone(config: Config, where: dict) -> Config:
         return config
     from lrprop.pipeline.distributed import pretrain_class
 
-    action = where["action"]
-    done = pretrain_class(config, **where, what="search's backbone pretraining")
+    done = pretrain_class(config, data, what="search's backbone pretraining")
     log.info("pretrained the backbone once for the search: %s", done["uri"])
-    return with_pretrained_backbones(config, {action: done["uri"]}).for_class(action)
+    return with_pretrained_backbones(config, {data.action: done["uri"]}).for_class(data.action)
 
 
 def tune_class(
@@ -290,25 +287,16 @@ def tune_class(
     from ray import tune  # Ray
     from ray.tune.schedulers import ASHAScheduler  # Ray
 
-    from lrprop.data.parquet import ParquetVideos
     from lrprop.pipeline.distributed import ensure_ray, worker_resources
 
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the trials and workers run in other directories
+    data = ClassData(store_uri, dataset, version, action)
     config = config.for_class(action)  # search around the class's own settings
-    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train")
+    source = data.videos("train")
     shortest = min(source.num_frames(i) for i in range(len(source)))
-    where = {"store_uri": store_uri, "dataset": dataset, "version": version, "action": action}
-    config = _with_shared_backbone(config, where)
-    trainable = partial(
-        _trial,
-        base=config_to_dict(config),
-        store_uri=store_uri,
-        dataset=dataset,
-        version=version,
-        action=action,
-        run_name=run_name,
-    )
+    config = _with_shared_backbone(config, data)
+    trainable = partial(_trial, base=config_to_dict(config), data=data, run_name=run_name)
     storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "tune", run_name))
     placement_groups = _TrialPlacementGroups([worker_resources(config)] * config.ray.num_workers)
     tuner = tune.Tuner(  # Ray
