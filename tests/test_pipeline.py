@@ -9,6 +9,7 @@ stays readable, a resumed run reuses its backbones; a 3-trial search finishes un
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import time
@@ -24,6 +25,7 @@ from lrprop.config import config_from_dict, config_to_dict
 from lrprop.pipeline.backbones import list_backbones, read_backbone
 from lrprop.pipeline.distributed import live_placement_groups, train_classes
 from lrprop.pipeline.embeddings import list_embeddings, load_published_model, pull_embeddings
+from lrprop.training.checkpoint import COMPLETE_FILE
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +122,13 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
         state_uri = store.join(info["checkpoint"], "state.json")
         state = json.loads(store.read_bytes(state_uri))
         state["extra"]["history"][0]["resume_mark"] = f"read back {action}"
-        store.write_bytes(state_uri, json.dumps(state).encode())
+        marked = json.dumps(state).encode()
+        store.write_bytes(state_uri, marked)
+        # The checkpoint's list of its files follows, or the resume would refuse it as damaged.
+        listed_uri = store.join(info["checkpoint"], COMPLETE_FILE)
+        listed = json.loads(store.read_bytes(listed_uri))
+        listed["files"]["state.json"] = {"bytes": len(marked), "sha256": hashlib.sha256(marked).hexdigest()}
+        store.write_bytes(listed_uri, json.dumps(listed).encode())
     resumed = retrain_and_evaluate(_config(), root, "t1")
     assert resumed["backbones"] == backbones
     assert {(b["action"], b["n_versions"]) for b in list_backbones(root)} == {("reach", 1), ("swing", 1)}

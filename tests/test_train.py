@@ -92,7 +92,7 @@ def test_checkpoints_hold_no_pickle_and_are_pruned(tmp_path, videos):
     kept = sorted(p.name for p in tmp_path.iterdir())
     assert kept == ["step_00000018", "step_00000024"]
     files = {p.name for p in (tmp_path / "step_00000024").iterdir()}
-    assert files == {"model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json"}
+    assert files == {"model.safetensors", "optimizer.safetensors", "rng.safetensors", "state.json", "complete.json"}
     state = json.loads((tmp_path / "step_00000024" / "state.json").read_text())
     assert state["step"] == 24 and state["config"]["loss"]["alpha"] == 0.01
     assert [m["epoch"] for m, _ in reports] == [0, 1, 2, 3]

@@ -6,8 +6,11 @@ A checkpoint is a directory ``step_0000123/``:
     rng.safetensors        torch's CPU (and CUDA) generator states
     state.json             step, epoch, batch within the epoch, scheduler state, the optimiser's
                            param groups and scalar state, the config, and anything extra
+    complete.json          written last: every other file's size and sha256
 It is written under a temporary name, its files synced to disk, and renamed when complete, so a
-crash mid-write never leaves a directory that :func:`latest_checkpoint` would pick.
+crash mid-write never leaves a directory that :func:`latest_checkpoint` would pick. A copy made
+elsewhere (Ray's upload of it to the store, which an outage can cut short while Ray still
+records the checkpoint as made) is checked against ``complete.json`` by :func:`verify_checkpoint`.
 
 A trained model for later use is ``model.safetensors`` + ``config.json`` (:func:`export_model`),
 written the same way.
@@ -15,6 +18,7 @@ written the same way.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -27,17 +31,22 @@ from safetensors.torch import load_file, save_file
 
 __all__ = [
     "save_checkpoint",
+    "verify_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
     "prune_checkpoints",
     "export_model",
     "MODEL_FILE",
+    "COMPLETE_FILE",
     "CONFIG_FILE",
     "META_FILE",
 ]
 
 MODEL_FILE = "model.safetensors"
+COMPLETE_FILE = "complete.json"
+# What a checkpoint needs to resume (one written before complete.json existed has just these).
+_REQUIRED = (MODEL_FILE, "optimizer.safetensors", "rng.safetensors", "state.json")
 CONFIG_FILE = "config.json"
 META_FILE = "meta.json"
 _PREFIX = "step_"
@@ -135,8 +144,43 @@ def save_checkpoint(
             "extra": extra or {},
         },
     )
+    _write_json(tmp / COMPLETE_FILE, {"files": {p.name: _fingerprint(p) for p in sorted(tmp.iterdir())}})
     _publish(tmp, final)
     return final
+
+
+def _fingerprint(path: Path) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return {"bytes": path.stat().st_size, "sha256": digest.hexdigest()}
+
+
+def verify_checkpoint(path: str | Path, name: str | None = None) -> None:
+    """Raise a ValueError naming ``name`` (default ``path``) and the file at fault unless the
+    checkpoint at ``path`` holds every file its ``complete.json`` lists, each of its size and
+    sha256. One without ``complete.json`` (written before it existed, or whose copy stopped
+    before it) passes only with every file resuming needs, and is then checked by loading."""
+    path = Path(path)
+    name = name or str(path)
+    try:
+        listed = json.loads((path / COMPLETE_FILE).read_text())["files"]
+    except FileNotFoundError:
+        missing = [f for f in _REQUIRED if not (path / f).is_file()]
+        if missing:
+            raise ValueError(f"{name}: incomplete checkpoint, no {COMPLETE_FILE} and no {', '.join(missing)}") from None
+        return
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{name}: unreadable {COMPLETE_FILE} ({exc})") from exc
+    for file, expected in listed.items():
+        if not (path / file).is_file():
+            raise ValueError(f"{name}: incomplete checkpoint, {file} is missing")
+        found = _fingerprint(path / file)
+        if found["bytes"] != expected["bytes"]:
+            raise ValueError(f"{name}: incomplete checkpoint, {file} has {found['bytes']} of its {expected['bytes']} bytes")
+        if found["sha256"] != expected["sha256"]:
+            raise ValueError(f"{name}: damaged checkpoint, {file}'s sha256 is not the one {COMPLETE_FILE} lists")
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:
