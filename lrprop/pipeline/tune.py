@@ -134,7 +134,6 @@ class _TrialPlacementGroups:
         self.removed: list[str] = []
         self._before = set(live_placement_groups()) if worker_bundles else set()  # not the search's
         self._idle: dict[str, float] = {}  # stray -> when it was first seen with no live actor
-        self._strays_seen = False  # at the last look
         self._looked = float("-inf")
         outer = self
 
@@ -167,23 +166,23 @@ class _TrialPlacementGroups:
             if pg not in known and info["state"] == "CREATED" and info["bundles"] == self.worker_bundles
         ]
 
-    def sweep(self, *, search_ended: bool = False, force: bool = False) -> None:
+    def sweep(self, *, search_ended: bool = False, force: bool = False) -> bool:
         """One look, at most every ``poll_s`` during the search: remove the groups of ended
         trials that no live actor is in (those of trials that ended ``force_after_s`` ago, or
         all with ``force``, whatever is in them), and the strays idle at two looks. A trial's
-        groups wait ``grace_s`` after its end; at the search's end (``search_ended``) all are due."""
+        groups wait ``grace_s`` after its end; at the search's end (``search_ended``) all are due.
+        Returns whether a trial's group or a stray is left after this look (True when not looking)."""
         from lrprop.pipeline.distributed import live_placement_groups, placement_group_members, remove_placement_groups
 
         now = time.monotonic()
         if not search_ended and now - self._looked < self.poll_s:
-            return
+            return True
         self._looked = now
         due = [t for t, ended in self.ended.items() if search_ended or now - ended >= self.grace_s]
         live = live_placement_groups()
         for trial in due:  # a group Ray Train's cleaner removed needs nothing
             self.groups[trial] = {pg for pg in self.groups.get(trial, ()) if pg in live}
         strays = self._strays(live)
-        self._strays_seen = bool(strays)
         members = None  # unknown: nothing is removed unless forced
         if strays or any(self.groups[t] for t in due):
             try:
@@ -218,6 +217,7 @@ class _TrialPlacementGroups:
             self.removed += removed
         for pg in twice:
             del self._idle[pg]
+        return bool(self.groups) or bool(set(strays) - set(twice))
 
     def finish(self, timeout_s: float = 60.0) -> None:
         """At the end of the search: wait up to ``timeout_s`` for the trials' runs to go (Tune
@@ -226,10 +226,10 @@ class _TrialPlacementGroups:
         started = time.monotonic()
         for trial in self.groups:
             self.ended.setdefault(trial, started)  # a trial Tune had not reported ended
-        self.sweep(search_ended=True)
-        while (self.groups or self._strays_seen) and time.monotonic() - started < timeout_s:
+        left = self.sweep(search_ended=True)
+        while left and time.monotonic() - started < timeout_s:
             time.sleep(self.poll_s)
-            self.sweep(search_ended=True)
+            left = self.sweep(search_ended=True)
         self.sweep(search_ended=True, force=True)
 
 
