@@ -371,6 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    from lrprop.failures import PermanentError
     from lrprop.ingest.records import IngestError
 
     try:
@@ -378,6 +379,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, IngestError, ValueError, FileNotFoundError) as exc:  # ChecksumError is a ValueError
         print(f"lrprop: error: {exc}", file=sys.stderr)
         return 2
+    except PermanentError as exc:  # a run that failed on an error no retry can fix: one line, last
+        print(f"lrprop: error: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

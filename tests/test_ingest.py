@@ -881,3 +881,47 @@ def test_parquet_source_works_in_dataloader_worker_processes(synth_raw, tmp_path
 def store_actions(store_root) -> list[str]:
     manifest = store.read_manifest(store.datasets_collection(str(store_root), "synthetic"))
     return sorted(manifest["counts"])
+
+
+def _train_file(store_root: Path, action: str) -> Path:
+    (path,) = (store_root / "datasets" / "synthetic").glob(f"*/action={action}/split=train/*.parquet")
+    return path
+
+
+def test_a_damaged_parquet_file_is_an_error_naming_it_that_no_retry_would_fix(synth_raw, tmp_path):
+    from lrprop.failures import kind_of
+
+    root = tmp_path / "store"
+    _ingest_synth(synth_raw, root)
+    action = store_actions(root)[0]
+    path = _train_file(root, action)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # cut short: no Parquet footer
+    with pytest.raises(ValueError, match=rf"{re.escape(str(path))}: not a readable Parquet file") as caught:
+        ParquetVideos(str(root), "synthetic", action=action, split="train")
+    assert kind_of(caught.value) == "permanent"
+
+
+def test_a_frame_that_is_not_a_jpeg_is_an_error_naming_the_video_and_the_frame(synth_raw, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    root = tmp_path / "store"
+    _ingest_synth(synth_raw, root)
+    action = store_actions(root)[0]
+    path = _train_file(root, action)
+    # Rewrite the file, one row group per video as the writer makes them, with frame 2 of the
+    # first video's bytes replaced.
+    parquet = pq.ParquetFile(path)
+    groups = [parquet.read_row_group(rg) for rg in range(parquet.num_row_groups)]
+    first = groups[0].to_pydict()
+    first["jpeg"][2] = b"not a jpeg"
+    groups[0] = pa.Table.from_pydict(first, schema=groups[0].schema)
+    with pq.ParquetWriter(path, groups[0].schema) as writer:
+        for table in groups:
+            writer.write_table(table)
+    source = ParquetVideos(str(root), "synthetic", action=action, split="train")
+    index = next(i for i in range(len(source)) if source.video_id(i) == first["video_id"][0])
+    assert source.read_frames(index, np.array([0, 1])).shape[0] == 2  # the frames around it still read
+    with pytest.raises(ValueError, match=rf"frame 2 of video '{re.escape(first['video_id'][0])}' is not a readable JPEG"):
+        source.read_frames(index, np.array([1, 2]))

@@ -12,9 +12,11 @@ from __future__ import annotations
 import io
 import os
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 from PIL import Image
 
@@ -30,6 +32,21 @@ class _VideoEntry:
     video_id: str
     num_frames: int
     labels: np.ndarray | None
+
+
+@contextmanager
+def _naming(what: str):
+    """Damaged Parquet raised as a ValueError naming ``what``: pyarrow's ArrowInvalid (a footer
+    that is not Parquet's) and the OSError it raises for corrupt compressed pages. An OSError of
+    the store (a connection, a missing file) is raised as it is, for the retries that follow it."""
+    try:
+        yield
+    except pa.ArrowInvalid as exc:
+        raise ValueError(f"{what}: not a readable Parquet file ({exc})") from exc
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError) or store.is_transient(exc):
+            raise
+        raise ValueError(f"{what}: not a readable Parquet file ({exc})") from exc
 
 
 @dataclass(frozen=True)
@@ -102,7 +119,7 @@ class ParquetVideos:
 
     def _index(self, uri: str) -> None:
         fs, path = store.filesystem(uri, **self.options)
-        with fs.open(path, "rb") as handle:
+        with fs.open(path, "rb") as handle, _naming(uri):
             parquet = pq.ParquetFile(handle)
             for rg in range(parquet.num_row_groups):
                 table = parquet.read_row_group(rg, columns=["video_id", "frame_idx", "label"])
@@ -134,7 +151,7 @@ class ParquetVideos:
             return self._cache[index]
         entry = self._videos[index]
         _, path = store.filesystem(entry.file, **self.options)
-        with self._filesystem().open(path, "rb") as handle:
+        with self._filesystem().open(path, "rb") as handle, _naming(f"{entry.file} (video {entry.video_id!r})"):
             jpegs = pq.ParquetFile(handle).read_row_group(entry.row_group, columns=["jpeg"]).column("jpeg").to_pylist()
         self._cache[index] = jpegs
         while len(self._cache) > self._cache_size:
@@ -153,5 +170,10 @@ class ParquetVideos:
         decoded: dict[int, np.ndarray] = {}
         for i in np.asarray(frame_indices).tolist():
             if i not in decoded:
-                decoded[i] = np.asarray(Image.open(io.BytesIO(jpegs[i])).convert("RGB"))
+                try:
+                    decoded[i] = np.asarray(Image.open(io.BytesIO(jpegs[i])).convert("RGB"))
+                except (OSError, SyntaxError) as exc:  # PIL's UnidentifiedImageError is an OSError: not the store's
+                    entry = self._videos[index]
+                    where = f"{entry.file}: frame {i} of video {entry.video_id!r}"
+                    raise ValueError(f"{where} is not a readable JPEG ({exc})") from exc
         return np.stack([decoded[i] for i in np.asarray(frame_indices).tolist()])

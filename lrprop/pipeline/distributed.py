@@ -27,6 +27,7 @@ from pathlib import Path
 from lrprop import store
 from lrprop.config import Config, config_from_dict, config_to_dict, upgrade_stored
 from lrprop.data.parquet import ClassData
+from lrprop.failures import PermanentError, kind_of
 
 __all__ = [
     "ClassRun",
@@ -212,6 +213,8 @@ def make_trainer(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig  # Ray
     from ray.train.torch import TorchTrainer  # Ray
 
+    from lrprop.pipeline.worker_failures import StopOnPermanentError
+
     r = config.ray
     storage_path, storage_filesystem = store.ray_storage(store.join(data.store, "runs", run_name, "ray"))
     resources = worker_resources(config)
@@ -234,7 +237,8 @@ def make_trainer(
             # The newest train.keep_checkpoints of the class stay in the store, older ones are
             # deleted: unbounded, a nightly Penn Action run would leave ~1 TB (issue 14).
             checkpoint_config=CheckpointConfig(num_to_keep=config.train.keep_checkpoints),
-            callbacks=callbacks,
+            # Ray restarts workers after any error: not after one that a retry cannot fix
+            callbacks=[StopOnPermanentError(data.action), *(callbacks or [])],
         ),
     )
 
@@ -254,6 +258,8 @@ def train_classes(
         {action: ClassRun} with each class's last checkpoint as a store URI.
 
     Raises:
+        PermanentError: every failed class failed with an error no retry can fix (a bad config,
+            a data error, a NaN loss: :mod:`lrprop.failures`), which Ray did not retry.
         RuntimeError: naming the classes whose job failed (after Ray's retries).
     """
     ensure_ray(config.ray.address)
@@ -282,6 +288,7 @@ def _per_class(run, actions: list[str], what: str) -> dict:
     them); {action: its result}.
 
     Raises:
+        PermanentError: naming every class that failed, when no retry can fix any of them.
         RuntimeError: naming every class that failed, with its error.
     """
     failures, results = {}, {}
@@ -293,8 +300,13 @@ def _per_class(run, actions: list[str], what: str) -> dict:
             except Exception as exc:  # noqa: BLE001 - collected and raised below, naming each class
                 failures[action] = exc
     if failures:
-        detail = "; ".join(f"{a}: {type(e).__name__}: {e}" for a, e in failures.items())
-        raise RuntimeError(f"{what} failed for {sorted(failures)}: {detail}")
+        detail = "; ".join(
+            str(e) if isinstance(e, PermanentError) else f"{a}: {type(e).__name__}: {e}"  # the former names its class
+            for a, e in failures.items()
+        )
+        # Raised as permanent only when every class's error is, so that nothing retries the lot
+        permanent = all(kind_of(e) == "permanent" for e in failures.values())
+        raise (PermanentError if permanent else RuntimeError)(f"{what} failed for {sorted(failures)}: {detail}")
     return results
 
 
@@ -379,6 +391,8 @@ def fit(trainer, config: Config, what: str):
     Raises:
         WorkerStartTimeout: the workers did not start in time; the message names the resources
             they waited for and what held the cluster's (:func:`held_resources`).
+        PermanentError: a worker's error that no retry can fix, not retried
+            (:class:`lrprop.pipeline.worker_failures.StopOnPermanentError`).
     """
     r = config.ray
     if r.start_timeout_s:
@@ -387,6 +401,8 @@ def fit(trainer, config: Config, what: str):
     try:
         return trainer.fit()  # Ray
     except Exception as exc:
+        if isinstance(getattr(exc, "controller_failure", None), PermanentError):  # StopOnPermanentError's
+            raise exc.controller_failure from None
         # The type is internal to Ray Train (ray.train.v2._internal.exceptions): match its name.
         if type(getattr(exc, "controller_failure", None)).__name__ != "WorkerGroupStartupTimeoutError":
             raise

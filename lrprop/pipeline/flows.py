@@ -30,6 +30,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from lrprop import store
 from lrprop.config import config_from_dict, config_to_dict
+from lrprop.failures import kind_of
 from lrprop.names import check_name
 from lrprop.pipeline.backbones import with_pretrained_backbones
 
@@ -39,12 +40,12 @@ STORAGE_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
 
 
 def _transient(task, task_run, state) -> bool:
-    """Retry on storage hiccups (connection, timeout, throttling: :func:`lrprop.store.is_transient`),
-    not on bad input."""
+    """Retry on storage hiccups (connection, timeout, throttling), not on bad input nor on what
+    lrprop cannot classify (:func:`lrprop.failures.kind_of`)."""
     try:
         state.result()
     except Exception as exc:  # noqa: BLE001 - classified, not handled
-        return store.is_transient(exc)
+        return kind_of(exc) == "transient"
     return False
 
 
