@@ -373,9 +373,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     from lrprop.failures import PermanentError
     from lrprop.ingest.records import IngestError
+    from lrprop.interrupts import Interrupted, stop_cleanly
 
     try:
-        return args.func(args)
+        with stop_cleanly():  # SIGTERM/SIGINT: Prefect's run marked Crashed, Ray and temporary files cleaned up
+            return args.func(args)
+    except Interrupted as exc:
+        print(f"lrprop: stopped by {exc}; a run started again under its --run-name resumes it", file=sys.stderr)
+        return 128 + exc.signum
     except (ConfigError, IngestError, ValueError, FileNotFoundError) as exc:  # ChecksumError is a ValueError
         print(f"lrprop: error: {exc}", file=sys.stderr)
         return 2

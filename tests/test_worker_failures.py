@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import os
 import signal
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from tiny import TINY_MODEL
@@ -83,6 +85,8 @@ def test_a_sigkilled_worker_is_restarted_and_resumes_from_its_newest_checkpoint(
     # started over would have reported the epochs before the kill twice.
     snapshot = json.loads((checkpoints / "checkpoint_manager_snapshot.json").read_text())
     assert snapshot["current_report_index"] == EPOCHS
+    # The restarted worker removed the folder its killed predecessor left (lrprop.interrupts).
+    assert list(Path(tempfile.gettempdir()).glob(f"lrprop-ckpt-{killed[0]}-*")) == []
 
 
 def test_a_worker_whose_data_is_damaged_stops_at_once_naming_the_file_and_is_not_restarted(tmp_path, local_ray, capsys):

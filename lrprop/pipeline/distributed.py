@@ -28,6 +28,7 @@ from lrprop import store
 from lrprop.config import Config, config_from_dict, config_to_dict, upgrade_stored
 from lrprop.data.parquet import ClassData
 from lrprop.failures import PermanentError, kind_of
+from lrprop.interrupts import keeping_signal_handlers
 
 __all__ = [
     "ClassRun",
@@ -87,10 +88,12 @@ def ensure_ray(address: str | None) -> None:
     if not ray.is_initialized():
         # Keep the dashboard (the default with ray[default]): Ray Train cleans up a finished
         # run's placement group through its State API, and without it later jobs starve.
-        if address is None:
-            init_local_ray(log_to_driver=False)
-        else:
-            ray.init(address=address, log_to_driver=False)  # Ray
+        # ray.init replaces the SIGTERM handler (Prefect's, or lrprop.interrupts'): keep it
+        with keeping_signal_handlers():
+            if address is None:
+                init_local_ray(log_to_driver=False)
+            else:
+                ray.init(address=address, log_to_driver=False)  # Ray
 
 
 def init_local_ray(**init_args) -> None:
@@ -144,6 +147,7 @@ def train_loop_per_worker(loop_config: dict) -> None:
     import ray.train  # Ray
     import ray.train.torch  # Ray
 
+    from lrprop.interrupts import remove_left_worker_dirs, worker_dir_prefix
     from lrprop.pipeline.resume import newest_complete_checkpoint
     from lrprop.training.train import train
 
@@ -166,7 +170,10 @@ def train_loop_per_worker(loop_config: dict) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None  # Ray
         ray.train.report({**metrics, **named}, checkpoint=checkpoint)  # Ray
 
-    with tempfile.TemporaryDirectory(prefix="lrprop-ckpt-") as local, tempfile.TemporaryDirectory() as restored:
+    # A worker killed before (SIGKILL, a stopped run) left its local folder on this node
+    remove_left_worker_dirs()
+    prefix = worker_dir_prefix()  # the local checkpoints, and the stored ones copied down to resume
+    with tempfile.TemporaryDirectory(prefix=prefix) as local, tempfile.TemporaryDirectory(prefix=prefix) as restored:
         resume_from = None
         previous = ray.train.get_checkpoint()  # Ray: set when Ray restarts a failed worker or resumes a run
         if previous is not None:
@@ -292,13 +299,20 @@ def _per_class(run, actions: list[str], what: str) -> dict:
         RuntimeError: naming every class that failed, with its error.
     """
     failures, results = {}, {}
-    with ThreadPoolExecutor(max_workers=max(1, len(actions))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(actions)))
+    try:
         futures = {action: pool.submit(run, action) for action in actions}
         for action, future in futures.items():
             try:
                 results[action] = future.result()
             except Exception as exc:  # noqa: BLE001 - collected and raised below, naming each class
                 failures[action] = exc
+    except BaseException:
+        # Interrupted (lrprop.interrupts): do not wait for the threads, which wait on Ray; the
+        # Ray shutdown that follows ends them
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     if failures:
         detail = "; ".join(
             str(e) if isinstance(e, PermanentError) else f"{a}: {type(e).__name__}: {e}"  # the former names its class

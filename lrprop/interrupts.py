@@ -1,0 +1,144 @@
+"""A clean stop on SIGTERM or SIGINT (issue 14): what a scheduler, ``kill`` or Ctrl-C asks of a run.
+
+    with stop_cleanly():          # the CLI, around a command's work
+        retrain_and_evaluate(...)
+
+The first signal raises :class:`Interrupted` (a ``KeyboardInterrupt``) in the main thread, so
+that everything unwinds: Prefect marks the flow run Crashed ("aborted by an interrupt signal"),
+``finally`` blocks run, and on the way out Ray is shut down (its local processes with it), the
+Train workers' local checkpoint folders that this stop left behind are removed, and Prefect's
+temporary server is stopped (its exit handler). A second signal exits at once.
+
+Python's default for SIGTERM ends the process without any of that, and ``ray.init`` puts its own
+handler in place (it kills Ray's processes, then ``sys.exit``): :func:`keeping_signal_handlers`
+keeps the handler that was there before Ray's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import signal
+import tempfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+__all__ = [
+    "Interrupted",
+    "WORKER_DIR_PREFIX",
+    "keeping_signal_handlers",
+    "remove_left_worker_dirs",
+    "stop_cleanly",
+    "worker_dir_prefix",
+]
+
+log = logging.getLogger(__name__)
+
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The local checkpoint folder of a Train worker: <tmp>/lrprop-ckpt-<pid>-<random>, named by its
+# process so that a folder whose process is gone can be told from one in use.
+WORKER_DIR_PREFIX = "lrprop-ckpt-"
+_WORKER_DIR = re.compile(rf"{re.escape(WORKER_DIR_PREFIX)}(\d+)-")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by a signal; ``signum`` is the signal's number."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _exit_now(signum: int, frame) -> None:
+    os._exit(128 + signum)  # the second signal: the user wants it gone, not tidied
+
+
+def _interrupt(signum: int, frame) -> None:
+    for s in SIGNALS:
+        signal.signal(s, _exit_now)
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def stop_cleanly() -> Iterator[None]:
+    """Run the block so that SIGTERM or SIGINT stops it cleanly (the module's docstring).
+
+    Raises:
+        Interrupted: after the clean-up, for the caller to exit with ``128 + signum``.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    previous = {s: signal.signal(s, _interrupt) for s in SIGNALS}
+    try:
+        yield
+    except KeyboardInterrupt:
+        _shut_down_ray()
+        raise
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def keeping_signal_handlers() -> Iterator[None]:
+    """Put back the SIGTERM and SIGINT handlers the block replaced (``ray.init`` replaces SIGTERM's)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    saved = {s: signal.getsignal(s) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in saved.items():
+            if handler is not None:  # None: set from outside Python, which cannot be put back
+                signal.signal(s, handler)
+
+
+def _shut_down_ray() -> None:
+    """Shut down this process's Ray, if it has one: the ``fit()`` calls waiting on it in other
+    threads then return, the Train workers of a local Ray are stopped with it (a cluster's
+    share the fate of this driver), and the folders they leave here are removed."""
+    try:
+        import ray  # Ray
+    except ImportError:
+        return
+    if not ray.is_initialized():
+        return
+    log.warning("stopping Ray")
+    ray.shutdown()  # Ray
+    remove_left_worker_dirs()
+
+
+def worker_dir_prefix() -> str:
+    """The ``tempfile`` prefix of this process's local checkpoint folder."""
+    return f"{WORKER_DIR_PREFIX}{os.getpid()}-"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True
+
+
+def remove_left_worker_dirs(root: str | Path | None = None) -> list[Path]:
+    """Remove the Train workers' local checkpoint folders under ``root`` (the temporary
+    folder) whose process is gone: a killed worker leaves its folder, a restarted one or a
+    stopped run removes it. Folders of live processes are kept. Returns the removed folders."""
+    removed = []
+    for path in Path(root or tempfile.gettempdir()).glob(f"{WORKER_DIR_PREFIX}*"):
+        match = _WORKER_DIR.match(path.name)
+        if match and path.is_dir() and not _alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        log.info("removed the local checkpoint folders of stopped Train workers: %s", [str(p) for p in removed])
+    return removed

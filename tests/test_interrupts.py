@@ -1,0 +1,155 @@
+"""A stopped run tidies up (issue 14): SIGTERM to ``lrprop run`` while it trains marks its Prefect
+flow run Crashed, stops Ray and Prefect's temporary server and removes the Train workers' local
+checkpoint folders; a second signal exits at once. A killed worker's folder is removed by the
+next one (lrprop/interrupts.py).
+
+The run is a real ``lrprop run`` process on the embedded defaults (Prefect's temporary server, a
+local Ray). Oracles: the operating system's process table (every process whose environment
+carries this test's mark), the temporary folder, and Prefect's own record of the flow run, read
+back through its client.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import yaml
+from tiny import TINY_MODEL
+
+from lrprop.interrupts import WORKER_DIR_PREFIX, remove_left_worker_dirs
+
+TINY_RUN = {
+    "data": {"frames_per_view": 8, "image_size": 32},
+    "model": TINY_MODEL,
+    "optim": {"epochs": 1000},  # it is stopped long before
+    "pretrain": {"steps": 0},
+    "synthetic": {"num_actions": 1, "train_videos": 4, "val_videos": 2, "length_range": [20, 36], "frame_size": 32},
+}
+
+
+def _marked_processes(mark: str) -> list[int]:
+    """The processes whose environment carries ``mark``: the run, and all it started (Ray's,
+    Prefect's server), which inherit its environment."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if mark.encode() in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:  # gone, or not ours to read
+                pass
+    return found
+
+
+class _Run:
+    """``lrprop run`` in a process of its own, with its own Prefect home and temporary folder."""
+
+    def __init__(self, tmp_path: Path):
+        self.mark = f"lrprop-test-{uuid.uuid4().hex[:8]}"
+        # Short: Ray puts its sockets under the temporary folder, and socket paths are short
+        self.tmp = Path(tempfile.mkdtemp(prefix="lrp-", dir="/tmp"))
+        self.store = tmp_path / "store"
+        config = tmp_path / "tiny.yaml"
+        config.write_text(yaml.safe_dump(TINY_RUN))
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "RAY_"))}
+        self.env.update(
+            LRPROP_TEST_MARK=self.mark,
+            TMPDIR=str(self.tmp),
+            PREFECT_HOME=str(tmp_path / "prefect"),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        )
+        self.stderr = tmp_path / "stderr.txt"
+        command = [sys.executable, "-m", "lrprop.cli", "run", "--config", str(config), "--store", str(self.store)]
+        command += ["--run-name", "r1"]
+        with open(self.stderr, "w") as err:
+            self.process = subprocess.Popen(command, env=self.env, stdout=subprocess.DEVNULL, stderr=err)
+
+    def wait_until_training(self, timeout_s: float = 240) -> None:
+        """Until the class has a checkpoint in the store and its worker a local folder."""
+        deadline = time.monotonic() + timeout_s
+        while not (list(self.store.glob("runs/r1/ray/reach/checkpoint_*")) and list(self.tmp.glob(f"{WORKER_DIR_PREFIX}*"))):
+            assert self.process.poll() is None, self.stderr.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the run did not start training"
+            time.sleep(0.2)
+
+    def left(self, timeout_s: float = 15) -> list[int]:
+        deadline = time.monotonic() + timeout_s
+        while (pids := _marked_processes(self.mark)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        return pids
+
+    def kill_what_is_left(self) -> None:
+        for pid in _marked_processes(self.mark):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _flow_run_states(env: dict) -> list[str]:
+    code = (
+        "import asyncio\n"
+        "from prefect.client.orchestration import get_client\n"
+        "async def states():\n"
+        "    async with get_client() as client:\n"
+        "        return [run.state.type.value for run in await client.read_flow_runs()]\n"
+        "print(*asyncio.run(states()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, check=True)
+    return out.stdout.split()
+
+
+@pytest.mark.integration
+def test_sigterm_stops_the_run_marking_it_crashed_and_leaves_no_process_or_folder(tmp_path):
+    run = _Run(tmp_path)
+    try:
+        run.wait_until_training()
+        run.process.send_signal(signal.SIGTERM)
+        rc = run.process.wait(timeout=60)
+        stderr = run.stderr.read_text()
+        assert rc == 128 + signal.SIGTERM, stderr[-3000:]
+        last = [line for line in stderr.splitlines() if line.startswith("lrprop:")][-1]
+        assert last == "lrprop: stopped by SIGTERM; a run started again under its --run-name resumes it"
+        assert run.left() == []  # Ray's processes, its dashboard agent, Prefect's temporary server
+        assert list(run.tmp.glob(f"{WORKER_DIR_PREFIX}*")) == []
+        assert _flow_run_states(run.env) == ["CRASHED"]
+    finally:
+        run.kill_what_is_left()
+
+
+@pytest.mark.integration
+def test_a_second_signal_exits_at_once(tmp_path):
+    run = _Run(tmp_path)
+    try:
+        run.wait_until_training()
+        run.process.send_signal(signal.SIGINT)
+        time.sleep(0.3)  # the first one's clean-up takes seconds (Ray's shutdown)
+        second = time.monotonic()
+        run.process.send_signal(signal.SIGINT)
+        assert run.process.wait(timeout=30) == 128 + signal.SIGINT
+        assert time.monotonic() - second < 5
+    finally:
+        run.kill_what_is_left()
+
+
+def test_a_killed_workers_folder_is_removed_and_a_live_ones_kept(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    gone = tmp_path / f"{WORKER_DIR_PREFIX}{dead.pid}-abc"
+    live = tmp_path / f"{WORKER_DIR_PREFIX}{os.getpid()}-def"
+    other = tmp_path / "lrprop-ckpt-not-a-pid"
+    for folder in (gone, live, other):
+        (folder / "step_00000002").mkdir(parents=True)
+    assert remove_left_worker_dirs(tmp_path) == [gone]
+    assert not gone.exists() and live.exists() and other.exists()
