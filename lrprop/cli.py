@@ -10,6 +10,8 @@
     lrprop embeddings pull --store URI --dataset D --action A [--version V] --out FILE.parquet
     lrprop backbones list --store URI
     lrprop datasets list --store URI
+    lrprop store check --store URI [--no-checksums]      every version against its manifest
+    lrprop store gc --store URI [--min-age 24h] [--remove]   versions without a manifest
     lrprop config --config FILE [--set key=value ...]      print the resolved configuration
 
 ``run`` is the main job, the Prefect flow ``retrain_and_evaluate`` (:mod:`lrprop.pipeline.flows`):
@@ -21,6 +23,9 @@ on this machine. The same ``--run-name`` resumes a run from its checkpoints. Whe
 pretrains the backbones (``pretrain.steps`` > 0 and no ``model.pretrained``), the flow first
 pretrains every class's backbone as its own Ray actor and publishes it
 (``<store>/backbones/<dataset>/<action>/<version>/``), then trains from it.
+
+Exit codes: 0 done, 1 a run failed on an error no retry can fix (its last line names it) or
+``store check`` found damage, 2 bad input or config, 128 + N stopped by signal N (SIGTERM 143).
 
 ``pretrain`` is that stage alone: it prints each class's backbone URI and the ``--set`` flags
 with which ``run`` (on the same data set) trains from them instead of pretraining again.
@@ -251,6 +256,55 @@ def _cmd_datasets_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_store_check(args: argparse.Namespace) -> int:
+    from lrprop.store_audit import audit_store
+
+    reports = audit_store(args.store, checksums=not args.no_checksums)
+    for report in reports:
+        if report.state != "ok":
+            print(f"{report.state:<8} {report.uri}")
+            for problem in report.problems:
+                print(f"         {problem}")
+    counts = {state: sum(r.state == state for r in reports) for state in ("ok", "damaged", "partial", "unknown")}
+    checked = "sizes and sha256" if not args.no_checksums else "sizes only"
+    print(f"{len(reports)} versions ({checked}): " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    if counts["partial"]:
+        print("partial versions are invisible to readers; `lrprop store gc` lists and removes them")
+    return 1 if counts["damaged"] else 0
+
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _age_seconds(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``24h``, ``7d`` -> seconds."""
+    number, unit = (text[:-1], text[-1]) if text and text[-1] in _AGE_UNITS else (text, "s")
+    try:
+        value = float(number)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an age like 90s, 30m, 24h or 7d, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"an age cannot be negative, got {text!r}")
+    return value * _AGE_UNITS[unit]
+
+
+def _cmd_store_gc(args: argparse.Namespace) -> int:
+    from lrprop.store_audit import audit_store, remove_partial
+
+    reports = audit_store(args.store, checksums=False)
+    chosen = remove_partial(reports, min_age_s=args.min_age, dry_run=not args.remove)
+    young = sum(r.state == "partial" for r in reports) - len(chosen)
+    for report in chosen:
+        print(f"{'removed' if args.remove else 'partial'} {report.uri} ({report.bytes / 1e6:.1f} MB)")
+    total = sum(r.bytes for r in chosen) / 1e6
+    if args.remove:
+        print(f"removed {len(chosen)} partial versions ({total:.1f} MB)", end="")
+    else:
+        print(f"{len(chosen)} partial versions ({total:.1f} MB); --remove deletes them", end="")
+    print(f"; {young} younger than --min-age left alone (a write may be in progress)" if young else "")
+    return 0
+
+
 def _cmd_config(args: argparse.Namespace) -> int:
     print(yaml.safe_dump(config_to_dict(load_config(args.config, args.set)), sort_keys=False), end="")
     return 0
@@ -359,6 +413,23 @@ def build_parser() -> argparse.ArgumentParser:
     ds_list = ds_sub.add_parser("list", help="one line per data set: latest version, number of versions")
     ds_list.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
     ds_list.set_defaults(func=_cmd_datasets_list)
+
+    st = sub.add_parser("store", help="check a store's versions; find what killed writers left")
+    st_sub = st.add_subparsers(dest="store_command", required=True)
+    st_check = st_sub.add_parser(
+        "check", help="verify every version's files against its manifest (size, sha256); list partial versions"
+    )
+    st_check.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
+    st_check.add_argument("--no-checksums", action="store_true", help="compare sizes only (no file is read)")
+    st_check.set_defaults(func=_cmd_store_check)
+    st_gc = st_sub.add_parser("gc", help="list (and with --remove delete) versions that have no manifest")
+    st_gc.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
+    st_gc.add_argument(
+        "--min-age", type=_age_seconds, default=_age_seconds("24h"),
+        help="spare partial versions made less than this long ago, which may still be written (default 24h)",
+    )  # fmt: skip
+    st_gc.add_argument("--remove", action="store_true", help="delete them (default: only list them)")
+    st_gc.set_defaults(func=_cmd_store_gc)
 
     show = sub.add_parser("config", help="print the resolved configuration")
     with_config(show)

@@ -47,6 +47,7 @@ __all__ = [
     "datasets_collection",
     "exists",
     "filesystem",
+    "is_local",
     "is_transient",
     "join",
     "latest_version",
@@ -137,7 +138,8 @@ class StoreError(ValueError):
     cannot be made or written. Permanent: a retry gives the same answer."""
 
 
-def _is_local(fs: fsspec.AbstractFileSystem) -> bool:
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """Whether ``fs`` is the local file system (whose paths lrprop shows without a protocol)."""
     return "file" in fs.protocol or "local" in fs.protocol
 
 
@@ -182,7 +184,7 @@ def check_store(uri: str, **storage_options) -> None:
         StoreError: naming the store and what is wrong.
     """
     fs, path = filesystem(uri, **storage_options)
-    if _is_local(fs):
+    if is_local(fs):
         probe = posixpath.join(path, f".lrprop-probe-{uuid.uuid4().hex}")
         try:
             fs.makedirs(path, exist_ok=True)
@@ -212,7 +214,7 @@ def write_bytes(uri: str, data: bytes, **storage_options) -> None:
     parent = posixpath.dirname(path)
     if parent:
         fs.makedirs(parent, exist_ok=True)
-    if _is_local(fs):
+    if is_local(fs):
         tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
         fs.pipe_file(tmp, data)
         fs.mv(tmp, path)
