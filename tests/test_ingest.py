@@ -383,6 +383,13 @@ def _case_label_too_large(root: Path):
     return good, folder, ("range",), {"max_label": 3}
 
 
+def _case_label_past_a_gap(root: Path):
+    # No --max-label: the class's phases are 0, 1, 2 in every other video; a 99 is a mistake.
+    good = _good(root)
+    folder = _generic_video(root, "train", "act", "bad", 4, [0, 1, 99, 2], seed=3)
+    return good, folder, ("label 99 of frame 2 is past phases 3-98, which no video of 'act' has",), {}
+
+
 def _case_label_negative(root: Path):
     good = _good(root)
     folder = _generic_video(root, "train", "act", "bad", 4, [0, -2, 1, 2], seed=3)
@@ -401,6 +408,7 @@ BAD_CASES = {
     "missing_labels": _case_missing_labels,
     "label_too_large": _case_label_too_large,
     "label_negative": _case_label_negative,
+    "label_past_a_gap": _case_label_past_a_gap,
     "count_mismatch": _case_count_mismatch,
 }
 
@@ -727,12 +735,17 @@ def test_every_file_beside_the_videos_is_ingested_or_reported(tmp_path):
     np.save(folder / "orphan.npy", np.zeros(3, np.int64))
     (folder / "ok.mp4").write_bytes(b"a second source for 'ok'")
     (folder / ".DS_Store").write_bytes(b"")  # hidden: not reported
+    (folder / "ok" / "thumbs.db").write_bytes(b"inside the frame folder")
+    (folder / "ok" / "extra").mkdir()
+    (folder / "ok" / ".hidden").write_bytes(b"")
     result = _ingest(read_generic(str(src)), tmp_path / "store")
-    reasons = {(p["video_id"], p["reason"].split(";")[0]) for p in result.manifest["skipped"]}
+    reasons = {(p["video_id"], p["reason"].split(";")[0].split(" (")[0]) for p in result.manifest["skipped"]}
     assert reasons == {
         ("notes", "unsupported file type '.txt'"),
         ("orphan", "label file orphan.npy has no video orphan beside it"),
         ("ok", "ok.mp4 is not read: ok is video ok"),
+        ("ok", "ok/thumbs.db is not read: not an image"),
+        ("ok", "ok/extra is not read: a folder"),
     }
     assert result.manifest["counts"]["act"]["train"]["videos"] == 1  # the video itself is ingested
     with pytest.raises(IngestError, match="notes.txt"):
@@ -925,3 +938,16 @@ def test_a_frame_that_is_not_a_jpeg_is_an_error_naming_the_video_and_the_frame(s
     assert source.read_frames(index, np.array([0, 1])).shape[0] == 2  # the frames around it still read
     with pytest.raises(ValueError, match=rf"frame 2 of video '{re.escape(first['video_id'][0])}' is not a readable JPEG"):
         source.read_frames(index, np.array([1, 2]))
+
+
+def test_a_phase_no_video_has_is_accepted_when_max_label_declares_it(tmp_path):
+    root = tmp_path / "src"
+    good = _good(root)
+    _generic_video(root, "train", "act", "with4", 4, [0, 1, 4, 2], seed=3)  # phase 3 in no video
+    skipped = _ingest(read_generic(str(root)), tmp_path / "store")
+    assert [e["video_id"] for e in skipped.manifest["skipped"]] == ["with4"]
+    assert "past phase 3, which no video" in skipped.manifest["skipped"][0]["reason"]
+    assert skipped.manifest["num_phases"]["act"] == 3
+    declared = _ingest(read_generic(str(root)), tmp_path / "store", max_label=5)
+    assert declared.manifest["skipped"] == [] and declared.manifest["num_phases"]["act"] == 5
+    assert {vid for _, _, vid in _rows(tmp_path / "store", "demo", declared.version)} == good | {"with4"}

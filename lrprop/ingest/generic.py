@@ -95,6 +95,7 @@ def read_generic(root: str, *, resample_mismatch: bool = False) -> Iterator[RawV
                 label_path = next((entries[video_id + s] for s in LABEL_SUFFIXES if video_id + s in entries), None)
                 where = sources[video_id]
                 if fs.isdir(where):
+                    yield from _not_frames(fs, where, action, split, video_id, uri_of)
                     load_frames = frame_folder_loader(fs, where)
                 else:
                     load_frames = functools.partial(decode_video_file, uri_of(where))
@@ -137,6 +138,17 @@ def _unused_files(entries: dict[str, str], sources: dict[str, str], action: str,
             known = ", ".join(VIDEO_SUFFIXES + LABEL_SUFFIXES)
             reason = f"unsupported file type {ext or '(none)'!r}; known: {known} and frame folders"
             yield Problem(action, split, stem, uri_of(path), reason)
+
+
+def _not_frames(fs, folder: str, action: str, split: str, video_id: str, uri_of) -> Iterator[Problem]:
+    """A Problem for each entry of a frame folder that is not an image (hidden files aside): the
+    video is read without it, and it is said."""
+    for path in sorted(fs.ls(folder, detail=False)):
+        name = posixpath.basename(path.rstrip("/"))
+        if not name.startswith(".") and (fs.isdir(path) or not name.lower().endswith(IMAGE_SUFFIXES)):
+            what = "a folder" if fs.isdir(path) else "not an image"
+            reason = f"{video_id}/{name} is not read: {what} (the frames of {video_id} are its {', '.join(IMAGE_SUFFIXES)} files)"
+            yield Problem(action, split, video_id, uri_of(path), reason)
 
 
 def frame_folder_loader(fs, folder: str):

@@ -122,6 +122,59 @@ def _resample(n_from: int, n_to: int) -> np.ndarray:
     return np.minimum(np.round(np.linspace(0, n_from - 1, n_to)).astype(int), n_from - 1)
 
 
+def _integer_labels(labels) -> np.ndarray | str:
+    """(L,) int64 labels, or why they are not integers."""
+    labels = np.asarray(labels).reshape(-1)
+    if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
+        labels = labels.astype(np.int64)
+    if labels.dtype.kind not in "iu":
+        return f"labels are not integers (dtype {labels.dtype})"
+    return labels.astype(np.int64)
+
+
+def _past_a_gap(videos: dict[tuple[str, str, str], RawVideo]) -> list[Problem]:
+    """The videos whose labels skip phases of their class: with no phase count given
+    (``max_label``), a class's phases are numbered 0, 1, … without gaps, so a label past one
+    (a 99 among phases 0–4) is a mistake, and read as a phase count it would claim 100 phases.
+    Labels are read here once more (they are small); those that cannot be read or are not
+    integers are left for :func:`process_video` to report."""
+    labels_of: dict[tuple[str, str, str], np.ndarray] = {}
+    for key, video in videos.items():
+        try:
+            labels = video.load_labels()
+        except (OSError, ValueError):
+            continue
+        if labels is not None and not isinstance(labels := _integer_labels(labels), str):
+            labels_of[key] = labels
+    problems = []
+    for action in sorted({key[0] for key in labels_of}):
+        present = np.unique(np.concatenate([v for k, v in labels_of.items() if k[0] == action]))
+        present = present[present >= 0]
+        missing = np.setdiff1d(np.arange(present.max() + 1), present) if len(present) else present
+        if not len(missing):
+            continue
+        gap = int(missing[0])
+        for key, labels in sorted(labels_of.items()):
+            if key[0] == action and (past := labels > gap).any():
+                i = int(np.flatnonzero(past)[0])
+                holes = [int(m) for m in missing if m < labels[i]]
+                reason = (
+                    f"label {labels[i]} of frame {i} is past {_phase_list(holes)}, which no video of {action!r} has: "
+                    "a class's phases are numbered from 0 without gaps (--max-label declares a phase count that allows them)"
+                )
+                problems.append(Problem(*key, videos[key].source, reason))
+    return problems
+
+
+def _phase_list(phases: list[int]) -> str:
+    """[5, 6, 7] -> "phases 5-7"; [3] -> "phase 3"; [1, 3] -> "phases 1, 3"."""
+    if len(phases) == 1:
+        return f"phase {phases[0]}"
+    if phases == list(range(phases[0], phases[-1] + 1)):
+        return f"phases {phases[0]}-{phases[-1]}"
+    return "phases " + ", ".join(map(str, phases))
+
+
 def process_video(video: RawVideo, frame_size: int, quality: int = 95, max_label: int | None = None) -> ProcessedVideo | Problem:
     """Load, check and encode one video; a Problem says why it cannot be used."""
 
@@ -142,12 +195,9 @@ def process_video(video: RawVideo, frame_size: int, quality: int = 95, max_label
         return problem(f"cannot read labels: {exc}")
     notes = []
     if labels is not None:
-        labels = np.asarray(labels).reshape(-1)
-        if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels == np.round(labels)):
-            labels = labels.astype(np.int64)
-        if labels.dtype.kind not in "iu":
-            return problem(f"labels are not integers (dtype {labels.dtype})")
-        labels = labels.astype(np.int64)
+        labels = _integer_labels(labels)
+        if isinstance(labels, str):
+            return problem(labels)
         bad = (labels < -1) | ((labels >= max_label) if max_label is not None else False)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
@@ -242,6 +292,10 @@ def ingest(
     collection = store.datasets_collection(store_uri, dataset)
     tally = _Tally(strict)
     videos = _admitted(items, tally)
+    if max_label is None:
+        for problem in _past_a_gap(videos):
+            tally.reject(problem)
+            del videos[(problem.action, problem.split, problem.video_id)]
     version = store.new_version_id()
     version_uri = store.join(collection, version)
     partitions: dict[tuple[str, str], list[RawVideo]] = defaultdict(list)
