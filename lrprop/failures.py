@@ -51,13 +51,15 @@ def unwrapped(exc: BaseException) -> BaseException:
     """The error a Ray worker raised, out of the wrappers Ray Train puts around it.
 
     Ray Train hands a worker's error to its controller inside ``UserExceptionWithTraceback``
-    (internal to ``ray.train.v2``; its ``_base_exc`` is the worker's exception), and a task's
-    error inside ``RayTaskError`` (whose ``cause`` is it). Anything else is returned as it is.
+    (internal to ``ray.train.v2``; its ``_base_exc`` is the worker's exception), raises an error
+    of the controller itself (e.g. writing its checkpoint list to the store) as ``ControllerError``
+    (whose ``controller_failure`` is it), and a task's error inside ``RayTaskError`` (whose
+    ``cause`` is it). Anything else is returned as it is.
     """
     seen = set()
     while id(exc) not in seen:
         seen.add(id(exc))
-        inner = getattr(exc, "_base_exc", None)
+        inner = getattr(exc, "_base_exc", None) or getattr(exc, "controller_failure", None)
         if inner is None and type(exc).__name__.startswith("RayTaskError"):
             inner = getattr(exc, "cause", None)
         if not isinstance(inner, BaseException):

@@ -56,6 +56,11 @@ def test_rays_wrappers_of_a_workers_error_are_looked_through():
     in_task = RayTaskError("run", "Traceback …", error)
     assert unwrapped(in_train) is error and unwrapped(in_task) is error
     assert kind_of(in_train) == kind_of(in_task) == kind_of(in_task.as_instanceof_cause()) == "permanent"
+    # The Train controller's own failure to write to the store (ray.train.ControllerError).
+    from ray.train import ControllerError
+
+    from_controller = ControllerError(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
+    assert kind_of(from_controller) == "transient"
     # A worker process that died is not an error of its input: Ray restarts it.
     assert kind_of(UserExceptionWithTraceback(ActorDiedError(), traceback_str="")) == "unknown"
 

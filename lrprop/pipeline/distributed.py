@@ -27,7 +27,7 @@ from pathlib import Path
 from lrprop import store
 from lrprop.config import Config, config_from_dict, config_to_dict, upgrade_stored
 from lrprop.data.parquet import ClassData
-from lrprop.failures import PermanentError, kind_of
+from lrprop.failures import PermanentError, kind_of, unwrapped
 from lrprop.interrupts import keeping_signal_handlers
 
 __all__ = [
@@ -296,7 +296,8 @@ def _per_class(run, actions: list[str], what: str) -> dict:
 
     Raises:
         PermanentError: naming every class that failed, when no retry can fix any of them.
-        RuntimeError: naming every class that failed, with its error.
+        RuntimeError: naming every class that failed, with its error; raised from a store's
+            error that a retry may fix when every class failed of one (:func:`lrprop.failures.kind_of`).
     """
     failures, results = {}, {}
     pool = ThreadPoolExecutor(max_workers=max(1, len(actions)))
@@ -318,9 +319,16 @@ def _per_class(run, actions: list[str], what: str) -> dict:
             str(e) if isinstance(e, PermanentError) else f"{a}: {type(e).__name__}: {e}"  # the former names its class
             for a, e in failures.items()
         )
-        # Raised as permanent only when every class's error is, so that nothing retries the lot
-        permanent = all(kind_of(e) == "permanent" for e in failures.values())
-        raise (PermanentError if permanent else RuntimeError)(f"{what} failed for {sorted(failures)}: {detail}")
+        # Classified as the classes' errors are when they all agree, so that a retry (Prefect's)
+        # runs them all again only when it can help every one: a store that did not answer is
+        # transient (the classes then resume from their checkpoints), a bad input permanent.
+        message = f"{what} failed for {sorted(failures)}: {detail}"
+        kinds = {kind_of(e) for e in failures.values()}
+        if kinds == {"permanent"}:
+            raise PermanentError(message)
+        if kinds == {"transient"}:
+            raise RuntimeError(message) from unwrapped(next(iter(failures.values())))
+        raise RuntimeError(message)
     return results
 
 

@@ -93,7 +93,7 @@ def _pretraining(config: dict, actions: list[str], store_uri: str | None = None,
     return [a for a in chosen if a in recorded or not store.exists(store.join(run, "ray", a))]
 
 
-@task(name="pretrain")
+@task(name="pretrain", retry_condition_fn=_transient, **STORAGE_RETRIES)
 def pretrain_task(
     config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str | None = None
 ) -> dict:
@@ -126,7 +126,9 @@ def pretrain_task(
     return results
 
 
-@task(name="train-classes")
+# A retry after the store failed to answer resumes each class from its stored checkpoints (a
+# finished class trains no further): what the Ray Train controller does not retry itself.
+@task(name="train-classes", retry_condition_fn=_transient, **STORAGE_RETRIES)
 def train_classes_task(config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str) -> dict:
     """One Ray Train job per class, all at once; returns {action: checkpoint URI} and timings."""
     from lrprop.pipeline.distributed import train_classes
