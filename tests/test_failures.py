@@ -9,19 +9,10 @@ from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
+from test_store import _raised_from  # the chain of causes s3fs raises
 
 from lrprop.config import ConfigError
 from lrprop.failures import PermanentError, kind_of, unwrapped
-
-
-def _raised_from(outer: BaseException, cause: BaseException) -> BaseException:
-    try:
-        try:
-            raise cause
-        except BaseException as inner:
-            raise outer from inner
-    except BaseException as exc:  # noqa: BLE001 - the test builds the chain s3fs raises
-        return exc
 
 
 @pytest.mark.parametrize(
