@@ -256,7 +256,7 @@ def ray_storage(uri: str, **storage_options) -> tuple[str, Any]:
     writes checkpoints with the same credentials and endpoint as the rest of the store.
     """
     fs, path = filesystem(uri, **storage_options)
-    if "file" in fs.protocol or "local" in fs.protocol:
+    if is_local(fs):
         return path, None
     import pyarrow.fs as pafs
 

@@ -45,10 +45,6 @@ class VersionReport:
     problems: list[str] = field(default_factory=list)  # what is wrong, a file URI in each
     bytes: int = 0  # the folder's size
 
-    @property
-    def collection(self) -> str:
-        return posixpath.dirname(self.uri.rstrip("/"))
-
 
 def version_created(version: str) -> datetime:
     """When a version id says it was made (``vYYYYMMDDTHHMMSSffffffZ-…``, UTC)."""

@@ -110,37 +110,40 @@ def _flow_run_states(env: dict) -> list[str]:
     return out.stdout.split()
 
 
-@pytest.mark.integration
-def test_sigterm_stops_the_run_marking_it_crashed_and_leaves_no_process_or_folder(tmp_path):
+@pytest.fixture
+def training_run(tmp_path):
+    """A ``lrprop run`` that is training; whatever it leaves is killed afterwards."""
     run = _Run(tmp_path)
     try:
         run.wait_until_training()
-        run.process.send_signal(signal.SIGTERM)
-        rc = run.process.wait(timeout=60)
-        stderr = run.stderr.read_text()
-        assert rc == 128 + signal.SIGTERM, stderr[-3000:]
-        last = [line for line in stderr.splitlines() if line.startswith("lrprop:")][-1]
-        assert last == "lrprop: stopped by SIGTERM; a run started again under its --run-name resumes it"
-        assert run.left() == []  # Ray's processes, its dashboard agent, Prefect's temporary server
-        assert list(run.tmp.glob(f"{WORKER_DIR_PREFIX}*")) == []
-        assert _flow_run_states(run.env) == ["CRASHED"]
+        yield run
     finally:
         run.kill_what_is_left()
 
 
 @pytest.mark.integration
-def test_a_second_signal_exits_at_once(tmp_path):
-    run = _Run(tmp_path)
-    try:
-        run.wait_until_training()
-        run.process.send_signal(signal.SIGINT)
-        time.sleep(0.3)  # the first one's clean-up takes seconds (Ray's shutdown)
-        second = time.monotonic()
-        run.process.send_signal(signal.SIGINT)
-        assert run.process.wait(timeout=30) == 128 + signal.SIGINT
-        assert time.monotonic() - second < 5
-    finally:
-        run.kill_what_is_left()
+def test_sigterm_stops_the_run_marking_it_crashed_and_leaves_no_process_or_folder(training_run):
+    run = training_run
+    run.process.send_signal(signal.SIGTERM)
+    rc = run.process.wait(timeout=60)
+    stderr = run.stderr.read_text()
+    assert rc == 128 + signal.SIGTERM, stderr[-3000:]
+    last = [line for line in stderr.splitlines() if line.startswith("lrprop:")][-1]
+    assert last == "lrprop: stopped by SIGTERM; a run started again under its --run-name resumes it"
+    assert run.left() == []  # Ray's processes, its dashboard agent, Prefect's temporary server
+    assert list(run.tmp.glob(f"{WORKER_DIR_PREFIX}*")) == []
+    assert _flow_run_states(run.env) == ["CRASHED"]
+
+
+@pytest.mark.integration
+def test_a_second_signal_exits_at_once(training_run):
+    run = training_run
+    run.process.send_signal(signal.SIGINT)
+    time.sleep(0.3)  # the first one's clean-up takes seconds (Ray's shutdown)
+    second = time.monotonic()
+    run.process.send_signal(signal.SIGINT)
+    assert run.process.wait(timeout=30) == 128 + signal.SIGINT
+    assert time.monotonic() - second < 5
 
 
 def test_a_killed_workers_folder_is_removed_and_a_live_ones_kept(tmp_path):

@@ -41,9 +41,7 @@ def _naming(what: str):
     the store (a connection, a missing file) is raised as it is, for the retries that follow it."""
     try:
         yield
-    except pa.ArrowInvalid as exc:
-        raise ValueError(f"{what}: not a readable Parquet file ({exc})") from exc
-    except OSError as exc:
+    except (pa.ArrowInvalid, OSError) as exc:
         if isinstance(exc, FileNotFoundError | PermissionError) or store.is_transient(exc):
             raise
         raise ValueError(f"{what}: not a readable Parquet file ({exc})") from exc
