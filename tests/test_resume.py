@@ -115,3 +115,33 @@ def test_a_store_that_does_not_answer_is_not_taken_for_an_incomplete_checkpoint(
     with mock.patch.object(ray.train.Checkpoint, "to_directory", side_effect=ConnectionError("store down")):
         with pytest.raises(ConnectionError, match="store down"):
             newest_complete_checkpoint(_latest(job), tmp_path / "restored")
+
+
+def test_a_finished_job_keeps_the_checkpoints_ray_recorded_and_loses_those_it_never_did(tmp_path, caplog):
+    """The orphan an outage leaves when Ray's controller fails recording a checkpoint: Ray's
+    result lists the checkpoints it kept; every other checkpoint folder goes, nothing else."""
+    import pyarrow.fs as pafs
+    import ray.train
+    from ray.train import Result
+
+    from lrprop.pipeline.resume import remove_orphan_checkpoints
+
+    job = _stored(tmp_path, [10, 20, 30, 40])
+    (job / "checkpoint_000001" / "model.safetensors").unlink()  # the cut upload, never recorded
+    (job / "checkpoint_manager_snapshot.json").write_text("{}")  # Ray's own files stay
+    kept = [ray.train.Checkpoint(str(job / f"checkpoint_{i:06d}")) for i in (2, 3)]
+    result = Result(
+        metrics={},
+        checkpoint=kept[-1],
+        error=None,
+        path=str(job),
+        best_checkpoints=[(c, {}) for c in kept],
+        _storage_filesystem=pafs.LocalFileSystem(),
+    )
+    caplog.set_level(logging.WARNING, logger="lrprop.pipeline.resume")
+    removed = remove_orphan_checkpoints(result, uri_of=lambda p: "s3://bucket/" + p.rsplit("/", 1)[1])
+    assert removed == ["s3://bucket/checkpoint_000000", "s3://bucket/checkpoint_000001"]
+    assert sorted(p.name for p in job.iterdir()) == ["checkpoint_000002", "checkpoint_000003", "checkpoint_manager_snapshot.json"]
+    assert "removing s3://bucket/checkpoint_000001: a checkpoint Ray did not record" in caplog.records[-1].getMessage()
+    for c in kept:
+        verify_checkpoint(c.path)

@@ -269,6 +269,8 @@ def train_classes(
             a data error, a NaN loss: :mod:`lrprop.failures`), which Ray did not retry.
         RuntimeError: naming the classes whose job failed (after Ray's retries).
     """
+    from lrprop.pipeline.resume import remove_orphan_checkpoints
+
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the workers run in other directories
 
@@ -283,8 +285,10 @@ def train_classes(
         if result.checkpoint is None:
             raise RuntimeError(f"{action}: the Ray Train job reported no checkpoint")
         fs = result.checkpoint.filesystem
+        local_store = fs is None or fs.type_name == "local"
+        remove_orphan_checkpoints(result, uri_of=lambda path: path if local_store else _uri_of(store_uri, path))
         path = result.checkpoint.path
-        uri = path if fs is None or fs.type_name == "local" else _uri_of(store_uri, path)
+        uri = path if local_store else _uri_of(store_uri, path)
         return ClassRun(action, uri, dict(result.metrics or {}), started, time.time())
 
     return _per_class(fit_class, actions, "training")

@@ -7,6 +7,11 @@ three times without looking at the good ones before it. Here every checkpoint of
 first, is copied down and checked against its ``complete.json``
 (:func:`lrprop.training.checkpoint.verify_checkpoint`) until one passes; those skipped are named
 by their store URI in a warning.
+
+A checkpoint whose upload an outage cut short may also never be recorded at all: when the Ray
+Train controller itself fails writing its checkpoint list, the retried job starts from the list
+before it, and Ray, which prunes only the checkpoints it knows, never removes the partial folder.
+:func:`remove_orphan_checkpoints` removes those once the job has finished.
 """
 
 from __future__ import annotations
@@ -19,24 +24,29 @@ from pathlib import Path
 from lrprop import store
 from lrprop.training.checkpoint import verify_checkpoint
 
-__all__ = ["newest_complete_checkpoint", "stored_checkpoints"]
+__all__ = ["newest_complete_checkpoint", "remove_orphan_checkpoints", "stored_checkpoints"]
 
 log = logging.getLogger(__name__)
 
 _PREFIX = "checkpoint_"  # how Ray Train names a job's checkpoints in its storage
 
 
+def _checkpoint_dirs(filesystem, parent: str) -> list[str]:
+    """The folders in ``parent`` that Ray Train named as checkpoints."""
+    import pyarrow.fs as pafs
+
+    return [
+        info.path
+        for info in filesystem.get_file_info(pafs.FileSelector(parent))
+        if info.type == pafs.FileType.Directory and posixpath.basename(info.path).startswith(_PREFIX)
+    ]
+
+
 def stored_checkpoints(latest) -> list[str]:
     """The paths of ``latest``'s job's checkpoints (``ray.train.Checkpoint``s) in its storage, the
     newest first, none newer than ``latest``: the folders beside it that Ray named alike."""
-    import pyarrow.fs as pafs
-
     parent, name = posixpath.split(latest.path.rstrip("/"))
-    found = [
-        info.path
-        for info in latest.filesystem.get_file_info(pafs.FileSelector(parent))
-        if info.type == pafs.FileType.Directory and posixpath.basename(info.path).startswith(_PREFIX)
-    ]
+    found = _checkpoint_dirs(latest.filesystem, parent)
     older = [p for p in found if posixpath.basename(p) <= name]  # Ray pads the index: names sort
     return sorted(set(older) | {latest.path.rstrip("/")}, key=posixpath.basename, reverse=True)
 
@@ -71,3 +81,20 @@ def newest_complete_checkpoint(latest, into: str | Path, uri_of=lambda path: pat
         return local
     log.warning("no complete checkpoint among %s: training from the start", skipped)
     return None
+
+
+def remove_orphan_checkpoints(result, uri_of=lambda path: path) -> list[str]:
+    """Remove the checkpoint folders in a finished Ray Train job's storage that Ray did not keep
+    (``result``, a ``ray.train.Result``, lists those it did); their URIs, each named in a warning.
+
+    Only a finished job's folder is swept: no worker of it is writing any more, and Ray has
+    already pruned the ones it knew beyond ``CheckpointConfig.num_to_keep``.
+    """
+    kept = {c.path.rstrip("/") for c, _ in (result.best_checkpoints or [])}
+    if result.checkpoint is not None:
+        kept.add(result.checkpoint.path.rstrip("/"))
+    orphans = sorted(p for p in _checkpoint_dirs(result.filesystem, result.path) if p.rstrip("/") not in kept)
+    for path in orphans:
+        log.warning("removing %s: a checkpoint Ray did not record (an upload cut short)", uri_of(path))
+        result.filesystem.delete_dir(path)
+    return [uri_of(p) for p in orphans]
