@@ -53,8 +53,10 @@ def unwrapped(exc: BaseException) -> BaseException:
     Ray Train hands a worker's error to its controller inside ``UserExceptionWithTraceback``
     (internal to ``ray.train.v2``; its ``_base_exc`` is the worker's exception), raises an error
     of the controller itself (e.g. writing its checkpoint list to the store) as ``ControllerError``
-    (whose ``controller_failure`` is it), and a task's error inside ``RayTaskError`` (whose
-    ``cause`` is it). Anything else is returned as it is.
+    (whose ``controller_failure`` is it), a task's error inside ``RayTaskError`` (whose ``cause``
+    is it), and an actor's failed ``__init__`` (the controller's, when the store does not answer
+    as it starts) as ``ActorDiedError`` around that ``RayTaskError``. Anything else is returned
+    as it is.
     """
     seen = set()
     while id(exc) not in seen:
@@ -62,6 +64,10 @@ def unwrapped(exc: BaseException) -> BaseException:
         inner = getattr(exc, "_base_exc", None) or getattr(exc, "controller_failure", None)
         if inner is None and type(exc).__name__.startswith("RayTaskError"):
             inner = getattr(exc, "cause", None)
+        if inner is None and getattr(exc, "actor_init_failed", False) and exc.args:
+            # ActorDiedError of an actor whose __init__ raised keeps that RayTaskError only as
+            # its argument (Ray Train's controller, when the store fails as it starts)
+            inner = exc.args[0]
         if not isinstance(inner, BaseException):
             return exc
         exc = inner

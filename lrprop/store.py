@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import fsspec
+import pyarrow.fs as pafs
 from fsspec.core import url_to_fs
 
 __all__ = [
@@ -52,6 +53,7 @@ __all__ = [
     "join",
     "latest_version",
     "list_versions",
+    "make_parent",
     "new_version_id",
     "ray_storage",
     "read_bytes",
@@ -197,11 +199,32 @@ def check_store(uri: str, **storage_options) -> None:
     if "memory" in fs.protocol:  # one process's own store: nothing to check
         return
     bucket = path.split("/", 1)[0]
-    if not fs.exists(bucket):
+    if not _bucket_exists(fs, bucket):
         raise StoreError(
             f"store {uri!r}: bucket {bucket!r} does not exist (or these credentials cannot see it); "
             "lrprop never creates buckets: create it with your storage's own tools"
         )
+
+
+def _bucket_exists(fs, bucket: str) -> bool:
+    """Whether ``bucket`` exists and these credentials may see it; a store that does not answer
+    raises its own (transient) error. s3fs's ``exists`` answers False to any error, so that an
+    outage would read as a missing bucket: an error no retry could fix."""
+    if not hasattr(fs, "call_s3"):  # not s3fs
+        return fs.exists(bucket)
+    try:
+        fs.call_s3("head_bucket", Bucket=bucket)
+    except (FileNotFoundError, PermissionError):  # s3fs's translations of 404 and 403
+        return False
+    return True
+
+
+def make_parent(fs, path: str) -> None:
+    """Make the folder ``path`` (within ``fs``) goes in, on a local store. An object store has no
+    folders to make, and s3fs's ``makedirs`` creates the bucket whenever the store fails to
+    answer that it exists."""
+    if is_local(fs):
+        fs.makedirs(posixpath.dirname(path) or ".", exist_ok=True)
 
 
 def write_bytes(uri: str, data: bytes, **storage_options) -> None:
@@ -211,10 +234,9 @@ def write_bytes(uri: str, data: bytes, **storage_options) -> None:
     already all-or-nothing.
     """
     fs, path = filesystem(uri, **storage_options)
-    parent = posixpath.dirname(path)
-    if parent:
-        fs.makedirs(parent, exist_ok=True)
+    make_parent(fs, path)
     if is_local(fs):
+        parent = posixpath.dirname(path)
         tmp = posixpath.join(parent, f".tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}")
         fs.pipe_file(tmp, data)
         fs.mv(tmp, path)
@@ -248,19 +270,28 @@ def datasets_collection(store_uri: str, dataset: str) -> str:
     return join(store_uri, "datasets", check_name(dataset, "dataset name"))
 
 
+class _NoFolders(pafs.FSSpecHandler):
+    """An fsspec object store for pyarrow (and so Ray) that makes no folders. Ray makes one
+    before it writes into it; an object store has none to make, and s3fs's ``makedirs`` creates
+    the bucket whenever a probe of it fails (an outage, a throttled request), which in another
+    region is an error and never a bucket anyone wanted."""
+
+    def create_dir(self, path, recursive):
+        pass
+
+
 def ray_storage(uri: str, **storage_options) -> tuple[str, Any]:
     """``(storage_path, storage_filesystem)`` for Ray's ``RunConfig`` pointing at ``uri``.
 
     A local path goes as an absolute path with no filesystem. Any other protocol goes through
     fsspec wrapped for pyarrow, with the path inside the filesystem (``bucket/prefix``), so Ray
-    writes checkpoints with the same credentials and endpoint as the rest of the store.
+    writes checkpoints with the same credentials and endpoint as the rest of the store, and
+    makes no folders there (:func:`make_parent`).
     """
     fs, path = filesystem(uri, **storage_options)
     if is_local(fs):
         return path, None
-    import pyarrow.fs as pafs
-
-    return path, pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+    return path, pafs.PyFileSystem(_NoFolders(fs))
 
 
 def new_version_id(now: datetime | None = None) -> str:

@@ -52,6 +52,10 @@ def test_rays_wrappers_of_a_workers_error_are_looked_through():
 
     from_controller = ControllerError(EndpointConnectionError(endpoint_url="http://127.0.0.1:9"))
     assert kind_of(from_controller) == "transient"
+    # The controller that could not start, the store not answering (as Ray raises it from fit()).
+    outage = EndpointConnectionError(endpoint_url="http://127.0.0.1:9/bucket")
+    not_started = ActorDiedError.from_task_error(RayTaskError("__init__", "Traceback …", outage))
+    assert unwrapped(not_started) is outage and kind_of(not_started) == "transient"
     # A worker process that died is not an error of its input: Ray restarts it.
     assert kind_of(UserExceptionWithTraceback(ActorDiedError(), traceback_str="")) == "unknown"
 

@@ -267,6 +267,24 @@ def test_a_bucket_that_does_not_exist_is_an_error_and_is_not_created(s3_bucket):
     assert not s3fs.S3FileSystem(skip_instance_cache=True).exists(missing)
 
 
+def test_a_store_that_does_not_answer_is_not_taken_for_a_missing_bucket(monkeypatch):
+    """s3fs's ``exists`` says False to any error: an outage must stay an outage, which Prefect
+    retries, not become "bucket does not exist", which it must not."""
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with pytest.raises(Exception) as raised:
+        store.check_store("s3://some-bucket/lrprop", skip_instance_cache=True)  # not a cached client of moto
+    assert not isinstance(raised.value, store.StoreError)
+    assert store.is_transient(raised.value), repr(raised.value)
+
+
 def test_ingest_into_a_missing_bucket_fails_before_reading_a_video(s3_endpoint):
     from lrprop.ingest.writer import ingest
 
@@ -321,3 +339,20 @@ def test_storage_errors_are_transient_by_their_type_along_the_chain_of_causes():
     ]
     assert [store.is_transient(e) for e in transient] == [True] * len(transient)
     assert [store.is_transient(e) for e in permanent] == [False] * len(permanent)
+
+
+def test_rays_view_of_an_object_store_makes_no_folders_and_so_no_bucket(s3_bucket):
+    import pickle
+
+    import pyarrow.fs as pafs
+    import s3fs
+
+    path, fs = store.ray_storage(f"{s3_bucket}/lrprop/runs/r1/ray")
+    assert path == f"{s3_bucket.removeprefix('s3://')}/lrprop/runs/r1/ray"
+    fs = pickle.loads(pickle.dumps(fs))  # as Ray ships it to its controller and workers
+    missing = f"lrprop-missing-{os.getpid()}"
+    fs.create_dir(f"{missing}/lrprop/runs", recursive=True)
+    assert not s3fs.S3FileSystem(skip_instance_cache=True).exists(missing)
+    with fs.open_output_stream(f"{path}/checkpoint_0/state.json") as out:  # writes need no folder
+        out.write(b"{}")
+    assert fs.get_file_info(f"{path}/checkpoint_0").type == pafs.FileType.Directory

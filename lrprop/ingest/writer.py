@@ -405,7 +405,7 @@ def _write_partition(
     hashing its bytes as they go; a partition left with no video is removed."""
     rel = f"action={action}/split={split}/part-0.parquet"
     fs, fs_path = store.filesystem(store.join(version_uri, rel))
-    fs.makedirs(fs_path.rsplit("/", 1)[0], exist_ok=True)
+    store.make_parent(fs, fs_path)
     n_videos = n_frames = 0
     with fs.open(fs_path, "wb") as raw:
         sink = _HashingWriter(raw)
