@@ -97,9 +97,12 @@ def test_an_outage_while_a_checkpoint_uploads_resumes_from_a_complete_one_and_fi
     assert len(proxy.cuts) == 1 and "/runs/r1/ray/reach/checkpoint_" in proxy.cuts[0], proxy.cuts
     assert proxy.refused > 0  # the clients met the outage
     assert done.returncode == 0, done.stderr[-4000:]
-    # The checkpoint the outage cut (its upload, or Ray's record of it) was never recorded: Ray
-    # would leave it there for good; it is named and removed once the class is done.
-    assert "a checkpoint Ray did not record (an upload cut short)" in done.stderr
+    if cut == "ray's checkpoint list":
+        # The checkpoint whose record the outage cut is whole but unknown to the retried job: Ray
+        # would leave it there for good; it is named and removed once the class is done. (A cut
+        # file may go either way: the worker fails and Ray restarts it, or the controller, on the
+        # same outage, fails too.)
+        assert "a checkpoint Ray did not record (an upload cut short)" in done.stderr
     assert [(e["action"], e["n_versions"]) for e in list_embeddings(root)] == [("reach", 1)]
     # What the class's Ray run kept, read from moto directly: every checkpoint whole
     import s3fs
