@@ -298,6 +298,9 @@ class TrainConfig:
     keep_checkpoints: int = 2  # the newest checkpoints kept per class (in the store and locally)
     log_every: int = 10  # steps between log lines
     channels_last: bool = True  # channels-last (NHWC) backbone and images on CUDA; ignored on CPU
+    # Refuse to start when one step's estimated memory exceeds what the device has free
+    # (lrprop.training.memory); false: train anyway
+    check_memory: bool = True
 
     def __post_init__(self) -> None:
         _require(self.checkpoint_epochs >= 1, "train.checkpoint_epochs", f"must be >= 1, got {self.checkpoint_epochs}")

@@ -29,7 +29,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lrprop import store
-from lrprop.config import config_from_dict, config_to_dict
+from lrprop.config import ConfigError, config_from_dict, config_to_dict
 from lrprop.failures import kind_of
 from lrprop.names import check_name
 from lrprop.pipeline.backbones import with_pretrained_backbones
@@ -55,6 +55,25 @@ def _usable_store(store_uri: str) -> str:
     store_uri = store.absolute(store_uri)
     store.check_store(store_uri)
     return store_uri
+
+
+def _steps_fit_here(config: dict) -> None:
+    """With a local Ray (no ``ray.address``), the workers train on this machine: refuse before
+    any work a config (or a class's, ``actions``) whose one training step cannot fit in its
+    memory (:func:`lrprop.training.memory.check_step_fits`). A cluster's workers check their own."""
+    if config["ray"]["address"]:
+        return
+    from lrprop.training.memory import check_step_fits
+    from lrprop.training.train import resolve_device
+
+    base = config_from_dict(config)
+    check_step_fits(base, resolve_device(base.train.device))
+    for action in base.actions:
+        cfg = base.for_class(action)
+        try:
+            check_step_fits(cfg, resolve_device(cfg.train.device))
+        except ConfigError as exc:
+            raise ConfigError(f"actions.{action} (the class's config): {exc}") from None
 
 
 def _new_run_name() -> str:
@@ -230,6 +249,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     # None: a new name; "" (an unset variable in a script) is refused, not taken for None
     run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
     store_uri = _usable_store(store_uri)
+    _steps_fit_here(config)
     dataset = config["dataset"]["name"]
     # The same tasks as the separate flows, called from here rather than as subflows: each
     # subflow costs about a second of Prefect bookkeeping. Ray starts while ingestion runs, in
@@ -281,7 +301,6 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
         ConfigError: a class whose config does not pretrain (``pretrain.steps: 0``,
             ``model.pretrained`` given or ``model.train_from: none``).
     """
-    from lrprop.config import ConfigError
     from lrprop.pipeline.distributed import ensure_ray
 
     store_uri = _usable_store(store_uri)

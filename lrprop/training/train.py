@@ -32,6 +32,7 @@ from lrprop.data.augment import eval_transform, train_transform
 from lrprop.data.source import VideoSource
 from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
 from lrprop.training.checkpoint import list_checkpoints, load_checkpoint, prune_checkpoints, save_checkpoint
+from lrprop.training.memory import check_step_fits
 from lrprop.training.pretrain import PretrainResult, pretrain_backbone
 
 __all__ = [
@@ -263,6 +264,35 @@ def _apply_thread_budget() -> None:
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))
 
 
+def train_step_forward(
+    net: torch.nn.Module,
+    loss_fn: LRPropLoss,
+    frames: torch.Tensor,
+    mask: torch.Tensor,
+    timestamps: torch.Tensor,
+    *,
+    use_bf16: bool = False,
+    path_on_features: bool = False,
+) -> dict[str, torch.Tensor]:
+    """The forward half of :func:`train_step`: the encoder (under bf16 autocast when
+    ``use_bf16``) and the loss in float32; the loss terms, "total" still to be backpropagated.
+
+    Raises:
+        FloatingPointError: non-finite embeddings or loss (the message says which).
+    """
+    B, V, T = mask.shape
+    with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=use_bf16):
+        # (B·V, T, E), (B·V, T, P), and the backbone's features (B·V, T, F) when L_prop's path needs them
+        z, h, *feats = net(frames.flatten(0, 1), mask.flatten(0, 1), with_features=path_on_features)
+    if not (torch.isfinite(z).all() and torch.isfinite(h).all()):
+        raise FloatingPointError("non-finite embeddings")
+    path = feats[0].detach().float().view(B, V, T, -1) if path_on_features else None
+    terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps, path)
+    if not torch.isfinite(terms["total"]):
+        raise FloatingPointError(f"loss is {terms['total'].item()}")
+    return terms
+
+
 def train_step(
     net: torch.nn.Module,
     loss_fn: LRPropLoss,
@@ -295,17 +325,8 @@ def train_step(
         FloatingPointError: non-finite embeddings, loss or gradient norm, before the
             optimizer has changed anything (the message says which).
     """
-    B, V, T = mask.shape
-    with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=use_bf16):
-        # (B·V, T, E), (B·V, T, P), and the backbone's features (B·V, T, F) when L_prop's path needs them
-        z, h, *feats = net(frames.flatten(0, 1), mask.flatten(0, 1), with_features=path_on_features)
-    if not (torch.isfinite(z).all() and torch.isfinite(h).all()):
-        raise FloatingPointError("non-finite embeddings")
-    path = feats[0].detach().float().view(B, V, T, -1) if path_on_features else None
-    terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps, path)
+    terms = train_step_forward(net, loss_fn, frames, mask, timestamps, use_bf16=use_bf16, path_on_features=path_on_features)
     total = terms["total"]
-    if not torch.isfinite(total):
-        raise FloatingPointError(f"loss is {total.item()}")
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     try:
@@ -453,12 +474,15 @@ def train(
     Raises:
         FloatingPointError: the embeddings, the loss or the gradients became NaN or infinite;
             the last checkpoint is untouched, so the cause can be looked at from there.
-        ConfigError: a checkpoint to resume from was made under another config or data set.
+        ConfigError: a checkpoint to resume from was made under another config or data set;
+            or one step's estimated memory exceeds what the device has free
+            (:func:`lrprop.training.memory.check_step_fits`), before anything is built.
     """
     _apply_thread_budget()
     _warn_if_views_outgrow_videos(config, source)
     torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
+    check_step_fits(config, device)  # before a step too large for the device takes the machine down
     model = build_model(config).to(device)
     if device.type == "cuda" and config.train.channels_last:
         model.use_channels_last()
