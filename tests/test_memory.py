@@ -12,6 +12,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from lrprop.config import ConfigError, load_config
 from lrprop.training import memory
@@ -71,8 +72,6 @@ def test_extrapolating_from_short_small_steps_gives_what_a_full_step_saves():
     pixels) says."""
     import dataclasses
 
-    import torch
-
     from lrprop.training.train import build_loss, build_model
 
     config = load_config(None, ["data.image_size=64", "data.frames_per_view=40", "model.train_from=layer3"])
@@ -88,14 +87,14 @@ def test_a_step_that_cannot_fit_is_refused_naming_the_keys_that_size_it():
     need = memory.step_memory(config)
     assert need.total > 8 * _GIB  # T×T losses of 5000 frames
     with pytest.raises(ConfigError) as refused:
-        memory.check_step_fits(config, torch_cpu(), free=8 * _GIB)
+        memory.check_step_fits(config, torch.device("cpu"), free=8 * _GIB)
     message = str(refused.value)
     assert message.startswith("data.frames_per_view=5000, data.videos_per_step=2, data.num_views=2, data.image_size=64")
     assert f"needs about {need.total / _GIB:.1f} GiB" in message and "cpu has 8.0 GiB free" in message
     assert "train.check_memory: false" in message
-    assert memory.check_step_fits(config, torch_cpu(), free=need.total) == need  # exactly fits
+    assert memory.check_step_fits(config, torch.device("cpu"), free=need.total) == need  # exactly fits
     off = load_config(None, ["model.backbone=small_cnn", "data.frames_per_view=5000", "train.check_memory=false"])
-    assert memory.check_step_fits(off, torch_cpu(), free=1) is None
+    assert memory.check_step_fits(off, torch.device("cpu"), free=1) is None
 
 
 def test_training_refuses_a_step_too_large_before_it_loads_a_video(tmp_path, monkeypatch):
@@ -128,7 +127,9 @@ def test_a_local_run_refuses_a_class_whose_step_cannot_fit_before_any_work(monke
     flows._steps_fit_here(config)
 
 
-def torch_cpu():
-    import torch
-
-    return torch.device("cpu")
+def test_estimating_leaves_the_random_streams_as_they_were():
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    memory.step_memory(load_config(None, ["model.backbone=small_cnn", "data.image_size=32"]))
+    torch.testing.assert_close(torch.rand(3), expected, atol=0, rtol=0)

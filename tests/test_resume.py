@@ -145,3 +145,34 @@ def test_a_finished_job_keeps_the_checkpoints_ray_recorded_and_loses_those_it_ne
     assert "removing s3://bucket/checkpoint_000001: a checkpoint Ray did not record" in caplog.records[-1].getMessage()
     for c in kept:
         verify_checkpoint(c.path)
+
+
+def test_a_class_whose_last_checkpoint_is_not_whole_is_not_exported(tmp_path):
+    """The model a run evaluates and publishes is read from its last stored checkpoint, and
+    checked against that checkpoint's complete.json as it is read, naming the file."""
+    from tiny import tiny
+
+    from lrprop.config import config_from_dict
+    from lrprop.pipeline.distributed import export_checkpoint
+    from lrprop.training.checkpoint import MODEL_FILE
+    from lrprop.training.train import build_model
+
+    config = tiny()
+    model = build_model(config_from_dict(config))
+    optimizer = torch.optim.Adam(model.parameters())
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, 1)
+    made = save_checkpoint(
+        tmp_path / "local",
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        step=3,
+        epoch=1,
+        batch_in_epoch=0,
+        config=config,
+    )
+    exported = export_checkpoint(str(made), tmp_path / "out", {"action": "reach"})
+    assert (exported / MODEL_FILE).is_file()
+    (made / MODEL_FILE).write_bytes((made / MODEL_FILE).read_bytes()[:-9])
+    with pytest.raises(ValueError, match=rf"^{made}: incomplete checkpoint, {MODEL_FILE} has \d+ of its \d+ bytes"):
+        export_checkpoint(str(made), tmp_path / "out2", {"action": "reach"})

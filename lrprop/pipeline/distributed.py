@@ -518,17 +518,32 @@ def _uri_of(store_uri: str, path: str) -> str:
 
 
 def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict) -> Path:
-    """Export the model of a (Ray-stored) checkpoint as ``model.safetensors`` + config + meta."""
+    """Export the model of a (Ray-stored) checkpoint as ``model.safetensors`` + config + meta.
+
+    Raises:
+        ValueError: naming the checkpoint's URI and the file, when a file read is not the one
+            its ``complete.json`` lists (an upload cut short, a damaged file).
+    """
+    import hashlib
     import json
 
     from safetensors.torch import load
 
-    from lrprop.training.checkpoint import MODEL_FILE, export_model
+    from lrprop.training.checkpoint import COMPLETE_FILE, MODEL_FILE, check_listed, export_model
     from lrprop.training.train import build_model
 
-    state = json.loads(store.read_bytes(store.join(checkpoint_uri, "state.json")))
+    list_uri = store.join(checkpoint_uri, COMPLETE_FILE)
+    listed = store.read_json(list_uri)["files"] if store.exists(list_uri) else None  # None: made before lists were
+
+    def read(file: str) -> bytes:
+        data = store.read_bytes(store.join(checkpoint_uri, file))
+        if listed is not None:
+            check_listed(checkpoint_uri, file, {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}, listed)
+        return data
+
+    state = json.loads(read("state.json"))
     stored = upgrade_stored(state["config"])
     config = config_from_dict(stored)
     model = build_model(config_from_dict({**stored, "model": {**stored["model"], "pretrained": None}}))
-    model.load_state_dict(load(store.read_bytes(store.join(checkpoint_uri, MODEL_FILE))))
+    model.load_state_dict(load(read(MODEL_FILE)))
     return export_model(out_dir, model, config_to_dict(config), {**meta, "step": state["step"], "checkpoint": checkpoint_uri})

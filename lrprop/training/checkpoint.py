@@ -32,6 +32,7 @@ from safetensors.torch import load_file, save_file
 __all__ = [
     "save_checkpoint",
     "verify_checkpoint",
+    "check_listed",
     "load_checkpoint",
     "latest_checkpoint",
     "list_checkpoints",
@@ -173,14 +174,22 @@ def verify_checkpoint(path: str | Path, name: str | None = None) -> None:
         return
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{name}: unreadable {COMPLETE_FILE} ({exc})") from exc
-    for file, expected in listed.items():
+    for file in listed:
         if not (path / file).is_file():
             raise ValueError(f"{name}: incomplete checkpoint, {file} is missing")
-        found = _fingerprint(path / file)
-        if found["bytes"] != expected["bytes"]:
-            raise ValueError(f"{name}: incomplete checkpoint, {file} has {found['bytes']} of its {expected['bytes']} bytes")
-        if found["sha256"] != expected["sha256"]:
-            raise ValueError(f"{name}: damaged checkpoint, {file}'s sha256 is not the one {COMPLETE_FILE} lists")
+        check_listed(name, file, _fingerprint(path / file), listed)
+
+
+def check_listed(name: str, file: str, found: dict, listed: dict) -> None:
+    """Raise a ValueError naming checkpoint ``name`` and ``file`` unless ``found`` (its
+    ``{"bytes", "sha256"}``) is what the checkpoint's ``complete.json`` (``listed``) says."""
+    expected = listed.get(file)
+    if expected is None:
+        raise ValueError(f"{name}: {COMPLETE_FILE} does not list {file}")
+    if found["bytes"] != expected["bytes"]:
+        raise ValueError(f"{name}: incomplete checkpoint, {file} has {found['bytes']} of its {expected['bytes']} bytes")
+    if found["sha256"] != expected["sha256"]:
+        raise ValueError(f"{name}: damaged checkpoint, {file}'s sha256 is not the one {COMPLETE_FILE} lists")
 
 
 def list_checkpoints(directory: str | Path) -> list[Path]:

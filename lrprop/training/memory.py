@@ -110,6 +110,12 @@ def step_memory(config: Config) -> StepMemory:
     Builds the model with random weights (``model.pretrained`` is not read) and runs a few
     small forward passes on the CPU.
     """
+    # The caller's random streams untouched: training seeds them just before
+    with torch.random.fork_rng(devices=[]):
+        return _step_memory(config)
+
+
+def _step_memory(config: Config) -> StepMemory:
     from lrprop.training.train import build_loss, build_model
 
     torch.manual_seed(0)

@@ -480,9 +480,9 @@ def train(
     """
     _apply_thread_budget()
     _warn_if_views_outgrow_videos(config, source)
-    torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
     check_step_fits(config, device)  # before a step too large for the device takes the machine down
+    torch.manual_seed(config.train.seed)
     model = build_model(config).to(device)
     if device.type == "cuda" and config.train.channels_last:
         model.use_channels_last()
