@@ -4,6 +4,8 @@ the stage's models against the oracle of a run that pretrains in its own trainin
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 from tiny import tiny
@@ -235,3 +237,37 @@ def test_an_empty_run_name_is_refused_not_replaced_by_a_new_one(tmp_path, flow_n
     with pytest.raises(ValueError, match="invalid run name ''"):
         body(config_to_dict(_config()), str(tmp_path), run_name="")
     assert not any(tmp_path.iterdir())  # nothing was written
+
+
+def test_a_retried_stage_pretrains_only_the_classes_that_failed(dataset, tmp_path, monkeypatch):
+    """Issue 14: one class's store outage failed the pretraining task, and its retry pretrained
+    every class again (new weights, a new version). Each class is recorded as it is published:
+    the retry reuses those and pretrains the failed one only."""
+    import lrprop.pipeline.distributed as distributed
+    from lrprop.pipeline.flows import pretrain_recorded
+
+    root, version = dataset
+    store_uri = str(tmp_path / "store")
+    shutil.copytree(root, store_uri)  # the module's data set, in a store of this test's own
+    calls = []
+
+    def pretrain_class(config, data, *, publish_as=None, what=""):  # the actor's work, in this process
+        calls.append(data.action)
+        if data.action == "swing" and calls.count("swing") == 1:
+            raise ConnectionError("the store did not answer")
+        return pretrain_and_publish(
+            config, data.store, dataset=data.dataset, version=data.version, action=data.action, publish_as=publish_as
+        )
+
+    monkeypatch.setattr(distributed, "ensure_ray", lambda address: None)
+    monkeypatch.setattr(distributed, "pretrain_class", pretrain_class)
+    config = config_to_dict(_config())
+    with pytest.raises(RuntimeError, match=r"pretraining failed for \['swing'\]"):
+        pretrain_recorded(config, store_uri, "synthetic", version, ["reach", "swing"], run_name="r1")
+    first = store.read_json(store.join(store_uri, "runs", "r1", "backbones.json"))
+    assert list(first) == ["reach"]  # recorded as it was published, before swing failed
+    done = pretrain_recorded(config, store_uri, "synthetic", version, ["reach", "swing"], run_name="r1")
+    assert sorted(calls) == ["reach", "swing", "swing"]  # reach pretrained once
+    assert done["reach"] == {**done["reach"], "uri": first["reach"], "reused": True}
+    assert done["swing"]["reused"] is False
+    assert store.read_json(store.join(store_uri, "runs", "r1", "backbones.json")) == {a: done[a]["uri"] for a in done}

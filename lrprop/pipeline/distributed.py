@@ -20,6 +20,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -391,9 +392,12 @@ def pretrain_classes(
     dataset: str,
     version: str,
     actions: list[str],
+    on_done: Callable[[str, dict], None] | None = None,
 ) -> dict[str, dict]:
     """Pretrain every class in ``actions`` (:func:`pretrain_class`), all at once, and publish
     their backbones under one version id (so that ``{action}`` in ``model.pretrained`` names them all).
+    ``on_done(action, result)`` is called from the class's thread as soon as its backbone is
+    published, before the others finish (or fail).
 
     Returns:
         {action: {"action", "uri", "version", "steps", "final_loss", "wall_s"}}.
@@ -406,7 +410,10 @@ def pretrain_classes(
     shared = store.new_version_id()
 
     def pretrain(action: str) -> dict:
-        return pretrain_class(config, ClassData(store_uri, dataset, version, action), publish_as=shared)
+        result = pretrain_class(config, ClassData(store_uri, dataset, version, action), publish_as=shared)
+        if on_done is not None:
+            on_done(action, result)
+        return result
 
     return _per_class(pretrain, actions, "pretraining")
 

@@ -117,13 +117,25 @@ def pretrain_task(
     config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str | None = None
 ) -> dict:
     """Pretrain each class's backbone as a Ray actor, all at once, and publish it to the store's
-    backbones (:func:`lrprop.pipeline.distributed.pretrain_classes`); returns {action: {"uri", "version",
-    "steps", "final_loss", "wall_s", "reused"}}.
+    backbones (:func:`pretrain_recorded`); returns {action: {"uri", "version", "steps",
+    "final_loss", "wall_s", "reused"}}."""
+    results = pretrain_recorded(config, store_uri, dataset, version, actions, run_name)
+    get_run_logger().info("backbones %s", {a: r["uri"] for a, r in results.items()})
+    return results
 
-    With a ``run_name`` the URIs are recorded in ``<store>/runs/<run_name>/backbones.json``, and a
-    run started again (a resume) reuses those that its config would pretrain the same way on
+
+def pretrain_recorded(
+    config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str | None = None
+) -> dict:
+    """What :func:`pretrain_task` does (:func:`lrprop.pipeline.distributed.pretrain_classes`).
+
+    With a ``run_name`` each URI is recorded in ``<store>/runs/<run_name>/backbones.json`` as
+    soon as its class is published, and a run started again (a resume, or this task's retry
+    after another class failed) reuses those that its config would pretrain the same way on
     the same data: pretraining anew would name other weights and its checkpoints would not resume.
     """
+    import threading
+
     from lrprop.pipeline.backbones import published_as
     from lrprop.pipeline.distributed import pretrain_classes
 
@@ -136,13 +148,20 @@ def pretrain_task(
         if manifest is not None:
             keys = ("version", "steps", "final_loss", "wall_s")
             reused[a] = {"action": a, "uri": previous[a], **{k: manifest[k] for k in keys}, "reused": True}
+    recorded, writing = dict(previous), threading.Lock()
+
+    def keep(action: str, result: dict) -> None:  # from the class's thread, as it is published
+        with writing:
+            recorded[action] = result["uri"]
+            store.write_json(record, recorded)
+
     fresh = [a for a in actions if a not in reused]
-    done = pretrain_classes(parsed, store_uri, dataset=dataset, version=version, actions=fresh) if fresh else {}
-    results = {**reused, **{a: {**r, "reused": False} for a, r in done.items()}}
-    if record:
-        store.write_json(record, {**previous, **{a: r["uri"] for a, r in results.items()}})
-    get_run_logger().info("backbones %s", {a: r["uri"] for a, r in results.items()})
-    return results
+    done = {}
+    if fresh:
+        done = pretrain_classes(
+            parsed, store_uri, dataset=dataset, version=version, actions=fresh, on_done=keep if record else None
+        )
+    return {**reused, **{a: {**r, "reused": False} for a, r in done.items()}}
 
 
 # A retry after the store failed to answer resumes each class from its stored checkpoints (a
