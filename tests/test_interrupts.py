@@ -11,6 +11,7 @@ back through its client.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -144,6 +145,40 @@ def test_a_second_signal_exits_at_once(training_run):
     run.process.send_signal(signal.SIGINT)
     assert run.process.wait(timeout=30) == 128 + signal.SIGINT
     assert time.monotonic() - second < 5
+
+
+def _flow_runs(env: dict) -> list[dict]:
+    """Every flow run in Prefect's database: name, state, its state's message, oldest first."""
+    code = (
+        "import asyncio, json\n"
+        "from prefect.client.orchestration import get_client\n"
+        "from prefect.client.schemas.sorting import FlowRunSort\n"
+        "async def runs():\n"
+        "    async with get_client() as client:\n"
+        "        found = await client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_ASC)\n"
+        "        return [{'name': r.name, 'state': r.state.type.value, 'message': r.state.message or ''} for r in found]\n"
+        "print(json.dumps(asyncio.run(runs())))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.integration
+def test_a_run_killed_outright_is_marked_crashed_when_started_again(training_run, tmp_path):
+    """SIGKILL leaves no chance to mark the flow run; it stays Running until the run's name is
+    started again, which finds its process gone and marks it Crashed."""
+    first = training_run
+    first.kill_what_is_left()  # SIGKILL: the run and all it started (Ray, Prefect's server)
+    first.process.wait(timeout=30)
+    assert [r["state"] for r in _flow_runs(first.env)] == ["RUNNING"]  # what SIGKILL leaves
+    again = _Run(tmp_path)  # the same store, Prefect home and --run-name
+    try:
+        again.wait_until_training()
+        runs = _flow_runs(again.env)
+        assert [(r["name"], r["state"]) for r in runs] == [("r1", "CRASHED"), ("r1", "RUNNING")]
+        assert "its process (" in runs[0]["message"] and f":{first.process.pid}) is gone" in runs[0]["message"]
+    finally:
+        again.kill_what_is_left()
 
 
 def test_a_killed_workers_folder_is_removed_and_a_live_ones_kept(tmp_path):

@@ -33,6 +33,7 @@ from lrprop.config import ConfigError, config_from_dict, config_to_dict
 from lrprop.failures import kind_of
 from lrprop.names import check_name
 from lrprop.pipeline.backbones import with_pretrained_backbones
+from lrprop.pipeline.flow_runs import claim_run
 
 __all__ = ["evaluate_and_publish", "ingest_flow", "pretrain_flow", "retrain_and_evaluate", "train_flow", "tune_flow"]
 
@@ -267,6 +268,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     started = time.time()
     # None: a new name; "" (an unset variable in a script) is refused, not taken for None
     run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
+    claim_run(run_name)  # this flow run named after it; one left Running by a killed process, Crashed
     store_uri = _usable_store(store_uri)
     _steps_fit_here(config)
     dataset = config["dataset"]["name"]
@@ -349,6 +351,7 @@ def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name:
 
     # None: a new name; "" (an unset variable in a script) is refused, not taken for None
     run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
+    claim_run(run_name)  # this flow run named after it; one left Running by a killed process, Crashed
     store_uri = _usable_store(store_uri)
     dataset = config["dataset"]["name"]
     version = ingest_flow(config, store_uri)
