@@ -24,6 +24,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +32,7 @@ __all__ = [
     "Interrupted",
     "WORKER_DIR_PREFIX",
     "keeping_signal_handlers",
+    "process_alive",
     "remove_left_worker_dirs",
     "stop_cleanly",
     "worker_dir_prefix",
@@ -43,6 +45,9 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # process so that a folder whose process is gone can be told from one in use.
 WORKER_DIR_PREFIX = "lrprop-ckpt-"
 _WORKER_DIR = re.compile(rf"{re.escape(WORKER_DIR_PREFIX)}(\d+)-")
+# How long a stop waits for the local Train workers to exit after Ray's shutdown (on a loaded
+# 2-core machine they took seconds; the test of a stop failed without the wait)
+_WORKERS_EXIT_S = 15.0
 
 
 class Interrupted(KeyboardInterrupt):
@@ -110,8 +115,39 @@ def _shut_down_ray() -> None:
     if not ray.is_initialized():
         return
     log.warning("stopping Ray")
+    # The local Train workers are this process's descendants (under the raylet). Ray's shutdown
+    # returns before they have exited, and the folder of a live process is kept: wait for them.
+    ours = _descendants() & _worker_dir_pids()
     ray.shutdown()  # Ray
+    deadline = time.monotonic() + _WORKERS_EXIT_S
+    while (ours := {pid for pid in ours if process_alive(pid)}) and time.monotonic() < deadline:
+        time.sleep(0.1)
     remove_left_worker_dirs()
+
+
+def _descendants() -> set[int]:
+    """This process's descendants, from ``/proc`` (none where there is no ``/proc``)."""
+    parents: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid …": comm may hold spaces and parentheses
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(stat.parent.name))
+    found, todo = set(), [os.getpid()]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+def _worker_dir_pids(root: str | Path | None = None) -> set[int]:
+    """The processes named by the Train workers' local folders under ``root``."""
+    names = (_WORKER_DIR.match(p.name) for p in Path(root or tempfile.gettempdir()).glob(f"{WORKER_DIR_PREFIX}*"))
+    return {int(m.group(1)) for m in names if m}
 
 
 def worker_dir_prefix() -> str:
@@ -119,7 +155,8 @@ def worker_dir_prefix() -> str:
     return f"{WORKER_DIR_PREFIX}{os.getpid()}-"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host (possibly another user's)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -136,7 +173,7 @@ def remove_left_worker_dirs(root: str | Path | None = None) -> list[Path]:
     removed = []
     for path in Path(root or tempfile.gettempdir()).glob(f"{WORKER_DIR_PREFIX}*"):
         match = _WORKER_DIR.match(path.name)
-        if match and path.is_dir() and not _alive(int(match.group(1))):
+        if match and path.is_dir() and not process_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     if removed:

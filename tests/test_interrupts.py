@@ -191,3 +191,24 @@ def test_a_killed_workers_folder_is_removed_and_a_live_ones_kept(tmp_path):
         (folder / "step_00000002").mkdir(parents=True)
     assert remove_left_worker_dirs(tmp_path) == [gone]
     assert not gone.exists() and live.exists() and other.exists()
+
+
+def test_a_processs_descendants_are_found_through_its_children():
+    from lrprop.interrupts import _descendants
+
+    # A child that starts a grandchild and waits: both are this process's descendants
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', 'import time; time.sleep(30)'])"]
+    )
+    children = Path(f"/proc/{child.pid}/task/{child.pid}/children")  # the kernel's own list
+    grandchildren: list[int] = []
+    try:
+        deadline = time.monotonic() + 20
+        while not (grandchildren := [int(p) for p in children.read_text().split()]) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert grandchildren
+        assert {child.pid, *grandchildren} <= _descendants()
+    finally:
+        for pid in grandchildren:  # only these: the session's own Ray is a descendant too
+            os.kill(pid, signal.SIGKILL)
+        child.wait()

@@ -16,20 +16,11 @@ import logging
 import os
 import socket
 
-__all__ = ["claim_run", "process_alive"]
+from lrprop.interrupts import process_alive
+
+__all__ = ["claim_run"]
 
 log = logging.getLogger(__name__)
-
-
-def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this host (possibly another user's)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _owner(infrastructure_pid: str | None) -> tuple[str, int] | None:
