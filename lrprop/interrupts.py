@@ -156,14 +156,19 @@ def worker_dir_prefix() -> str:
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists on this host (possibly another user's)."""
+    """Whether a process ``pid`` runs on this host (possibly another user's); a zombie, exited
+    but not reaped (orphaned Ray workers in a container whose first process reaps none), does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's process: alive
         return True
-    return True
+    try:
+        # "pid (comm) state …": comm may hold spaces and parentheses
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no /proc (macOS), or gone since
+        return True
 
 
 def remove_left_worker_dirs(root: str | Path | None = None) -> list[Path]:

@@ -270,4 +270,5 @@ def test_a_retried_stage_pretrains_only_the_classes_that_failed(dataset, tmp_pat
     assert sorted(calls) == ["reach", "swing", "swing"]  # reach pretrained once
     assert done["reach"] == {**done["reach"], "uri": first["reach"], "reused": True}
     assert done["swing"]["reused"] is False
+    assert done["swing"]["version"] == done["reach"]["version"]  # one version names the run's backbones
     assert store.read_json(store.join(store_uri, "runs", "r1", "backbones.json")) == {a: done[a]["uri"] for a in done}

@@ -212,3 +212,19 @@ def test_a_processs_descendants_are_found_through_its_children():
         for pid in grandchildren:  # only these: the session's own Ray is a descendant too
             os.kill(pid, signal.SIGKILL)
         child.wait()
+
+
+def test_a_zombie_is_not_taken_for_a_live_process():
+    """An exited process not yet reaped (its parent, here this test, has not waited for it)
+    still answers kill(pid, 0): Ray's orphaned workers in a container whose first process reaps
+    none stay so, and a stop would wait for them and keep their folders."""
+    from lrprop.interrupts import process_alive
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    stat = Path(f"/proc/{child.pid}/stat")
+    deadline = time.monotonic() + 20
+    while stat.read_text().rsplit(")", 1)[1].split()[0] != "Z" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert process_alive(child.pid) is False
+    child.wait()
+    assert process_alive(os.getpid()) is True

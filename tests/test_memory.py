@@ -51,8 +51,9 @@ print(json.dumps({"measured": peak - before, "estimated": estimate.activations +
 @pytest.mark.parametrize(
     "sets",
     [
-        ["model.backbone=small_cnn", "data.image_size=64", "data.frames_per_view=200"],  # mostly per frame
-        ["model.backbone=small_cnn", "data.image_size=32", "data.frames_per_view=600"],  # mostly T×T
+        # pretrain.steps=0: the backbone trains, as in the step measured (no pretraining freezes it)
+        ["model.backbone=small_cnn", "data.image_size=64", "data.frames_per_view=200", "pretrain.steps=0"],  # per frame
+        ["model.backbone=small_cnn", "data.image_size=32", "data.frames_per_view=600", "pretrain.steps=0"],  # T×T
     ],
     ids=["per-frame", "quadratic"],
 )
@@ -74,7 +75,7 @@ def test_extrapolating_from_short_small_steps_gives_what_a_full_step_saves():
 
     from lrprop.training.train import build_loss, build_model
 
-    config = load_config(None, ["data.image_size=64", "data.frames_per_view=40", "model.train_from=layer3"])
+    config = load_config(None, ["data.image_size=64", "data.frames_per_view=40", "model.train_from=layer3", "pretrain.steps=0"])
     estimate = memory.step_memory(config)
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=None))).train()
@@ -133,3 +134,13 @@ def test_estimating_leaves_the_random_streams_as_they_were():
     torch.manual_seed(7)
     memory.step_memory(load_config(None, ["model.backbone=small_cnn", "data.image_size=32"]))
     torch.testing.assert_close(torch.rand(3), expected, atol=0, rtol=0)
+
+
+def test_a_backbone_frozen_after_its_pretraining_is_estimated_frozen():
+    """The run's default route: pretrained, then frozen (pretrain.freeze_backbone), so its
+    layers keep nothing for a backward pass and have no gradients or Adam moments."""
+    small = ["model.backbone=small_cnn", "data.image_size=64"]
+    frozen = memory.step_memory(load_config(None, small))
+    trained = memory.step_memory(load_config(None, [*small, "pretrain.steps=0"]))
+    assert frozen.activations < trained.activations and frozen.parameters < trained.parameters
+    assert frozen.batch == trained.batch

@@ -126,8 +126,9 @@ def test_a_finished_job_keeps_the_checkpoints_ray_recorded_and_loses_those_it_ne
 
     from lrprop.pipeline.resume import remove_orphan_checkpoints
 
-    job = _stored(tmp_path, [10, 20, 30, 40])
+    job = _stored(tmp_path, [10, 20, 30, 40, 50])
     (job / "checkpoint_000001" / "model.safetensors").unlink()  # the cut upload, never recorded
+    # checkpoint_000004, newer than any Ray kept, can only be another process's: left alone
     (job / "checkpoint_manager_snapshot.json").write_text("{}")  # Ray's own files stay
     kept = [ray.train.Checkpoint(str(job / f"checkpoint_{i:06d}")) for i in (2, 3)]
     result = Result(
@@ -141,7 +142,8 @@ def test_a_finished_job_keeps_the_checkpoints_ray_recorded_and_loses_those_it_ne
     caplog.set_level(logging.WARNING, logger="lrprop.pipeline.resume")
     removed = remove_orphan_checkpoints(result, uri_of=lambda p: "s3://bucket/" + p.rsplit("/", 1)[1])
     assert removed == ["s3://bucket/checkpoint_000000", "s3://bucket/checkpoint_000001"]
-    assert sorted(p.name for p in job.iterdir()) == ["checkpoint_000002", "checkpoint_000003", "checkpoint_manager_snapshot.json"]
+    left = sorted(p.name for p in job.iterdir())
+    assert left == ["checkpoint_000002", "checkpoint_000003", "checkpoint_000004", "checkpoint_manager_snapshot.json"]
     assert "removing s3://bucket/checkpoint_000001: a checkpoint Ray did not record" in caplog.records[-1].getMessage()
     for c in kept:
         verify_checkpoint(c.path)

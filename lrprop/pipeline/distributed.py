@@ -393,9 +393,11 @@ def pretrain_classes(
     version: str,
     actions: list[str],
     on_done: Callable[[str, dict], None] | None = None,
+    publish_as: str | None = None,
 ) -> dict[str, dict]:
     """Pretrain every class in ``actions`` (:func:`pretrain_class`), all at once, and publish
-    their backbones under one version id (so that ``{action}`` in ``model.pretrained`` names them all).
+    their backbones under one version id, ``publish_as`` (default a new one), so that
+    ``{action}`` in ``model.pretrained`` names them all.
     ``on_done(action, result)`` is called from the class's thread as soon as its backbone is
     published, before the others finish (or fail).
 
@@ -407,7 +409,7 @@ def pretrain_classes(
     """
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the actors run in other directories
-    shared = store.new_version_id()
+    shared = store.check_version(publish_as) if publish_as else store.new_version_id()
 
     def pretrain(action: str) -> dict:
         result = pretrain_class(config, ClassData(store_uri, dataset, version, action), publish_as=shared)
@@ -539,8 +541,10 @@ def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict) -> P
     from lrprop.training.checkpoint import COMPLETE_FILE, MODEL_FILE, check_listed, export_model
     from lrprop.training.train import build_model
 
-    list_uri = store.join(checkpoint_uri, COMPLETE_FILE)
-    listed = store.read_json(list_uri)["files"] if store.exists(list_uri) else None  # None: made before lists were
+    try:
+        listed = store.read_json(store.join(checkpoint_uri, COMPLETE_FILE))["files"]
+    except FileNotFoundError:  # made before checkpoints listed their files (not exists(): s3fs says False to an outage)
+        listed = None
 
     def read(file: str) -> bytes:
         data = store.read_bytes(store.join(checkpoint_uri, file))

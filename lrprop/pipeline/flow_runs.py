@@ -62,7 +62,9 @@ def claim_run(run_name: str) -> list[str]:
             if str(other.id) == str(me):
                 continue
             owner = _owner(other.infrastructure_pid)
-            if owner is None or owner[0] != host or process_alive(owner[1]):
+            # This process is not the old one: a restarted container reuses its host name and pid
+            gone = owner is not None and owner[0] == host and (owner[1] == os.getpid() or not process_alive(owner[1]))
+            if not gone:
                 log.warning(
                     "flow run %s of run %r is still Running (process %s): two processes of one run write the same checkpoints",
                     other.id,

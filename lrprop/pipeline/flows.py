@@ -59,21 +59,26 @@ def _usable_store(store_uri: str) -> str:
 
 
 def _steps_fit_here(config: dict) -> None:
-    """With a local Ray (no ``ray.address``), the workers train on this machine: refuse before
-    any work a config (or a class's, ``actions``) whose one training step cannot fit in its
-    memory (:func:`lrprop.training.memory.check_step_fits`). A cluster's workers check their own."""
+    """With a local Ray (no ``ray.address``) training on the CPU, the workers train in this
+    machine's memory: refuse before any work a config (or a class's, ``actions``) whose one
+    training step cannot fit in it (:func:`lrprop.training.memory.check_step_fits`). Every Train
+    worker checks its own device as it starts (a GPU's there: asking here would open a CUDA
+    context in this process for the whole run), a cluster's included."""
     if config["ray"]["address"]:
         return
     from lrprop.training.memory import check_step_fits
     from lrprop.training.train import resolve_device
 
     base = config_from_dict(config)
-    check_step_fits(base, resolve_device(base.train.device))
-    for action in base.actions:
-        cfg = base.for_class(action)
+    for action, cfg in [(None, base), *((a, base.for_class(a)) for a in base.actions)]:
+        device = resolve_device(cfg.train.device)
+        if device.type != "cpu":
+            continue
         try:
-            check_step_fits(cfg, resolve_device(cfg.train.device))
+            check_step_fits(cfg, device)
         except ConfigError as exc:
+            if action is None:
+                raise
             raise ConfigError(f"actions.{action} (the class's config): {exc}") from None
 
 
@@ -142,7 +147,12 @@ def pretrain_recorded(
 
     parsed = config_from_dict(config)
     record = store.join(store_uri, "runs", run_name, "backbones.json") if run_name else None
-    previous = store.read_json(record) if record and store.exists(record) else {}
+    previous = {}
+    if record:
+        try:
+            previous = store.read_json(record)
+        except FileNotFoundError:  # a new run (not exists(): s3fs says False to an outage)
+            pass
     reused = {}
     for a in actions:
         manifest = published_as(previous[a], parsed.for_class(a), version) if a in previous else None
@@ -159,8 +169,17 @@ def pretrain_recorded(
     fresh = [a for a in actions if a not in reused]
     done = {}
     if fresh:
+        # A retry publishes under the version its first try's classes have, so one version id
+        # still names every class's backbone of the run
+        shared = next((r["version"] for r in reused.values()), None)
         done = pretrain_classes(
-            parsed, store_uri, dataset=dataset, version=version, actions=fresh, on_done=keep if record else None
+            parsed,
+            store_uri,
+            dataset=dataset,
+            version=version,
+            actions=fresh,
+            on_done=keep if record else None,
+            publish_as=shared,
         )
     return {**reused, **{a: {**r, "reused": False} for a, r in done.items()}}
 

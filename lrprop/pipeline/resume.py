@@ -85,16 +85,27 @@ def newest_complete_checkpoint(latest, into: str | Path, uri_of=lambda path: pat
 
 def remove_orphan_checkpoints(result, uri_of=lambda path: path) -> list[str]:
     """Remove the checkpoint folders in a finished Ray Train job's storage that Ray did not keep
-    (``result``, a ``ray.train.Result``, lists those it did); their URIs, each named in a warning.
+    (``result``, a ``ray.train.Result``, lists those it did) and that are older than the newest
+    it kept; their URIs, each named in a warning.
 
     Only a finished job's folder is swept: no worker of it is writing any more, and Ray has
-    already pruned the ones it knew beyond ``CheckpointConfig.num_to_keep``.
+    already pruned the ones it knew beyond ``CheckpointConfig.num_to_keep``. A newer folder is
+    left: it can only be another process's upload under the same run name. The sweep is
+    tidying: a store that fails during it is logged, never the class's failure.
     """
     kept = {c.path.rstrip("/") for c, _ in (result.best_checkpoints or [])}
     if result.checkpoint is not None:
         kept.add(result.checkpoint.path.rstrip("/"))
-    orphans = sorted(p for p in _checkpoint_dirs(result.filesystem, result.path) if p.rstrip("/") not in kept)
-    for path in orphans:
-        log.warning("removing %s: a checkpoint Ray did not record (an upload cut short)", uri_of(path))
-        result.filesystem.delete_dir(path)
-    return [uri_of(p) for p in orphans]
+    if not kept:
+        return []
+    newest = max(posixpath.basename(p) for p in kept)  # Ray's names sort by time
+    removed = []
+    try:
+        for path in sorted(_checkpoint_dirs(result.filesystem, result.path)):
+            if path.rstrip("/") not in kept and posixpath.basename(path.rstrip("/")) < newest:
+                log.warning("removing %s: a checkpoint Ray did not record (an upload cut short)", uri_of(path))
+                result.filesystem.delete_dir(path)
+                removed.append(uri_of(path))
+    except Exception as exc:  # noqa: BLE001 - tidying after a finished class must not fail it
+        log.warning("could not remove the checkpoints Ray did not record in %s: %s", uri_of(result.path), exc)
+    return removed
