@@ -125,13 +125,22 @@ def _shut_down_ray() -> None:
     remove_left_worker_dirs()
 
 
+def _stat_fields(stat: Path) -> list[str]:
+    """A ``/proc/<pid>/stat`` file's fields after the command name: [state, ppid, …]. The name,
+    in parentheses, may itself hold spaces and parentheses.
+
+    Raises:
+        OSError: the process is gone (or there is no ``/proc``).
+    """
+    return stat.read_text().rsplit(")", 1)[1].split()
+
+
 def _descendants() -> set[int]:
     """This process's descendants, from ``/proc`` (none where there is no ``/proc``)."""
     parents: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            # "pid (comm) state ppid …": comm may hold spaces and parentheses
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            ppid = int(_stat_fields(stat)[1])
         except (OSError, IndexError, ValueError):
             continue
         parents.setdefault(ppid, []).append(int(stat.parent.name))
@@ -144,10 +153,17 @@ def _descendants() -> set[int]:
     return found
 
 
+def _worker_dirs(root: str | Path | None = None) -> Iterator[tuple[Path, int]]:
+    """The Train workers' local folders under ``root`` (the temporary folder), each with the
+    process its name gives."""
+    for path in Path(root or tempfile.gettempdir()).glob(f"{WORKER_DIR_PREFIX}*"):
+        if (match := _WORKER_DIR.match(path.name)) and path.is_dir():
+            yield path, int(match.group(1))
+
+
 def _worker_dir_pids(root: str | Path | None = None) -> set[int]:
     """The processes named by the Train workers' local folders under ``root``."""
-    names = (_WORKER_DIR.match(p.name) for p in Path(root or tempfile.gettempdir()).glob(f"{WORKER_DIR_PREFIX}*"))
-    return {int(m.group(1)) for m in names if m}
+    return {pid for _, pid in _worker_dirs(root)}
 
 
 def worker_dir_prefix() -> str:
@@ -165,8 +181,7 @@ def process_alive(pid: int) -> bool:
     except PermissionError:  # another user's process: alive
         return True
     try:
-        # "pid (comm) state …": comm may hold spaces and parentheses
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        return _stat_fields(Path(f"/proc/{pid}/stat"))[0] != "Z"
     except (OSError, IndexError):  # no /proc (macOS), or gone since
         return True
 
@@ -176,9 +191,8 @@ def remove_left_worker_dirs(root: str | Path | None = None) -> list[Path]:
     folder) whose process is gone: a killed worker leaves its folder, a restarted one or a
     stopped run removes it. Folders of live processes are kept. Returns the removed folders."""
     removed = []
-    for path in Path(root or tempfile.gettempdir()).glob(f"{WORKER_DIR_PREFIX}*"):
-        match = _WORKER_DIR.match(path.name)
-        if match and path.is_dir() and not process_alive(int(match.group(1))):
+    for path, pid in _worker_dirs(root):
+        if not process_alive(pid):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     if removed:

@@ -98,17 +98,24 @@ class _Run:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
 
-def _flow_run_states(env: dict) -> list[str]:
+def _flow_runs(env: dict) -> list[dict]:
+    """Every flow run in Prefect's database: name, state, its state's message, oldest first."""
     code = (
-        "import asyncio\n"
+        "import asyncio, json\n"
         "from prefect.client.orchestration import get_client\n"
-        "async def states():\n"
+        "from prefect.client.schemas.sorting import FlowRunSort\n"
+        "async def runs():\n"
         "    async with get_client() as client:\n"
-        "        return [run.state.type.value for run in await client.read_flow_runs()]\n"
-        "print(*asyncio.run(states()))\n"
+        "        found = await client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_ASC)\n"
+        "        return [{'name': r.name, 'state': r.state.type.value, 'message': r.state.message or ''} for r in found]\n"
+        "print(json.dumps(asyncio.run(runs())))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, check=True)
-    return out.stdout.split()
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _flow_run_states(env: dict) -> list[str]:
+    return [run["state"] for run in _flow_runs(env)]
 
 
 @pytest.fixture
@@ -147,22 +154,6 @@ def test_a_second_signal_exits_at_once(training_run):
     assert time.monotonic() - second < 5
 
 
-def _flow_runs(env: dict) -> list[dict]:
-    """Every flow run in Prefect's database: name, state, its state's message, oldest first."""
-    code = (
-        "import asyncio, json\n"
-        "from prefect.client.orchestration import get_client\n"
-        "from prefect.client.schemas.sorting import FlowRunSort\n"
-        "async def runs():\n"
-        "    async with get_client() as client:\n"
-        "        found = await client.read_flow_runs(sort=FlowRunSort.EXPECTED_START_TIME_ASC)\n"
-        "        return [{'name': r.name, 'state': r.state.type.value, 'message': r.state.message or ''} for r in found]\n"
-        "print(json.dumps(asyncio.run(runs())))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.integration
 def test_a_run_killed_outright_is_marked_crashed_when_started_again(training_run, tmp_path):
     """SIGKILL leaves no chance to mark the flow run; it stays Running until the run's name is
@@ -170,7 +161,7 @@ def test_a_run_killed_outright_is_marked_crashed_when_started_again(training_run
     first = training_run
     first.kill_what_is_left()  # SIGKILL: the run and all it started (Ray, Prefect's server)
     first.process.wait(timeout=30)
-    assert [r["state"] for r in _flow_runs(first.env)] == ["RUNNING"]  # what SIGKILL leaves
+    assert _flow_run_states(first.env) == ["RUNNING"]  # what SIGKILL leaves
     again = _Run(tmp_path)  # the same store, Prefect home and --run-name
     try:
         again.wait_until_training()

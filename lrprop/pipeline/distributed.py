@@ -287,10 +287,12 @@ def train_classes(
             raise RuntimeError(f"{action}: the Ray Train job reported no checkpoint")
         fs = result.checkpoint.filesystem
         local_store = fs is None or fs.type_name == "local"
-        remove_orphan_checkpoints(result, uri_of=lambda path: path if local_store else _uri_of(store_uri, path))
-        path = result.checkpoint.path
-        uri = path if local_store else _uri_of(store_uri, path)
-        return ClassRun(action, uri, dict(result.metrics or {}), started, time.time())
+
+        def uri_of(path: str) -> str:
+            return path if local_store else _uri_of(store_uri, path)
+
+        remove_orphan_checkpoints(result, uri_of=uri_of)
+        return ClassRun(action, uri_of(result.checkpoint.path), dict(result.metrics or {}), started, time.time())
 
     return _per_class(fit_class, actions, "training")
 

@@ -100,15 +100,14 @@ def _per_frame(model, image_size: int) -> float:
 
 def _whole_step(model, loss_fn, config: Config, frames_per_view: int, image_size: int) -> int:
     """Bytes saved by one step's forward (model and loss) at ``frames_per_view`` and ``image_size``."""
-    from lrprop.training.train import train_step_forward
+    from lrprop.training.train import prop_path_on_features, train_step_forward
 
     B, V = config.data.videos_per_step, config.data.num_views
     frames = torch.randn(B, V, frames_per_view, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
     mask = torch.ones(B, V, frames_per_view, dtype=torch.bool)
     timestamps = torch.arange(frames_per_view, dtype=torch.float32).expand(B, V, -1).contiguous()
-    path_on_features = config.loss.prop_path == "features" and "prop" in config.loss.terms
     with _SavedBytes(model) as saved:
-        train_step_forward(model, loss_fn, frames, mask, timestamps, path_on_features=path_on_features)
+        train_step_forward(model, loss_fn, frames, mask, timestamps, path_on_features=prop_path_on_features(config.loss))
     return saved.total
 
 

@@ -38,6 +38,8 @@ from lrprop.training.pretrain import PretrainResult, pretrain_backbone
 __all__ = [
     "train",
     "train_step",
+    "train_step_forward",
+    "prop_path_on_features",
     "TrainResult",
     "pretrained_backbone",
     "pretrains",
@@ -262,6 +264,11 @@ def _apply_thread_budget() -> None:
     import numba
 
     numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, torch.get_num_threads())))
+
+
+def prop_path_on_features(loss: LossConfig) -> bool:
+    """Whether a step finds L_prop's DTW path on the backbone's features (``loss.prop_path``)."""
+    return loss.prop_path == "features" and "prop" in loss.terms
 
 
 def train_step_forward(
@@ -529,7 +536,7 @@ def train(
     step_args = {
         "grad_clip": config.optim.grad_clip,
         "use_bf16": device.type == "cuda" and config.optim.bf16,
-        "path_on_features": config.loss.prop_path == "features" and "prop" in config.loss.terms,
+        "path_on_features": prop_path_on_features(config.loss),
     }
     loader = make_loader(config, source, sampler, pin_memory=device.type == "cuda")
     transform = view_transform(config)  # for batch_frames, when the views are augmented on the device
