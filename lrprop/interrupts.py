@@ -33,6 +33,7 @@ __all__ = [
     "WORKER_DIR_PREFIX",
     "keeping_signal_handlers",
     "process_alive",
+    "process_started_at",
     "remove_left_worker_dirs",
     "stop_cleanly",
     "worker_dir_prefix",
@@ -184,6 +185,17 @@ def process_alive(pid: int) -> bool:
         return _stat_fields(Path(f"/proc/{pid}/stat"))[0] != "Z"
     except (OSError, IndexError):  # no /proc (macOS), or gone since
         return True
+
+
+def process_started_at(pid: int) -> float | None:
+    """When process ``pid`` started (seconds since the epoch, to about a second: the kernel
+    gives its boot time in whole seconds); None where it is gone or there is no ``/proc``."""
+    try:
+        ticks = int(_stat_fields(Path(f"/proc/{pid}/stat"))[19])  # field 22, starttime, in clock ticks since boot
+        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def remove_left_worker_dirs(root: str | Path | None = None) -> list[Path]:

@@ -6,8 +6,11 @@ A SIGKILL, the OOM killer or a lost machine does not: the flow run stays Running
 database for good. Every flow run of a run therefore carries the run's name and its process as
 Prefect's own ``infrastructure_pid`` (``host:pid``), and when a run of that name starts again
 (a resume), the Running flow runs of the same flow and name whose process on this host is gone
-are set Crashed, saying so. One whose process is alive, or on another host, is left alone and
-named in a warning: two processes of one run would write the same checkpoints.
+are set Crashed, saying so; a process that started after the flow run did (a pid the system gave
+again, or a restarted container's) is not its owner. One whose process on this host is alive
+stops the new one (:class:`RunInUse`): two processes of one run would write the same
+checkpoints. One on another host is left alone and named in a warning: its process cannot be
+seen from here.
 """
 
 from __future__ import annotations
@@ -16,11 +19,19 @@ import logging
 import os
 import socket
 
-from lrprop.interrupts import process_alive
+from lrprop.failures import PermanentError
+from lrprop.interrupts import process_alive, process_started_at
 
-__all__ = ["claim_run"]
+__all__ = ["RunInUse", "claim_run"]
 
 log = logging.getLogger(__name__)
+
+# process_started_at is good to about a second (the kernel's boot time is in whole seconds)
+_START_SLACK_S = 1.0
+
+
+class RunInUse(PermanentError):
+    """A run name is being run by another live process on this host."""
 
 
 def _owner(infrastructure_pid: str | None) -> tuple[str, int] | None:
@@ -28,10 +39,24 @@ def _owner(infrastructure_pid: str | None) -> tuple[str, int] | None:
     return (host, int(pid)) if host and pid.isdigit() else None
 
 
+def _owner_gone(pid: int, flow_run) -> bool:
+    """Whether ``pid`` on this host is not, or no longer, the process of ``flow_run``."""
+    if pid == os.getpid() or not process_alive(pid):
+        return True
+    started = process_started_at(pid)
+    since = flow_run.start_time or flow_run.created
+    # The owner started before its flow run did; a later process only has its pid
+    return started is not None and since is not None and started > since.timestamp() + _START_SLACK_S
+
+
 def claim_run(run_name: str) -> list[str]:
     """Name the current flow run ``run_name`` and record its process; mark Crashed the other
     Running flow runs of this flow and name whose process on this host is gone. Returns their
-    ids; nothing outside a flow run."""
+    ids; nothing outside a flow run.
+
+    Raises:
+        RunInUse: a Running flow run of this flow and name belongs to a live process on this host.
+    """
     from prefect import get_client, runtime
     from prefect.client.schemas.filters import (
         FlowFilter,
@@ -62,11 +87,16 @@ def claim_run(run_name: str) -> list[str]:
             if str(other.id) == str(me):
                 continue
             owner = _owner(other.infrastructure_pid)
-            # This process is not the old one: a restarted container reuses its host name and pid
-            gone = owner is not None and owner[0] == host and (owner[1] == os.getpid() or not process_alive(owner[1]))
-            if not gone:
+            here = owner is not None and owner[0] == host
+            if here and not _owner_gone(owner[1], other):
+                raise RunInUse(
+                    f"run {run_name!r} is already running here: flow run {other.id}, process {owner[1]}; "
+                    f"stop it (kill -TERM {owner[1]}) or start this one under another --run-name"
+                )
+            if not here:
                 log.warning(
-                    "flow run %s of run %r is still Running (process %s): two processes of one run write the same checkpoints",
+                    "flow run %s of run %r is still Running (process %s, not on this host): "
+                    "two processes of one run write the same checkpoints",
                     other.id,
                     run_name,
                     other.infrastructure_pid or "unknown",
