@@ -1,11 +1,11 @@
 """The ``lrprop`` command line.
 
     lrprop run --config configs/smoke.yaml [--store URI] [--run-name NAME] [--ray-address ADDR] [--set key=value ...]
-    lrprop pretrain --config configs/smoke.yaml [--store URI] [--action A ...] [--ray-address ADDR] [--set key=value ...]
+    lrprop pretrain --config configs/smoke.yaml [--store URI] [--action A ...] [--run-name NAME] [--ray-address ADDR] [--set k=v]
     lrprop tune --config configs/tune.yaml [--store URI] [--action A] [--ray-address ADDR]
     lrprop synth --dest URI [--config FILE] [--set synthetic.key=value ...]
     lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --store STORE_URI [options]
-    lrprop evaluate (--run RUN_DIR | --model MODEL_DIR) --store STORE
+    lrprop evaluate (--run RUN | --model MODEL_DIR) --store STORE
     lrprop embeddings list --store URI
     lrprop embeddings pull --store URI --dataset D --action A [--version V] --out FILE.parquet
     lrprop backbones list --store URI
@@ -38,6 +38,7 @@ import json
 import logging
 import shlex
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -80,9 +81,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
 
     config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     actions = [check_name(a, "action name") for a in args.action] if args.action else None
-    result = pretrain_flow(config_to_dict(config), args.store, actions)
+    result = pretrain_flow(config_to_dict(config), args.store, actions, args.run_name)
     done = result["backbones"]
-    print(f"pretrained {len(done)} backbones on {result['dataset']} {result['dataset_version']}")
+    print(f"pretrained {len(done)} backbones on {result['dataset']} {result['dataset_version']} (run {result['run_name']})")
     for action, r in sorted(done.items()):
         loss = f"final loss {r['final_loss']:.4f}"
         print(f"{action:<20} {r['version']}  {r['steps']} steps, {loss}, {r['wall_s']:.0f} s  {r['uri']}")
@@ -128,22 +129,50 @@ def _print_metrics(summary: dict) -> None:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    if args.run:
-        run_dir = Path(args.run)
-        model_dirs = {p.parent.name: p for p in sorted(run_dir.glob("*/model")) if (p / "model.safetensors").is_file()}
-        if not model_dirs:
-            raise FileNotFoundError(f"no exported models under {run_dir}/<action>/model")
-        out_dir = Path(args.out) if args.out else run_dir / "evaluation"
-    else:
-        model_dir = Path(args.model)
-        model_dirs = {model_dir.parent.name if model_dir.name == "model" else model_dir.name: model_dir}
-        out_dir = Path(args.out) if args.out else model_dir / "evaluation"
     from lrprop.evaluation.evaluate import evaluate_models
 
-    print("evaluating", flush=True)
-    _print_metrics(evaluate_models(model_dirs, args.store, out_dir))
+    with tempfile.TemporaryDirectory(prefix="lrprop-models-") as tmp:
+        addresses: dict[str, str] = {}
+        if args.run:
+            model_dirs, addresses, out_dir = _run_models(args.run, args.store, Path(tmp))
+        else:
+            model_dir = Path(args.model)
+            model_dirs = {model_dir.parent.name if model_dir.name == "model" else model_dir.name: model_dir}
+            out_dir = model_dir / "evaluation"
+        out_dir = Path(args.out) if args.out else out_dir
+        print("evaluating", flush=True)
+        # The report names each model by its published version, not by the temporary folder it was read into
+        summary = evaluate_models(model_dirs, args.store, out_dir, on_class=lambda action, *_: addresses.get(action))
+    _print_metrics(summary)
     print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
     return 0
+
+
+def _run_models(run: str, store_uri: str, tmp: Path) -> tuple[dict[str, Path], dict[str, str], Path]:
+    """The models of ``run``, as ({action: local model folder}, {action: published version's URI},
+    the default output folder): the versions the run published (``<store>/runs/<run>/published.json``),
+    downloaded under ``tmp`` with their checksums verified; else, for a folder of exported models
+    (``<run>/<action>/model``), those."""
+    from lrprop.pipeline.embeddings import download_published_model
+    from lrprop.pipeline.run_published import published_record, read_published
+
+    try:
+        record = published_record(store_uri, run)
+    except ValueError:  # not a run name: a folder's path
+        record = None
+    recorded = read_published(store_uri, run) if record else {}
+    if recorded:
+        dirs = {
+            action: download_published_model(store_uri, r["dataset"], action, r["version"], tmp / action)
+            for action, r in sorted(recorded.items())
+        }
+        return dirs, {action: r["uri"] for action, r in recorded.items()}, Path("lrprop-evaluation") / run
+    run_dir = Path(run)
+    dirs = {p.parent.name: p for p in sorted(run_dir.glob("*/model")) if (p / "model.safetensors").is_file()}
+    if not dirs:
+        looked = f"nothing published under {record} (a run writes it as it publishes) and " if record else ""
+        raise FileNotFoundError(f"run {run!r}: {looked}no exported models under {run_dir}/<action>/model")
+    return dirs, {}, run_dir / "evaluation"
 
 
 def _cmd_synth(args: argparse.Namespace) -> int:
@@ -344,6 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
     with_config(pre)
     pre.add_argument("--store", default="lrprop-store", help="store root: a folder or s3://bucket/prefix")
     pre.add_argument("--action", nargs="+", action="extend", metavar="A", help="the classes to pretrain (default: every class)")
+    pre.add_argument(
+        "--run-name", help="name of the pretraining; started again under it, it pretrains only the classes not yet published"
+    )
     pre.add_argument("--ray-address", help="Ray cluster address (default: config ray.address, else a local Ray)")
     pre.set_defaults(func=_cmd_pretrain)
 
@@ -379,10 +411,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("evaluate", help="score trained models: metrics.json and an HTML report")
     which = ev.add_mutually_exclusive_group(required=True)
-    which.add_argument("--run", help="a run directory: evaluates <run>/<action>/model for every class")
+    which.add_argument(
+        "--run",
+        help="a run's name: evaluates the model each of its classes published (<store>/runs/<run>/published.json); "
+        "or a folder of exported models, <run>/<action>/model",
+    )
     which.add_argument("--model", help="one exported model directory")
-    ev.add_argument("--store", default="lrprop-store", help="store holding the data set the models name")
-    ev.add_argument("--out", help="output directory (default <run>/evaluation or <model>/evaluation)")
+    ev.add_argument("--store", default="lrprop-store", help="store holding the run and the data set the models name")
+    ev.add_argument(
+        "--out", help="output directory (default ./lrprop-evaluation/<run>, <run folder>/evaluation or <model>/evaluation)"
+    )
     ev.set_defaults(func=_cmd_evaluate)
 
     emb = sub.add_parser("embeddings", help="published embeddings in a store")

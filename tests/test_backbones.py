@@ -219,6 +219,7 @@ def test_cli_pretrain_of_some_classes_prints_per_class_flags_for_them_only(monke
         "dataset": "synthetic",
         "dataset_version": "v1",
         "actions": ["reach", "swing"],
+        "run_name": "p1",
         "backbones": done,
     }
     monkeypatch.setattr(lrprop.pipeline.flows, "pretrain_flow", lambda *a, **k: fake)
@@ -228,7 +229,7 @@ def test_cli_pretrain_of_some_classes_prints_per_class_flags_for_them_only(monke
     assert "{action}" not in out and "swing" not in out.split("to train from them:")[1]
 
 
-@pytest.mark.parametrize("flow_name", ["retrain_and_evaluate", "tune_flow"])
+@pytest.mark.parametrize("flow_name", ["retrain_and_evaluate", "tune_flow", "pretrain_flow"])
 def test_an_empty_run_name_is_refused_not_replaced_by_a_new_one(tmp_path, flow_name):
     """Issue 14: ``--run-name ""`` (an unset variable in a script) silently started a new run."""
     import lrprop.pipeline.flows as flows

@@ -531,3 +531,9 @@ def test_cli_evaluate_on_a_run_without_models_is_an_error(tmp_path, capsys):
     assert main(["evaluate", "--run", str(tmp_path / "run"), "--store", str(tmp_path / "store")]) == 2
     assert "no exported models" in capsys.readouterr().err
     assert not (tmp_path / "run" / "evaluation").exists()
+
+
+def test_cli_evaluate_of_a_run_that_published_nothing_names_where_it_looked(tmp_path, capsys):
+    assert main(["evaluate", "--run", "never-ran", "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert f"nothing published under {tmp_path / 'store'}/runs/never-ran/published.json" in err

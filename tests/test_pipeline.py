@@ -25,6 +25,7 @@ from lrprop.config import config_from_dict, config_to_dict
 from lrprop.pipeline.backbones import list_backbones, read_backbone
 from lrprop.pipeline.distributed import live_placement_groups, train_classes
 from lrprop.pipeline.embeddings import list_embeddings, load_published_model, pull_embeddings
+from lrprop.pipeline.run_published import read_published
 from lrprop.training.checkpoint import COMPLETE_FILE
 
 pytestmark = pytest.mark.integration
@@ -50,12 +51,23 @@ def _no_placement_group_left(timeout_s: float = 15.0) -> bool:
     return live_placement_groups() == {}
 
 
+def _flat(scores: dict, prefix: str = "") -> dict[str, float]:
+    """Nested metrics as {"reach/baseline/dtw_accuracy": value}, for pytest.approx."""
+    flat = {}
+    for key, value in scores.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}/"))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def _config(**changes):
     merged = with_sections(TINY_PIPELINE, **changes)
     return config_to_dict(config_from_dict(merged))
 
 
-def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_bucket, local_ray, prefect_harness):
+def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_bucket, local_ray, prefect_harness, monkeypatch):
     from lrprop.pipeline.flows import evaluate_and_publish, retrain_and_evaluate
 
     root = f"{s3_bucket}/lrprop"
@@ -107,9 +119,41 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
     assert manifest["metrics"]["baseline"] == summary["per_class"]["reach"]["baseline"]
     assert manifest["metrics"]["dtw_accuracy"] == summary["per_class"]["reach"]["dtw_accuracy"]
 
-    # A second publish (the same trained models) is a new version; the first stays readable.
+    # Publishing is idempotent per (run, class): the same run's checkpoints again publish nothing new.
+    assert read_published(root, "t1") == {
+        a: {
+            "dataset": "synthetic",
+            "version": v,
+            "uri": f"{root}/embeddings/synthetic/{a}/{v}",
+            "checkpoint": runs[a]["checkpoint"],
+        }
+        for a, v in first.items()
+    }
     again = evaluate_and_publish(root, "synthetic", result["dataset_version"], runs, "t1")
-    assert again["published"]["reach"] > first["reach"]
+    assert again["published"] == first
+    assert {(e["action"], e["n_versions"]) for e in list_embeddings(root)} == {("reach", 1), ("swing", 1)}
+    assert json.loads(store.read_bytes(again["metrics"]))["models"] == {
+        a: f"{root}/embeddings/synthetic/{a}/{v}" for a, v in first.items()
+    }
+
+    # Under another run name the same models are a new version, the first stays readable; a
+    # storage error publishing the second class retries the task, which does not publish the
+    # first class again (issue 15).
+    import lrprop.pipeline.embeddings
+
+    real_publish, calls = lrprop.pipeline.embeddings.publish_embeddings, []
+
+    def publish_failing_once(*args, **kwargs):
+        calls.append(kwargs["action"])
+        if calls == ["reach", "swing"]:
+            raise ConnectionError("injected: the store stopped answering")
+        return real_publish(*args, **kwargs)
+
+    monkeypatch.setattr(lrprop.pipeline.embeddings, "publish_embeddings", publish_failing_once)
+    republished = evaluate_and_publish(root, "synthetic", result["dataset_version"], runs, "t1-again")
+    monkeypatch.undo()
+    assert calls == ["reach", "swing", "swing"]  # retried once, reach not published again
+    assert all(republished["published"][a] > first[a] for a in first)
     assert pull_embeddings(root, "synthetic", "reach", first["reach"])[0].num_rows == table.num_rows
     listed = {(e["action"], e["n_versions"]) for e in list_embeddings(root)}
     assert listed == {("reach", 2), ("swing", 2)}
@@ -137,6 +181,8 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
         state = json.loads(store.read_bytes(store.join(info["checkpoint"], "state.json")))
         assert state["step"] == 4  # 4 videos / 2 per step × 2 epochs, unchanged
         assert state["extra"]["history"][0].get("resume_mark") == f"read back {action}", action
+    assert resumed["published"] == first  # the same checkpoints: what run t1 published stands
+    assert {(e["action"], e["n_versions"]) for e in list_embeddings(root)} == {("reach", 2), ("swing", 2)}
 
 
 def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_ray, prefect_harness):
@@ -180,6 +226,15 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     assert "dtw_accuracy" in out and "published embeddings synthetic/reach" in out
     assert "time-stretch baseline" in out and re.search(r"^\s+baseline(\s+-?\d+\.\d\d){3}$", out, re.M)
     assert (store_dir / "runs" / "cli1" / "evaluation" / "report.html").is_file()
+    # `lrprop evaluate --run` scores what the run published, to the run's own numbers (issue 15)
+    ran = json.loads((store_dir / "runs" / "cli1" / "evaluation" / "metrics.json").read_text())
+    assert main(["evaluate", "--run", "cli1", "--store", "store"]) == 0
+    capsys.readouterr()
+    again = json.loads((tmp_path / "lrprop-evaluation" / "cli1" / "metrics.json").read_text())
+    assert _flat(again["per_class"]) == pytest.approx(_flat(ran["per_class"]), abs=1e-6)
+    assert again["models"] == ran["models"] == {a: r["uri"] for a, r in read_published("store", "cli1").items()}
+    report = (store_dir / "runs" / "cli1" / "evaluation" / "report.html").read_text()
+    assert all(uri in report for uri in ran["models"].values()) and "lrprop-eval-" not in report
     assert main(["embeddings", "list", "--store", str(store_dir)]) == 0
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     assert sorted(line.split()[1] for line in lines) == ["reach", "swing"]

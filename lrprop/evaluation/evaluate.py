@@ -188,7 +188,7 @@ def evaluate_models(
     out_dir: str | Path,
     *,
     device: str = "auto",
-    on_class: Callable[[str, ClassEvaluation, dict, Path], None] | None = None,
+    on_class: Callable[[str, ClassEvaluation, dict, Path], str | None] | None = None,
 ) -> dict:
     """Evaluate one exported model per action class and write ``metrics.json`` + ``report.html``.
 
@@ -200,17 +200,20 @@ def evaluate_models(
         store_uri: the store holding the data sets.
         out_dir: where the two files go (local directory).
         on_class: called with (action, evaluation, the model's meta, its directory) after each
-            class, e.g. to publish the embeddings it computed.
+            class, e.g. to publish the embeddings it computed; what it returns, if anything, is
+            the model's durable address (a published version), named for it instead of its
+            directory.
 
     Returns:
-        {"dataset", "dataset_version", "per_class": {action: metrics}, "mean": {...}} as written;
+        {"dataset", "dataset_version", "per_class": {action: metrics}, "mean": {...},
+        "models": {action: address}} as written;
         each class's metrics and the mean carry "baseline", "oracle" and "gain" beside the
         model's numbers (:func:`score_with_references`, :func:`lrprop.evaluation.report.mean_over_classes`).
     """
     from lrprop.data.parquet import ParquetVideos
     from lrprop.evaluation.report import mean_over_classes, render_report
 
-    per_class, samples, dataset, versions = {}, {}, None, set()
+    per_class, samples, models, dataset, versions = {}, {}, {}, None, set()
     for action, model_dir in sorted(model_dirs.items()):
         model, config, meta = load_trained_model(model_dir)
         dataset = meta.get("dataset", dataset)
@@ -225,8 +228,8 @@ def evaluate_models(
         val_source = ParquetVideos(store_uri, split=config.eval.val_split, **opts)
         result = evaluate_class(model, config, train_source, val_source, device=device)
         per_class[action] = result.metrics
-        if on_class is not None:
-            on_class(action, result, meta, Path(model_dir))
+        address = on_class(action, result, meta, Path(model_dir)) if on_class is not None else None
+        models[action] = address or str(model_dir)
         frames = [val_source.read_frames(i, np.arange(val_source.num_frames(i))) for i in range(min(2, len(val_source)))]
         shown = min(6, len(result.val_embs))
         samples[action] = {
@@ -240,6 +243,7 @@ def evaluate_models(
         "dataset_version": sorted(v for v in versions if v),
         "per_class": per_class,
         "mean": mean_over_classes(per_class),
+        "models": models,
     }
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -251,7 +255,7 @@ def evaluate_models(
         samples=samples,
         details={
             "data set version": ", ".join(summary["dataset_version"]),
-            "models": ", ".join(str(p) for p in model_dirs.values()),
+            "models": ", ".join(models[a] for a in sorted(models)),
         },
     )
     (out_dir / "report.html").write_text(page)

@@ -35,6 +35,7 @@ __all__ = [
     "ChecksumError",
     "SplitEmbeddings",
     "embedding_schema",
+    "download_published_model",
     "embeddings_collection",
     "list_embeddings",
     "load_published_model",
@@ -184,6 +185,23 @@ def list_embeddings(store_uri: str, *, storage_options: dict | None = None) -> l
     return store.list_collections(store_uri, "embeddings", **(storage_options or {}))
 
 
+def download_published_model(
+    store_uri: str, dataset: str, action: str, version: str | None, dest: str | Path, *, storage_options: dict | None = None
+) -> Path:
+    """Write the model published with a version of embeddings (default: the latest) to the local
+    folder ``dest``, each file checked against the manifest's checksum first; returns ``dest``."""
+    opts = storage_options or {}
+    collection = embeddings_collection(store_uri, dataset, action)
+    manifest = store.read_manifest(collection, version, **opts)
+    root = store.join(collection, manifest["version"])
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in manifest["files"]:
+        if entry["path"].startswith("model/"):
+            (dest / entry["path"][len("model/") :]).write_bytes(store.read_verified(root, entry, **opts))
+    return dest
+
+
 def load_published_model(
     store_uri: str, dataset: str, action: str, version: str | None = None, *, storage_options: dict | None = None
 ):
@@ -192,13 +210,7 @@ def load_published_model(
 
     from lrprop.evaluation.evaluate import load_trained_model
 
-    opts = storage_options or {}
-    collection = embeddings_collection(store_uri, dataset, action)
-    manifest = store.read_manifest(collection, version, **opts)
-    root = store.join(collection, manifest["version"])
     with tempfile.TemporaryDirectory() as tmp:
-        for entry in manifest["files"]:
-            if entry["path"].startswith("model/"):
-                (Path(tmp) / entry["path"][len("model/") :]).write_bytes(store.read_verified(root, entry, **opts))
+        download_published_model(store_uri, dataset, action, version, tmp, storage_options=storage_options)
         model, _, _ = load_trained_model(tmp)
     return model

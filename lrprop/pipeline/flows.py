@@ -200,30 +200,55 @@ def train_classes_task(config: dict, store_uri: str, dataset: str, version: str,
 
 @task(name="evaluate-and-publish", retry_condition_fn=_transient, **STORAGE_RETRIES)
 def evaluate_and_publish_task(store_uri: str, dataset: str, version: str, checkpoints: dict, run_name: str) -> dict:
-    """Export each class's model, evaluate it, publish its embeddings; write the report to the store."""
+    """Export each class's model, evaluate it, publish its embeddings; write the report to the store.
+
+    Idempotent per (run, class): a class this run already published from the same checkpoint (a
+    retry after a storage error, the run started again) keeps that version, and nothing new is
+    published for it (:mod:`lrprop.pipeline.run_published`).
+    """
     from lrprop.evaluation.evaluate import evaluate_models
     from lrprop.pipeline.distributed import export_checkpoint
-    from lrprop.pipeline.embeddings import publish_embeddings
+    from lrprop.pipeline.embeddings import embeddings_collection, publish_embeddings
+    from lrprop.pipeline.run_published import already_published, read_published, record_published
 
     dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
+    recorded = read_published(store_uri, run_name)
     published = {}
+    logger = get_run_logger()
 
-    def publish(action, evaluation, meta, model_dir) -> None:
-        manifest = publish_embeddings(
-            store_uri,
-            dataset=dataset,
-            action=action,
-            splits=evaluation.splits(),
-            model_dir=model_dir,
-            dataset_manifest=dataset_manifest,
-            metrics=evaluation.metrics,
-        )
+    def publish(action, evaluation, meta, model_dir) -> str:
+        checkpoint = checkpoints[action]["checkpoint"]
+        manifest = already_published(store_uri, dataset, action, run_name, checkpoint, recorded.get(action))
+        if manifest is not None:
+            logger.info(
+                "%s: already published by this run from %s as %s; not published again", action, checkpoint, manifest["version"]
+            )
+        else:
+            manifest = publish_embeddings(
+                store_uri,
+                dataset=dataset,
+                action=action,
+                splits=evaluation.splits(),
+                model_dir=model_dir,
+                dataset_manifest=dataset_manifest,
+                metrics=evaluation.metrics,
+            )
+        uri = store.join(embeddings_collection(store_uri, dataset, action), manifest["version"])
         published[action] = manifest["version"]
+        recorded[action] = {"dataset": dataset, "version": manifest["version"], "uri": uri, "checkpoint": checkpoint}
+        record_published(store_uri, run_name, recorded)
+        return uri
 
     with tempfile.TemporaryDirectory(prefix="lrprop-eval-") as tmp:
         model_dirs = {}
         for action, info in sorted(checkpoints.items()):
-            meta = {"dataset": dataset, "dataset_version": version, "action": action, "run": run_name}
+            meta = {
+                "dataset": dataset,
+                "dataset_version": version,
+                "action": action,
+                "run": run_name,
+                "checkpoint": info["checkpoint"],
+            }
             model_dirs[action] = export_checkpoint(info["checkpoint"], Path(tmp) / action / "model", meta)
         summary = evaluate_models(model_dirs, store_uri, Path(tmp) / "evaluation", on_class=publish)
         out = store.join(store_uri, "runs", run_name, "evaluation")
@@ -240,12 +265,15 @@ def _metrics_artifact(summary: dict, report_uri: str, run_name: str) -> None:
 
 
 def _metrics_markdown(summary: dict, report_uri: str, run_name: str) -> str:
-    """The artifact's text: the run, the report's address and the metrics table (model,
-    time-stretch baseline, gain, oracle per metric) of :func:`lrprop.evaluation.report.metrics_table`."""
+    """The artifact's text: the run, the report's address, each class's published version and
+    the metrics table (model, time-stretch baseline, gain, oracle per metric) of
+    :func:`lrprop.evaluation.report.metrics_table`."""
     from lrprop.evaluation.report import metrics_table
 
     table = metrics_table(summary["per_class"], dataset=str(summary["dataset"] or ""), style="markdown")
-    return "\n".join([f"# {run_name}: {summary['dataset']}", f"Report: [{report_uri}]({report_uri})", "", table])
+    models = [f"- {action}: `{uri}`" for action, uri in sorted(summary.get("models", {}).items())]
+    lines = [f"# {run_name}: {summary['dataset']}", f"Report: [{report_uri}]({report_uri})", ""]
+    return "\n".join([*lines, *(["Published models:", *models, ""] if models else []), table])
 
 
 @flow(name="ingest")
@@ -328,13 +356,17 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
 
 
 @flow(name="pretrain")
-def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None) -> dict:
+def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None, run_name: str | None = None) -> dict:
     """Ingest as :func:`retrain_and_evaluate` does, then pretrain and publish the backbones of
     ``actions`` (default: every class of the data set).
 
+    ``run_name`` (default: a new one) records each backbone as it is published
+    (:func:`pretrain_recorded`): the task's retry, and a pretraining started again under that
+    name, pretrain only the classes not yet published.
+
     Returns:
         {"store" (made absolute), "dataset", "dataset_version", "actions" (every class of the
-        data-set version), "backbones": {action: what :func:`pretrain_task` gives}}.
+        data-set version), "run_name", "backbones": {action: what :func:`pretrain_task` gives}}.
 
     Raises:
         ValueError: an action the data-set version lacks.
@@ -343,6 +375,9 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
     """
     from lrprop.pipeline.distributed import ensure_ray
 
+    # None: a new name; "" (an unset variable in a script) is refused, not taken for None
+    run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
+    claim_run(run_name)  # this flow run named after it; one left Running by a killed process, Crashed
     store_uri = _usable_store(store_uri)
     dataset = config["dataset"]["name"]
     ingesting = ingest_task.submit(config, store_uri)
@@ -359,8 +394,15 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
             f"{skipped} would not pretrain under this config: pretrain.steps is 0, model.pretrained is given "
             "or model.train_from is none"
         )
-    done = pretrain_task(config, store_uri, dataset, version, actions)
-    return {"store": store_uri, "dataset": dataset, "dataset_version": version, "actions": known, "backbones": done}
+    done = pretrain_task(config, store_uri, dataset, version, actions, run_name)
+    return {
+        "store": store_uri,
+        "dataset": dataset,
+        "dataset_version": version,
+        "actions": known,
+        "run_name": run_name,
+        "backbones": done,
+    }
 
 
 @flow(name="tune")
