@@ -21,7 +21,8 @@ def retrain_and_evaluate_from_file(
     overrides: list[str] | None = None,
     run_name: str | None = None,
 ) -> dict:
-    """Load ``config_path`` (plus ``key=value`` overrides) and run the pipeline on ``store_uri``."""
+    """Load ``config_path`` (a path in the deployment's checkout, or a store URI such as a search's
+    ``s3://…/tune/<run>/<action>/best.yaml``; plus ``key=value`` overrides) and run the pipeline on ``store_uri``."""
     config = with_ray_address(load_config(config_path, overrides or []), ray_address)
     return retrain_and_evaluate(config_to_dict(config), store_uri, run_name)
 

@@ -22,7 +22,7 @@ def tune_from_file(
     overrides: list[str] | None = None,
     run_name: str | None = None,
 ) -> dict:
-    """Load ``config_path`` (plus ``key=value`` overrides) and search one class's T, alpha, beta."""
+    """Load ``config_path`` (a path or a store URI; plus ``key=value`` overrides) and search one class's T, alpha, beta."""
     config = with_ray_address(load_config(config_path, overrides or []), ray_address)
     return tune_flow(config_to_dict(config), store_uri, action, run_name)
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import sys
 import tempfile
@@ -345,7 +346,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     def with_config(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", help="YAML file of overrides of the defaults (see configs/)")
+        p.add_argument(
+            "--config", help="YAML file of overrides of the defaults (see configs/): a path or a store URI, e.g. s3://…/best.yaml"
+        )
         p.add_argument(
             "--set",
             action="append",
@@ -477,6 +480,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Prefect's temporary server reports usage to Prefect's servers, and on a machine that cannot
+    # reach them logs "ERROR | prefect.server.services.telemetry - Failed to send telemetry"
+    # among a run's first lines. Off unless the user set it; read when that server starts.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )

@@ -558,12 +558,27 @@ def with_ray_address(config: Config, address: str | None) -> Config:
     return dataclasses.replace(config, ray=dataclasses.replace(config.ray, address=address))
 
 
+def _read_config_text(path: str | Path) -> str:
+    """The text of a config file: a local path, or any store URI (``s3://…/best.yaml``, which
+    ``lrprop tune`` writes), read through :mod:`lrprop.store` with its credentials' rules."""
+    if "://" not in str(path):
+        return Path(path).read_text()
+    from lrprop import store  # only for URIs: fsspec and pyarrow are slow to import
+
+    data = store.read_bytes(str(path))
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a text file ({exc})") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
-    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    """Defaults, then the YAML file at ``path`` (if any: a local path or a store URI), then
+    ``key=value`` overrides."""
     merged: dict = {}
     if path is not None:
         try:
-            loaded = yaml.load(Path(path).read_text(), Loader=_YamlLoader)
+            loaded = yaml.load(_read_config_text(path), Loader=_YamlLoader)
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if loaded is not None and not isinstance(loaded, dict):

@@ -434,3 +434,22 @@ def test_an_error_names_the_flag_or_the_file_that_gave_the_bad_value(tmp_path):
         load_config(path, ["optim.epochs=3", "optim.lr=fast"])  # the file's lr is fine: the flag is to blame
     with pytest.raises(ConfigError, match=r"^--set optim\.lr=-1: optim\.lr: must be > 0"):
         load_config(None, ["optim.lr=0.1", "optim.lr=-1"])  # the last --set of a key is the one used
+
+
+def test_a_config_is_read_from_a_store_uri_as_from_a_file(tmp_path):
+    """Issue 15: ``lrprop tune`` writes best.yaml to the store; ``--config`` must read it there."""
+    import fsspec
+
+    text = "# lrprop run --config best.yaml\nloss: {alpha: 0.02, beta: 0.9}\ndata: {frames_per_view: 70}\n"
+    uri = f"memory://lrprop-config-test/{tmp_path.name}/best.yaml"
+    with fsspec.open(uri, "w") as f:
+        f.write(text)
+    assert load_config(uri) == load_config(write(tmp_path, text)) != Config()
+    assert load_config(uri).data.frames_per_view == 70
+    with pytest.raises(FileNotFoundError, match="memory://lrprop-config-test/.*/missing.yaml"):
+        load_config(uri.replace("best.yaml", "missing.yaml"))
+    bad = uri.replace("best.yaml", "bad.yaml")
+    with fsspec.open(bad, "w") as f:
+        f.write("loss: {alpha: fast}\n")
+    with pytest.raises(ConfigError, match=rf"^{re.escape(bad)}: loss.alpha"):
+        load_config(bad)

@@ -185,7 +185,9 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
     assert {(e["action"], e["n_versions"]) for e in list_embeddings(root)} == {("reach", 2), ("swing", 2)}
 
 
-def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_ray, prefect_harness):
+def test_tune_runs_three_trials_with_asha_and_records_the_best_which_a_run_takes_as_its_config(
+    s3_bucket, local_ray, prefect_harness
+):
     from lrprop.pipeline.flows import tune_flow
 
     root = f"{s3_bucket}/lrprop"
@@ -211,6 +213,17 @@ def test_tune_runs_three_trials_with_asha_and_records_the_best(s3_bucket, local_
     shared = store.join(root, "backbones", "synthetic", "reach", entry["latest_version"], "backbone.safetensors")
     assert promoted_config.model.pretrained == shared and promoted_config.model.train_from == "none"
     assert read_backbone(root, "synthetic", "reach")[1]["version"] == entry["latest_version"]  # checksum verified
+
+    # Promoted as the cluster guide says: a run takes best.yaml from the store as its config (issue 15)
+    assert main(["run", "--config", best["config_uri"], "--store", root, "--run-name", "promoted"]) == 0
+    assert _no_placement_group_left()
+    for action in ("reach", "swing"):
+        trained = config_from_dict(pull_embeddings(root, "synthetic", action)[1]["model"]["config"])
+        assert trained.loss.alpha == pytest.approx(best["params"]["alpha"]) and trained.loss.beta == pytest.approx(
+            best["params"]["beta"]
+        )
+        assert trained.data.frames_per_view == best["params"]["frames_per_view"] and trained.model.pretrained == shared
+    assert [b["n_versions"] for b in list_backbones(root)] == [1]  # trained from the search's backbone, none pretrained
 
 
 def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, local_ray, prefect_harness, capsys, monkeypatch):
