@@ -27,6 +27,7 @@ from lrprop.pipeline.distributed import live_placement_groups, train_classes
 from lrprop.pipeline.embeddings import list_embeddings, load_published_model, pull_embeddings
 from lrprop.pipeline.run_published import read_published
 from lrprop.training.checkpoint import COMPLETE_FILE
+from lrprop.training.train import _flatten  # nested metrics as flat keys, for pytest.approx
 
 pytestmark = pytest.mark.integration
 
@@ -49,17 +50,6 @@ def _no_placement_group_left(timeout_s: float = 15.0) -> bool:
     while live_placement_groups() and time.monotonic() < deadline:
         time.sleep(0.5)
     return live_placement_groups() == {}
-
-
-def _flat(scores: dict, prefix: str = "") -> dict[str, float]:
-    """Nested metrics as {"reach/baseline/dtw_accuracy": value}, for pytest.approx."""
-    flat = {}
-    for key, value in scores.items():
-        if isinstance(value, dict):
-            flat.update(_flat(value, f"{prefix}{key}/"))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def _config(**changes):
@@ -244,7 +234,7 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     assert main(["evaluate", "--run", "cli1", "--store", "store"]) == 0
     capsys.readouterr()
     again = json.loads((tmp_path / "lrprop-evaluation" / "cli1" / "metrics.json").read_text())
-    assert _flat(again["per_class"]) == pytest.approx(_flat(ran["per_class"]), abs=1e-6)
+    assert _flatten(again["per_class"]) == pytest.approx(_flatten(ran["per_class"]), abs=1e-6)
     assert again["models"] == ran["models"] == {a: r["uri"] for a, r in read_published("store", "cli1").items()}
     report = (store_dir / "runs" / "cli1" / "evaluation" / "report.html").read_text()
     assert all(uri in report for uri in ran["models"].values()) and "lrprop-eval-" not in report

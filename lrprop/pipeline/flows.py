@@ -86,6 +86,15 @@ def _new_run_name() -> str:
     return datetime.now(UTC).strftime("run-%Y%m%dT%H%M%SZ")
 
 
+def _claimed_run(run_name: str | None) -> str:
+    """The run's checked name (None: a new one; "", an unset variable in a script, is refused,
+    not taken for None), with this flow run named after it and one that a killed process left
+    Running marked Crashed (:func:`lrprop.pipeline.flow_runs.claim_run`)."""
+    run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
+    claim_run(run_name)
+    return run_name
+
+
 @task(name="ingest", retry_condition_fn=_transient, **STORAGE_RETRIES)
 def ingest_task(config: dict, store_uri: str) -> str:
     """Ingest the configured data set if asked (``config.dataset``); returns the version to use."""
@@ -313,9 +322,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     from lrprop.pipeline.distributed import ensure_ray
 
     started = time.time()
-    # None: a new name; "" (an unset variable in a script) is refused, not taken for None
-    run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
-    claim_run(run_name)  # this flow run named after it; one left Running by a killed process, Crashed
+    run_name = _claimed_run(run_name)
     store_uri = _usable_store(store_uri)
     _steps_fit_here(config)
     dataset = config["dataset"]["name"]
@@ -375,9 +382,7 @@ def pretrain_flow(config: dict, store_uri: str, actions: list[str] | None = None
     """
     from lrprop.pipeline.distributed import ensure_ray
 
-    # None: a new name; "" (an unset variable in a script) is refused, not taken for None
-    run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
-    claim_run(run_name)  # this flow run named after it; one left Running by a killed process, Crashed
+    run_name = _claimed_run(run_name)
     store_uri = _usable_store(store_uri)
     dataset = config["dataset"]["name"]
     ingesting = ingest_task.submit(config, store_uri)
@@ -410,9 +415,7 @@ def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name:
     """Search T, α, β for one class (default: the first) with ASHA; records the best in the store."""
     from lrprop.pipeline.tune import tune_class
 
-    # None: a new name; "" (an unset variable in a script) is refused, not taken for None
-    run_name = check_name(_new_run_name() if run_name is None else run_name, "run name")
-    claim_run(run_name)  # this flow run named after it; one left Running by a killed process, Crashed
+    run_name = _claimed_run(run_name)
     store_uri = _usable_store(store_uri)
     dataset = config["dataset"]["name"]
     version = ingest_flow(config, store_uri)
