@@ -33,6 +33,7 @@ __all__ = [
     "WORKER_DIR_PREFIX",
     "keeping_signal_handlers",
     "process_alive",
+    "process_start_ticks",
     "process_started_at",
     "remove_left_worker_dirs",
     "stop_cleanly",
@@ -187,15 +188,25 @@ def process_alive(pid: int) -> bool:
         return True
 
 
+def process_start_ticks(pid: int) -> int | None:
+    """When process ``pid`` started, in clock ticks since boot (``/proc/<pid>/stat``'s field 22):
+    exact, and with its pid it names one process for as long as the machine runs; None where it
+    is gone or there is no ``/proc``."""
+    try:
+        return int(_stat_fields(Path(f"/proc/{pid}/stat"))[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def process_started_at(pid: int) -> float | None:
     """When process ``pid`` started (seconds since the epoch, to about a second: the kernel
     gives its boot time in whole seconds); None where it is gone or there is no ``/proc``."""
+    ticks = process_start_ticks(pid)
     try:
-        ticks = int(_stat_fields(Path(f"/proc/{pid}/stat"))[19])  # field 22, starttime, in clock ticks since boot
         boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime "))
     except (OSError, IndexError, ValueError, StopIteration):
         return None
-    return boot + ticks / os.sysconf("SC_CLK_TCK")
+    return None if ticks is None else boot + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def remove_left_worker_dirs(root: str | Path | None = None) -> list[Path]:

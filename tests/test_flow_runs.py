@@ -4,12 +4,13 @@ marked Crashed; one whose process on this host still runs stops the new one; one
 is only warned of.
 
 Against Prefect's own temporary server (the session's harness); the processes are real ones
-started here, and the oracle for "later" is the kernel's start time of each.
+started here, and the oracle for "another process of that pid" is the kernel's start time of each.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -18,7 +19,7 @@ import uuid
 
 import pytest
 
-from lrprop.interrupts import process_started_at
+from lrprop.interrupts import process_start_ticks, process_started_at
 from lrprop.pipeline.flow_runs import RunInUse, claim_run
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -72,16 +73,23 @@ def test_a_gone_process_is_marked_crashed():
     assert claiming(name) == [left]
     state, message = _state(left)
     assert state == "CRASHED" and f":{dead.pid}) is gone" in message
+    # The new flow run records its own process with the kernel's start time of it
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name])))
+    owners = sorted(r.infrastructure_pid for r in runs)
+    assert f"{socket.gethostname()}:{os.getpid()}:{process_start_ticks(os.getpid())}" in owners
 
 
 def test_a_live_process_of_the_run_on_this_host_stops_the_new_one():
     claiming = _claiming_flow()
     name = f"r-{uuid.uuid4().hex[:8]}"
-    owner = _sleeper()  # started before its flow run, as a run's own process is
+    owner = _sleeper()
     try:
-        time.sleep(1.5)  # beyond the start time's one-second grain
         left = _left_running(claiming, name)
-        _set_owner(left, f"{socket.gethostname()}:{owner.pid}")
+        _set_owner(left, f"{socket.gethostname()}:{owner.pid}:{process_start_ticks(owner.pid)}")
         with pytest.raises(RunInUse, match=rf"run '{name}' is already running here: flow run {left}, process {owner.pid}"):
             claiming(name)
         assert _state(left)[0] == "RUNNING"
@@ -94,15 +102,11 @@ def test_a_pid_given_to_a_later_process_is_not_the_runs():
     claiming = _claiming_flow()
     name = f"r-{uuid.uuid4().hex[:8]}"
     left = _left_running(claiming, name)
-    time.sleep(1.5)
-    later = _sleeper()  # alive, holding the pid the flow run names, but started after it
+    later = _sleeper()  # alive, holding the pid the flow run names, but not the process it recorded
     try:
-        from prefect import get_client
-
-        with get_client(sync_client=True) as client:
-            run = client.read_flow_run(left)
-        assert process_started_at(later.pid) > (run.start_time or run.created).timestamp() + 1.0  # the oracle: the kernel's
-        _set_owner(left, f"{socket.gethostname()}:{later.pid}")
+        started = process_start_ticks(later.pid)
+        assert started is not None and started > 0  # the oracle: the kernel's start time of it
+        _set_owner(left, f"{socket.gethostname()}:{later.pid}:{started - 1}")
         assert claiming(name) == [left]
         assert _state(left)[0] == "CRASHED"
     finally:

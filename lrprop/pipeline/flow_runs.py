@@ -4,10 +4,11 @@ flow runs of a process killed outright marked Crashed when the run is started ag
 A SIGTERM or SIGINT lets ``lrprop run`` mark its own flow run Crashed (:mod:`lrprop.interrupts`).
 A SIGKILL, the OOM killer or a lost machine does not: the flow run stays Running in Prefect's
 database for good. Every flow run of a run therefore carries the run's name and its process as
-Prefect's own ``infrastructure_pid`` (``host:pid``), and when a run of that name starts again
+Prefect's own ``infrastructure_pid`` (``host:pid:start``, ``start`` the kernel's start time of
+the process in clock ticks), and when a run of that name starts again
 (a resume), the Running flow runs of the same flow and name whose process on this host is gone
-are set Crashed, saying so; a process that started after the flow run did (a pid the system gave
-again, or a restarted container's) is not its owner. One whose process on this host is alive
+are set Crashed, saying so; a live process of that pid with another start time (a pid the system
+gave again, or a restarted container's) is not its owner. One whose process on this host is alive
 stops the new one (:class:`RunInUse`): two processes of one run would write the same
 checkpoints. One on another host is left alone and named in a warning: its process cannot be
 seen from here.
@@ -20,33 +21,33 @@ import os
 import socket
 
 from lrprop.failures import PermanentError
-from lrprop.interrupts import process_alive, process_started_at
+from lrprop.interrupts import process_alive, process_start_ticks
 
 __all__ = ["RunInUse", "claim_run"]
 
 log = logging.getLogger(__name__)
-
-# process_started_at is good to about a second (the kernel's boot time is in whole seconds)
-_START_SLACK_S = 1.0
 
 
 class RunInUse(PermanentError):
     """A run name is being run by another live process on this host."""
 
 
-def _owner(infrastructure_pid: str | None) -> tuple[str, int] | None:
-    host, _, pid = (infrastructure_pid or "").rpartition(":")
-    return (host, int(pid)) if host and pid.isdigit() else None
+def _owner(infrastructure_pid: str | None) -> tuple[str, int, int | None] | None:
+    """(host, pid, start ticks) of ``host:pid:start``; start None in the older ``host:pid``."""
+    parts = (infrastructure_pid or "").split(":")
+    if len(parts) not in (2, 3) or not parts[0] or not all(p.isdigit() for p in parts[1:]):
+        return None
+    return parts[0], int(parts[1]), int(parts[2]) if len(parts) == 3 else None
 
 
-def _owner_gone(pid: int, flow_run) -> bool:
-    """Whether ``pid`` on this host is not, or no longer, the process of ``flow_run``."""
+def _owner_gone(pid: int, start: int | None) -> bool:
+    """Whether process ``pid`` on this host, started at ``start`` (clock ticks since boot; None:
+    not recorded), is gone: dead, this process, or a live one of another start time."""
     if pid == os.getpid() or not process_alive(pid):
         return True
-    started = process_started_at(pid)
-    since = flow_run.start_time or flow_run.created
-    # The owner started before its flow run did; a later process only has its pid
-    return started is not None and since is not None and started > since.timestamp() + _START_SLACK_S
+    now = process_start_ticks(pid)
+    # Ticks against ticks, both the kernel's: no wall clock, whose steps would make a live owner look new
+    return start is not None and now is not None and now != start
 
 
 def claim_run(run_name: str) -> list[str]:
@@ -75,7 +76,8 @@ def claim_run(run_name: str) -> list[str]:
     host = socket.gethostname()
     marked = []
     with get_client(sync_client=True) as client:
-        client.update_flow_run(me, name=run_name, infrastructure_pid=f"{host}:{os.getpid()}")
+        owner = f"{host}:{os.getpid()}" + (f":{start}" if (start := process_start_ticks(os.getpid())) is not None else "")
+        client.update_flow_run(me, name=run_name, infrastructure_pid=owner)
         running = client.read_flow_runs(
             flow_filter=FlowFilter(name=FlowFilterName(any_=[runtime.flow_run.flow_name])),
             flow_run_filter=FlowRunFilter(
@@ -88,7 +90,7 @@ def claim_run(run_name: str) -> list[str]:
                 continue
             owner = _owner(other.infrastructure_pid)
             here = owner is not None and owner[0] == host
-            if here and not _owner_gone(owner[1], other):
+            if here and not _owner_gone(owner[1], owner[2]):
                 raise RunInUse(
                     f"run {run_name!r} is already running here: flow run {other.id}, process {owner[1]}; "
                     f"stop it (kill -TERM {owner[1]}) or start this one under another --run-name"
@@ -103,7 +105,7 @@ def claim_run(run_name: str) -> list[str]:
                 )
                 continue
             message = (
-                f"its process ({other.infrastructure_pid}) is gone, killed without a chance to stop; "
+                f"its process ({owner[0]}:{owner[1]}) is gone, killed without a chance to stop; "
                 f"run {run_name!r} was started again"
             )
             client.set_flow_run_state(other.id, Crashed(message=message), force=True)
