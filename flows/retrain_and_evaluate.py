@@ -20,11 +20,14 @@ def retrain_and_evaluate_from_file(
     ray_address: str | None = None,
     overrides: list[str] | None = None,
     run_name: str | None = None,
+    force: bool = False,
 ) -> dict:
     """Load ``config_path`` (a path in the deployment's checkout, or a store URI such as a search's
-    ``s3://…/tune/<run>/<action>/best.yaml``; plus ``key=value`` overrides) and run the pipeline on ``store_uri``."""
+    ``s3://…/tune/<run>/<action>/best.yaml``; plus ``key=value`` overrides) and run the pipeline on
+    ``store_uri``: classes with unchanged data, config and code are not retrained unless ``force``,
+    and each class's ``promotion.alias`` moves only through the gate (``promotion.*``)."""
     config = with_ray_address(load_config(config_path, overrides or []), ray_address)
-    return retrain_and_evaluate(config_to_dict(config), store_uri, run_name)
+    return retrain_and_evaluate(config_to_dict(config), store_uri, run_name, force=force)
 
 
 if __name__ == "__main__":

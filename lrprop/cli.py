@@ -1,13 +1,16 @@
 """The ``lrprop`` command line.
 
-    lrprop run --config configs/smoke.yaml [--store URI] [--run-name NAME] [--ray-address ADDR] [--set key=value ...]
+    lrprop run --config configs/smoke.yaml [--store URI] [--run-name NAME] [--ray-address ADDR] [--force] [--set k=v ...]
     lrprop pretrain --config configs/smoke.yaml [--store URI] [--action A ...] [--run-name NAME] [--ray-address ADDR] [--set k=v]
     lrprop tune --config configs/tune.yaml [--store URI] [--action A] [--ray-address ADDR]
     lrprop synth --dest URI [--config FILE] [--set synthetic.key=value ...]
     lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --store STORE_URI [options]
     lrprop evaluate (--run RUN | --model MODEL_DIR) --store STORE
-    lrprop embeddings list --store URI
-    lrprop embeddings pull --store URI --dataset D --action A [--version V] --out FILE.parquet
+    lrprop embeddings list --store URI                       versions and aliases of each class
+    lrprop embeddings pull --store URI --dataset D --action A [--version V | --alias production] --out FILE.parquet
+    lrprop embeddings promote --store URI --dataset D --action A --version V [--alias A] [--force] [--reason TEXT]
+    lrprop embeddings rollback --store URI --dataset D --action A [--alias A] [--to V] [--reason TEXT]
+    lrprop embeddings history --store URI --dataset D --action A [--alias A]
     lrprop backbones list --store URI
     lrprop datasets list --store URI
     lrprop store check --store URI [--no-checksums]      every version against its manifest
@@ -17,15 +20,18 @@
 ``run`` is the main job, the Prefect flow ``retrain_and_evaluate`` (:mod:`lrprop.pipeline.flows`):
 ingest the configured data set (the synthetic one by default, generated once), train every
 action class as its own Ray Train job, all at once, evaluate them, publish each class's
-embeddings and model as a new version, and write ``metrics.json`` and ``report.html`` under
-``<store>/runs/<run-name>/evaluation/``. With no Prefect server and no Ray address it all runs
-on this machine. The same ``--run-name`` resumes a run from its checkpoints. When the config
+embeddings and model as a new version, write ``metrics.json`` and ``report.html`` under
+``<store>/runs/<run-name>/evaluation/``, and move each class's ``production`` alias to its new
+version if it passes the gate (``promotion.*``). A class whose data, config and code are those
+of its latest version is not trained again (``--force`` trains it). With no Prefect server and
+no Ray address it all runs on this machine. The same ``--run-name`` resumes a run from its checkpoints. When the config
 pretrains the backbones (``pretrain.steps`` > 0 and no ``model.pretrained``), the flow first
 pretrains every class's backbone as its own Ray actor and publishes it
 (``<store>/backbones/<dataset>/<action>/<version>/``), then trains from it.
 
-Exit codes: 0 done, 1 a run failed on an error no retry can fix (its last line names it) or
-``store check`` found damage, 2 bad input or config, 128 + N stopped by signal N (SIGTERM 143).
+Exit codes: 0 done; 1 a run failed on an error no retry can fix (its last line names it),
+``store check`` found damage or the gate refused ``embeddings promote``; 2 bad input or config;
+128 + N stopped by signal N (SIGTERM 143).
 
 ``pretrain`` is that stage alone: it prints each class's backbone URI and the ``--set`` flags
 with which ``run`` (on the same data set) trains from them instead of pretraining again.
@@ -59,15 +65,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     run_name = check_name(args.run_name, "run name") if args.run_name else None
     started = time.perf_counter()
-    result = retrain_and_evaluate(config_to_dict(config), args.store, run_name)
+    result = retrain_and_evaluate(config_to_dict(config), args.store, run_name, force=args.force)
     seconds = time.perf_counter() - started
-    summary = json.loads(_read(result["metrics"]))
-    print(f"run {result['run_name']} on {summary['dataset']} {result['dataset_version']} ({seconds:.0f} s)")
-    _print_metrics(summary)
+    dataset = config.dataset.name
+    print(f"run {result['run_name']} on {dataset} {result['dataset_version']} ({seconds:.0f} s)")
+    if result["metrics"]:
+        _print_metrics(json.loads(_read(result["metrics"])))
     for action, version in sorted(result["published"].items()):
-        print(f"published embeddings {summary['dataset']}/{action} {version}")
-    print(f"metrics: {result['metrics']}\nreport:  {result['report']}")
+        print(f"published embeddings {dataset}/{action} {version}")
+    for action, u in sorted(result["unchanged"].items()):
+        print(f"not retrained {dataset}/{action}: data, config and code unchanged since {u['version']} (--force retrains)")
+    _print_promotions(dataset, result["promotions"])
+    if result["metrics"]:
+        print(f"metrics: {result['metrics']}\nreport:  {result['report']}")
     return 0
+
+
+def _print_promotions(dataset: str, promotions: dict) -> None:
+    for action, m in sorted(promotions.items()):
+        if m["moved"]:
+            print(f"promoted {dataset}/{action} {m['alias']}: {m['from'] or 'unset'} -> {m['to']} ({m['why']})")
+        else:
+            print(f"not promoted {dataset}/{action} {m['to']}: {m['alias']} stays at {m['from'] or 'unset'} ({m['why']})")
 
 
 def _read(uri: str) -> bytes:
@@ -235,15 +254,19 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 def _cmd_embeddings_list(args: argparse.Namespace) -> int:
     from lrprop.pipeline.embeddings import list_embeddings
 
-    _print_registry(list_embeddings(args.store))
+    _print_registry(list_embeddings(args.store), aliases=True)
     return 0
 
 
-def _print_registry(entries: list[dict]) -> None:
-    """The table of a registry's collections (``store.list_collections``)."""
-    print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}")
+def _print_registry(entries: list[dict], *, aliases: bool = False) -> None:
+    """The table of a registry's collections (``store.list_collections``); with ``aliases`` a
+    last column of each class's aliases, ``alias=version`` (``-``: none)."""
+    print(f"{'dataset':<16} {'action':<20} {'latest_version':<34} {'n_versions':>10}" + ("  aliases" if aliases else ""))
     for e in entries:
-        print(f"{e['dataset']:<16} {e['action']:<20} {e['latest_version']:<34} {e['n_versions']:>10}")
+        line = f"{e['dataset']:<16} {e['action']:<20} {e['latest_version']:<34} {e['n_versions']:>10}"
+        if aliases:
+            line += "  " + (" ".join(f"{a}={v}" for a, v in sorted(e.get("aliases", {}).items())) or "-")
+        print(line)
 
 
 def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
@@ -251,7 +274,7 @@ def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
 
     from lrprop.pipeline.embeddings import EMBEDDINGS_FILE, pull_embeddings
 
-    table, manifest = pull_embeddings(args.store, args.dataset, args.action, args.version)
+    table, manifest = pull_embeddings(args.store, args.dataset, args.action, args.version, alias=args.alias)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp")
@@ -259,6 +282,39 @@ def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
     tmp.replace(out)  # never a half-written file at --out
     verified = f"{EMBEDDINGS_FILE}'s sha256 and row count verified"
     print(f"{args.dataset}/{args.action} {manifest['version']}: {table.num_rows} frames -> {out} ({verified})")
+    return 0
+
+
+def _cmd_embeddings_promote(args: argparse.Namespace) -> int:
+    from lrprop.pipeline.aliases import promote
+
+    config = load_config(args.config, args.set)
+    move = promote(
+        args.store, args.dataset, args.action, args.version, config.promotion, alias=args.alias, force=args.force,
+        reason=args.reason,
+    )  # fmt: skip
+    _print_promotions(args.dataset, {args.action: move})
+    return 0 if move["moved"] or move["from"] == move["to"] else 1
+
+
+def _cmd_embeddings_rollback(args: argparse.Namespace) -> int:
+    from lrprop.pipeline.aliases import rollback
+
+    move = rollback(args.store, args.dataset, args.action, args.alias, to=args.to, reason=args.reason)
+    print(f"rolled back {args.dataset}/{args.action} {args.alias}: {move['from']} -> {move['to']}")
+    return 0
+
+
+def _cmd_embeddings_history(args: argparse.Namespace) -> int:
+    from lrprop.pipeline.aliases import read_alias, resolve_alias
+
+    doc = read_alias(args.store, args.dataset, args.action, args.alias)
+    if doc is None:
+        resolve_alias(args.store, args.dataset, args.action, args.alias)  # raises, naming the file
+    print(f"{args.dataset}/{args.action} {args.alias} = {doc['version']}")
+    for m in doc["history"]:
+        why = "; ".join(x for x in (m.get("reason"), m.get("gate")) if x)
+        print(f"{m['at']}  {m['kind']:<8} {m['from'] or 'unset'} -> {m['to']}  by {m['by']}" + (f"  ({why})" if why else ""))
     return 0
 
 
@@ -364,6 +420,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--run-name", help="name of the run; an existing run of that name is resumed")
     run.add_argument("--ray-address", help="Ray cluster address (default: config ray.address, else a local Ray)")
+    run.add_argument(
+        "--force", action="store_true", help="train every class, also those whose data, config and code are unchanged"
+    )
     run.set_defaults(func=_cmd_run)
 
     pre = sub.add_parser(
@@ -435,9 +494,38 @@ def build_parser() -> argparse.ArgumentParser:
     emb_pull.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
     emb_pull.add_argument("--dataset", required=True)
     emb_pull.add_argument("--action", required=True)
-    emb_pull.add_argument("--version", help="a version id (default: the latest complete one)")
+    pulled = emb_pull.add_mutually_exclusive_group()
+    pulled.add_argument("--version", help="a version id (default: the latest complete one)")
+    pulled.add_argument("--alias", help="the version an alias names, e.g. production")
     emb_pull.add_argument("--out", required=True, help="output .parquet file")
     emb_pull.set_defaults(func=_cmd_embeddings_pull)
+
+    def class_args(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--store", default="lrprop-store", help="store root (folder or URI)")
+        p.add_argument("--dataset", required=True)
+        p.add_argument("--action", required=True)
+
+    emb_promote = emb_sub.add_parser(
+        "promote",
+        help="move an alias to a version if it passes the gate (promotion.* of the config), or with --force regardless",
+    )
+    with_config(emb_promote)
+    class_args(emb_promote)
+    emb_promote.add_argument("--version", required=True, help="the version to promote")
+    emb_promote.add_argument("--alias", help="the alias (default promotion.alias: production)")
+    emb_promote.add_argument("--force", action="store_true", help="move it even if the gate refuses (recorded as forced)")
+    emb_promote.add_argument("--reason", default="", help="why, for the alias's history")
+    emb_promote.set_defaults(func=_cmd_embeddings_promote)
+    emb_rollback = emb_sub.add_parser("rollback", help="move an alias back to the version it held before (or --to one)")
+    class_args(emb_rollback)
+    emb_rollback.add_argument("--alias", default="production", help="the alias (default production)")
+    emb_rollback.add_argument("--to", help="a version to move it to (default: the one it held before its current one)")
+    emb_rollback.add_argument("--reason", default="", help="why, for the alias's history")
+    emb_rollback.set_defaults(func=_cmd_embeddings_rollback)
+    emb_history = emb_sub.add_parser("history", help="an alias's moves: when, by whom, from, to, why")
+    class_args(emb_history)
+    emb_history.add_argument("--alias", default="production", help="the alias (default production)")
+    emb_history.set_defaults(func=_cmd_embeddings_history)
 
     bb = sub.add_parser("backbones", help="pretrained backbones in a store (lrprop pretrain, lrprop run)")
     bb_sub = bb.add_subparsers(dest="backbones_command", required=True)

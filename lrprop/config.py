@@ -27,6 +27,7 @@ __all__ = [
     "ModelConfig",
     "LossConfig",
     "PretrainConfig",
+    "PromotionConfig",
     "OptimConfig",
     "TrainConfig",
     "SyntheticConfig",
@@ -352,6 +353,38 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class PromotionConfig:
+    """Which published versions readers get: an alias (``lrprop embeddings pull --alias``) that a
+    run moves to the version it publishes only through a gate (:mod:`lrprop.pipeline.aliases`)."""
+
+    alias: str | None = "production"  # the alias a run moves; None: publish without promoting
+    # The metric compared, higher is better: dtw_accuracy, kendalls_tau, phase_progression,
+    # ap_at_k/<K> or phase_classification/<fraction> (a key of the class's metrics)
+    metric: str = "dtw_accuracy"
+    tolerance: float = 0.01  # the new version may score this much below the alias's current one
+    # It must beat the time-stretch baseline (the metric's gain over it) by more than this; None: not asked
+    min_gain: float | None = 0.0
+
+    METRICS = ("dtw_accuracy", "kendalls_tau", "phase_progression")
+
+    def __post_init__(self) -> None:
+        if self.alias is not None:
+            from lrprop.names import check_name
+
+            try:
+                check_name(self.alias, "alias")
+            except ValueError as exc:
+                raise ConfigError(f"promotion.alias: {exc}") from None
+        nested = re.fullmatch(r"(ap_at_k|phase_classification)/[0-9][0-9.]*", self.metric)
+        _require(
+            self.metric in self.METRICS or nested is not None,
+            "promotion.metric",
+            f"must be one of {list(self.METRICS)}, ap_at_k/<K> or phase_classification/<fraction>, got {self.metric!r}",
+        )
+        _require(self.tolerance >= 0, "promotion.tolerance", f"must be >= 0, got {self.tolerance}")
+
+
+@dataclass(frozen=True)
 class Config:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -364,6 +397,7 @@ class Config:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    promotion: PromotionConfig = field(default_factory=PromotionConfig)
     # Per action class overrides of the sections below, e.g. the paper's Table 5:
     # {"jumping_jacks": {"data": {"frames_per_view": 20}, "loss": {"alpha": 0.01, "beta": 0.4}}}
     actions: dict[str, dict] = field(default_factory=dict, hash=False)  # hashing skips it; == does not

@@ -108,7 +108,7 @@ def test_a_second_publish_is_a_new_version_and_the_first_stays_readable(root, mo
     rows = (cols["split"] == "train") & (cols["video_id"] == "t1")
     np.testing.assert_array_equal(cols["embedding"][rows], _splits(1)["train"][1][1].astype(np.float32))
     assert list_embeddings(root) == [
-        {"dataset": "synthetic", "action": "reach", "latest_version": second["version"], "n_versions": 2}
+        {"dataset": "synthetic", "action": "reach", "latest_version": second["version"], "n_versions": 2, "aliases": {}}
     ]
 
 

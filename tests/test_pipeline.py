@@ -22,6 +22,7 @@ from tiny import TINY_MODEL, with_sections
 from lrprop import store
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
+from lrprop.pipeline.aliases import read_alias
 from lrprop.pipeline.backbones import list_backbones, read_backbone
 from lrprop.pipeline.distributed import live_placement_groups, train_classes
 from lrprop.pipeline.embeddings import list_embeddings, load_published_model, pull_embeddings
@@ -108,6 +109,12 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
     assert manifest["dataset_version"] == result["dataset_version"]
     assert manifest["metrics"]["baseline"] == summary["per_class"]["reach"]["baseline"]
     assert manifest["metrics"]["dtw_accuracy"] == summary["per_class"]["reach"]["dtw_accuracy"]
+    # Each class's production alias moved to its version exactly when it beat the time-stretch baseline.
+    for action, move in result["promotions"].items():
+        gain = summary["per_class"][action]["dtw_accuracy"] - summary["per_class"][action]["baseline"]["dtw_accuracy"]
+        assert move["moved"] == (gain > 0) and move["to"] == first[action], (action, move, gain)
+        held = read_alias(root, "synthetic", action, "production")
+        assert (held["version"] if held else None) == (first[action] if gain > 0 else None)
 
     # Publishing is idempotent per (run, class): the same run's checkpoints again publish nothing new.
     assert read_published(root, "t1") == {
@@ -163,7 +170,7 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
         listed = json.loads(store.read_bytes(listed_uri))
         listed["files"]["state.json"] = {"bytes": len(marked), "sha256": hashlib.sha256(marked).hexdigest()}
         store.write_bytes(listed_uri, json.dumps(listed).encode())
-    resumed = retrain_and_evaluate(_config(), root, "t1")
+    resumed = retrain_and_evaluate(_config(), root, "t1", force=True)  # force: data, config and code are unchanged
     assert resumed["backbones"] == backbones
     assert {(b["action"], b["n_versions"]) for b in list_backbones(root)} == {("reach", 1), ("swing", 1)}
     assert sorted(resumed["checkpoints"]) == ["reach", "swing"]
@@ -217,15 +224,19 @@ def test_tune_runs_three_trials_with_asha_and_records_the_best_which_a_run_takes
 
 
 def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, local_ray, prefect_harness, capsys, monkeypatch):
-    config = tmp_path / "tiny.yaml"
     import yaml
 
+    config = tmp_path / "tiny.yaml"
     config.write_text("# lrprop run --config tiny.yaml\n" + yaml.safe_dump(TINY_PIPELINE))
     store_dir = tmp_path / "store"
     monkeypatch.chdir(tmp_path)  # a relative --store, as in the README: Ray workers run elsewhere
     assert main(["run", "--config", str(config), "--store", "store", "--run-name", "cli1"]) == 0
     assert _no_placement_group_left()  # `lrprop run` returns with nothing reserved
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    # Each class's progress reached the flow run's log (Prefect's console), from what its Train worker reported.
+    for action in ("reach", "swing"):
+        assert re.search(rf"Task run 'train-classes-\S+' - {action}: epoch 2/2, step 4, loss \d\S*, \d+ s elapsed, done", err)
+    assert " ERROR " not in err and "Failed to send telemetry" not in err
     assert "dtw_accuracy" in out and "published embeddings synthetic/reach" in out
     assert "time-stretch baseline" in out and re.search(r"^\s+baseline(\s+-?\d+\.\d\d){3}$", out, re.M)
     assert (store_dir / "runs" / "cli1" / "evaluation" / "report.html").is_file()
@@ -242,6 +253,25 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     assert sorted(line.split()[1] for line in lines) == ["reach", "swing"]
     assert main(["run", "--run-name", "../escape", "--store", str(store_dir)]) == 2
+
+    # Run again on unchanged data, config and code: nothing trains, nothing new is published,
+    # and the run names the versions that stand (issue 15).
+    versions = {e["action"]: e["latest_version"] for e in list_embeddings("store")}
+    assert main(["run", "--config", str(config), "--store", "store", "--run-name", "cli2"]) == 0
+    out = capsys.readouterr().out
+    for action, version in versions.items():
+        assert f"not retrained synthetic/{action}: data, config and code unchanged since {version}" in out
+    assert "published embeddings" not in out and not (store_dir / "runs" / "cli2" / "ray").exists()
+    assert {e["action"]: e["n_versions"] for e in list_embeddings("store")} == {"reach": 1, "swing": 1}
+    assert {a: (r["version"], r.get("unchanged")) for a, r in read_published("store", "cli2").items()} == {
+        a: (v, True) for a, v in versions.items()
+    }
+    # A change to one class's config retrains that class only.
+    changed = ["--set", "actions.reach.loss.alpha=0.02"]
+    assert main(["run", "--config", str(config), "--store", "store", "--run-name", "cli3", *changed]) == 0
+    out = capsys.readouterr().out
+    assert "published embeddings synthetic/reach" in out and "not retrained synthetic/swing" in out
+    assert {e["action"]: e["n_versions"] for e in list_embeddings("store")} == {"reach": 2, "swing": 1}
 
 
 def test_cli_pretrain_publishes_backbones_that_run_then_trains_from(tmp_path, local_ray, prefect_harness, capsys, monkeypatch):

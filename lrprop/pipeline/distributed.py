@@ -167,9 +167,15 @@ def train_loop_per_worker(loop_config: dict) -> None:
     if loop_config.get("name_placement_group"):
         named[PLACEMENT_GROUP_KEY] = ray.get_runtime_context().get_placement_group_id()  # Ray
 
+    # Each epoch's numbers to the driver's progress display (lrprop.pipeline.progress), from one worker
+    board = loop_config.get("progress") if rank == 0 else None
+
     def report(metrics: dict, checkpoint_dir: Path | None) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None  # Ray
         ray.train.report({**metrics, **named}, checkpoint=checkpoint)  # Ray
+        if board is not None:  # metrics["epoch"] counts from 0 (a run that optim.max_steps stops reports its part epoch last)
+            update = {"epoch": metrics["epoch"] + 1, "step": metrics["step"], "loss": metrics.get("loss_total")}
+            board.update.remote(data.action, update)  # Ray: not waited for
 
     # A worker killed before (SIGKILL, a stopped run) left its local folder on this node
     remove_left_worker_dirs()
@@ -211,12 +217,15 @@ def make_trainer(
     validate: bool = False,
     callbacks: list | None = None,
     name_placement_group: bool = False,
+    progress=None,
 ):
     """The TorchTrainer of one class: scaling and failure handling from ``config.ray``.
 
     Run it with :func:`fit`, which bounds the wait for its workers (``ray.start_timeout_s``).
     ``name_placement_group``: the workers add their placement group's id to every report
     (``PLACEMENT_GROUP_KEY``), for a Tune search to remove it when the trial ends.
+    ``progress``: a :class:`lrprop.pipeline.progress.ProgressBoard` actor that the rank-0
+    worker sends each epoch's numbers to, under the class's name.
     """
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig  # Ray
     from ray.train.torch import TorchTrainer  # Ray
@@ -233,6 +242,7 @@ def make_trainer(
             "data": data,
             "validate": validate,
             "name_placement_group": name_placement_group,
+            "progress": progress,
         },
         scaling_config=ScalingConfig(num_workers=r.num_workers, use_gpu=r.gpus_per_worker > 0, resources_per_worker=resources),
         run_config=RunConfig(
@@ -259,8 +269,13 @@ def train_classes(
     version: str,
     actions: list[str],
     run_name: str,
+    progress_logger=None,
 ) -> dict[str, ClassRun]:
     """Train every class in ``actions`` as its own Ray Train job, all at once.
+
+    ``progress_logger`` (e.g. Prefect's run logger): where each class's epoch, step, loss and
+    ETA are logged while it trains, with tqdm bars on a terminal
+    (:class:`lrprop.pipeline.progress.TrainingProgress`); None shows nothing.
 
     Returns:
         {action: ClassRun} with each class's last checkpoint as a store URI.
@@ -275,12 +290,15 @@ def train_classes(
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the workers run in other directories
 
+    board = None
+
     def fit_class(action: str) -> ClassRun:
         started = time.time()
         trainer = make_trainer(
             config.for_class(action),  # the class's own T, alpha, beta, … (config.actions)
             ClassData(store_uri, dataset, version, action),
             run_name=run_name,
+            progress=board,
         )
         result = fit(trainer, config, action)  # Ray: blocks until this class is done
         if result.checkpoint is None:
@@ -294,7 +312,13 @@ def train_classes(
         remove_orphan_checkpoints(result, uri_of=uri_of)
         return ClassRun(action, uri_of(result.checkpoint.path), dict(result.metrics or {}), started, time.time())
 
-    return _per_class(fit_class, actions, "training")
+    if progress_logger is None:
+        return _per_class(fit_class, actions, "training")
+    from lrprop.pipeline.progress import TrainingProgress
+
+    with TrainingProgress({a: config.for_class(a).optim.epochs for a in actions}, logger=progress_logger) as shown:
+        board = shown.board
+        return _per_class(fit_class, actions, "training")
 
 
 def _per_class(run, actions: list[str], what: str) -> dict:
@@ -558,5 +582,9 @@ def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict) -> P
     stored = upgrade_stored(state["config"])
     config = config_from_dict(stored)
     model = build_model(config_from_dict({**stored, "model": {**stored["model"], "pretrained": None}}))
-    model.load_state_dict(load(read(MODEL_FILE)))
-    return export_model(out_dir, model, config_to_dict(config), {**meta, "step": state["step"], "checkpoint": checkpoint_uri})
+    weights = read(MODEL_FILE)
+    model.load_state_dict(load(weights))
+    # The weights' digest tells a version made from this checkpoint from one made from another
+    # that a retrain under the same run name wrote at the same URI (lrprop.pipeline.run_published).
+    meta = {**meta, "step": state["step"], "checkpoint": checkpoint_uri, "weights_sha256": hashlib.sha256(weights).hexdigest()}
+    return export_model(out_dir, model, config_to_dict(config), meta)

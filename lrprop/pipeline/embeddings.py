@@ -154,11 +154,27 @@ def publish_embeddings(
 
 
 def pull_embeddings(
-    store_uri: str, dataset: str, action: str, version: str | None = None, *, storage_options: dict | None = None
+    store_uri: str,
+    dataset: str,
+    action: str,
+    version: str | None = None,
+    *,
+    alias: str | None = None,
+    storage_options: dict | None = None,
 ) -> tuple[pa.Table, dict]:
-    """A version's embeddings (default: the latest complete one), checksum-verified, and its manifest."""
+    """A version's embeddings, checksum-verified, and its manifest.
+
+    The version is ``version``, else the one ``alias`` names (``"production"``:
+    :mod:`lrprop.pipeline.aliases`), else the latest complete one.
+    """
     opts = storage_options or {}
     collection = embeddings_collection(store_uri, dataset, action)
+    if alias is not None:
+        if version is not None:
+            raise ValueError(f"give a version or an alias, not both ({version!r}, {alias!r})")
+        from lrprop.pipeline.aliases import resolve_alias
+
+        version = resolve_alias(store_uri, dataset, action, alias, **opts)
     manifest = store.read_manifest(collection, version, **opts)
     root = store.join(collection, manifest["version"])
     entry = next(f for f in manifest["files"] if f["path"] == EMBEDDINGS_FILE)
@@ -181,8 +197,13 @@ def to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
 
 
 def list_embeddings(store_uri: str, *, storage_options: dict | None = None) -> list[dict]:
-    """One entry per (dataset, action) with published versions: latest_version, n_versions."""
-    return store.list_collections(store_uri, "embeddings", **(storage_options or {}))
+    """One entry per (dataset, action) with published versions: latest_version, n_versions and
+    aliases ({alias: version}, :mod:`lrprop.pipeline.aliases`)."""
+    from lrprop.pipeline.aliases import list_aliases
+
+    opts = storage_options or {}
+    entries = store.list_collections(store_uri, "embeddings", **opts)
+    return [{**e, "aliases": list_aliases(store_uri, e["dataset"], e["action"], **opts)} for e in entries]
 
 
 def download_published_model(
@@ -198,7 +219,10 @@ def download_published_model(
     dest.mkdir(parents=True, exist_ok=True)
     for entry in manifest["files"]:
         if entry["path"].startswith("model/"):
-            (dest / entry["path"][len("model/") :]).write_bytes(store.read_verified(root, entry, **opts))
+            name = entry["path"][len("model/") :]
+            if name not in MODEL_FILES:  # a manifest's names become local paths: only the model's own
+                raise ValueError(f"{root}: the manifest lists {entry['path']!r}, not a file of a model ({MODEL_FILES})")
+            (dest / name).write_bytes(store.read_verified(root, entry, **opts))
     return dest
 
 

@@ -35,7 +35,15 @@ from lrprop.names import check_name
 from lrprop.pipeline.backbones import with_pretrained_backbones
 from lrprop.pipeline.flow_runs import claim_run
 
-__all__ = ["evaluate_and_publish", "ingest_flow", "pretrain_flow", "retrain_and_evaluate", "train_flow", "tune_flow"]
+__all__ = [
+    "evaluate_and_publish",
+    "ingest_flow",
+    "pretrain_flow",
+    "promote_published",
+    "retrain_and_evaluate",
+    "train_flow",
+    "tune_flow",
+]
 
 STORAGE_RETRIES = {"retries": 3, "retry_delay_seconds": [2, 10, 30]}
 
@@ -108,6 +116,29 @@ def list_actions(store_uri: str, dataset: str, version: str) -> list[str]:
     """The action classes of a data-set version that have training videos."""
     manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
     return sorted(a for a, splits in manifest["counts"].items() if "train" in splits)
+
+
+@task(name="unchanged-classes", retry_condition_fn=_transient, **STORAGE_RETRIES)
+def unchanged_classes(config: dict, store_uri: str, dataset: str, version: str, actions: list[str]) -> dict:
+    """Each class's training fingerprint, and which classes it leaves nothing to train for.
+
+    Returns:
+        {"fingerprints": {action: fingerprint}, "unchanged": {action: {"version", "uri", "run"}}}:
+        ``unchanged`` the classes whose latest published version was trained on the same data,
+        config and code (:mod:`lrprop.pipeline.fingerprint`).
+    """
+    from lrprop.pipeline.embeddings import embeddings_collection
+    from lrprop.pipeline.fingerprint import training_fingerprint, unchanged_version
+
+    parsed = config_from_dict(config)
+    dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
+    fingerprints = {a: training_fingerprint(parsed.for_class(a), dataset_manifest) for a in actions}
+    unchanged = {}
+    for action, fingerprint in fingerprints.items():
+        if (manifest := unchanged_version(store_uri, dataset, action, fingerprint)) is not None:
+            uri = store.join(embeddings_collection(store_uri, dataset, action), manifest["version"])
+            unchanged[action] = {"version": manifest["version"], "uri": uri, "run": manifest["model"]["meta"].get("run")}
+    return {"fingerprints": fingerprints, "unchanged": unchanged}
 
 
 def _pretraining(config: dict, actions: list[str], store_uri: str | None = None, run_name: str | None = None) -> list[str]:
@@ -201,33 +232,64 @@ def train_classes_task(config: dict, store_uri: str, dataset: str, version: str,
     from lrprop.pipeline.distributed import train_classes
 
     runs = train_classes(
-        config_from_dict(config), store_uri, dataset=dataset, version=version, actions=actions, run_name=run_name
+        config_from_dict(config),
+        store_uri,
+        dataset=dataset,
+        version=version,
+        actions=actions,
+        run_name=run_name,
+        progress_logger=get_run_logger(),  # each class's epoch, loss and ETA in the flow run's logs
     )
     get_run_logger().info("trained %s", {a: r.checkpoint_uri for a, r in runs.items()})
     return {a: {"checkpoint": r.checkpoint_uri, "started": r.started, "finished": r.finished} for a, r in runs.items()}
 
 
 @task(name="evaluate-and-publish", retry_condition_fn=_transient, **STORAGE_RETRIES)
-def evaluate_and_publish_task(store_uri: str, dataset: str, version: str, checkpoints: dict, run_name: str) -> dict:
-    """Export each class's model, evaluate it, publish its embeddings; write the report to the store.
+def evaluate_and_publish_task(
+    store_uri: str,
+    dataset: str,
+    version: str,
+    checkpoints: dict,
+    run_name: str,
+    promotion: dict | None = None,
+    unchanged: dict | None = None,
+) -> dict:
+    """Export each class's model, evaluate it, publish its embeddings; write the report to the
+    store; move the ``promotion`` alias of each class through the gate.
+
+    Args:
+        checkpoints: {action: {"checkpoint": URI, "fingerprint": what it was trained under (optional)}}.
+        promotion: the config's ``promotion`` section (None: the defaults; alias null: no promotion).
+        unchanged: {action: {"version", "uri", …}} the classes the run did not retrain: recorded
+            in the run's ``published.json`` (marked ``"unchanged": true``) and promoted as the
+            run's own versions are (an alias set up after the version was published, or rolled
+            back by hand, is decided as for a new version).
 
     Idempotent per (run, class): a class this run already published from the same checkpoint (a
     retry after a storage error, the run started again) keeps that version, and nothing new is
     published for it (:mod:`lrprop.pipeline.run_published`).
+
+    Returns:
+        {"metrics", "report" (URIs; None with no checkpoint), "published": {action: version},
+        "promotions": {action: move}} (:func:`lrprop.pipeline.aliases.promote`).
     """
     from lrprop.evaluation.evaluate import evaluate_models
     from lrprop.pipeline.distributed import export_checkpoint
     from lrprop.pipeline.embeddings import embeddings_collection, publish_embeddings
     from lrprop.pipeline.run_published import already_published, read_published, record_published
 
-    dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
+    unchanged = unchanged or {}
     recorded = read_published(store_uri, run_name)
+    if unchanged:
+        for action, u in unchanged.items():
+            recorded[action] = {"dataset": dataset, "version": u["version"], "uri": u["uri"], "unchanged": True}
+        record_published(store_uri, run_name, recorded)
     published = {}
     logger = get_run_logger()
 
     def publish(action, evaluation, meta, model_dir) -> str:
         checkpoint = checkpoints[action]["checkpoint"]
-        manifest = already_published(store_uri, dataset, action, run_name, checkpoint, recorded.get(action))
+        manifest = already_published(store_uri, dataset, action, meta, recorded.get(action))
         if manifest is not None:
             logger.info(
                 "%s: already published by this run from %s as %s; not published again", action, checkpoint, manifest["version"]
@@ -248,41 +310,85 @@ def evaluate_and_publish_task(store_uri: str, dataset: str, version: str, checkp
         record_published(store_uri, run_name, recorded)
         return uri
 
-    with tempfile.TemporaryDirectory(prefix="lrprop-eval-") as tmp:
-        model_dirs = {}
-        for action, info in sorted(checkpoints.items()):
-            meta = {
-                "dataset": dataset,
-                "dataset_version": version,
-                "action": action,
-                "run": run_name,
-                "checkpoint": info["checkpoint"],
-            }
-            model_dirs[action] = export_checkpoint(info["checkpoint"], Path(tmp) / action / "model", meta)
-        summary = evaluate_models(model_dirs, store_uri, Path(tmp) / "evaluation", on_class=publish)
+    summary, metrics_uri, report_uri = None, None, None
+    if checkpoints:
+        dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
         out = store.join(store_uri, "runs", run_name, "evaluation")
-        for name in ("metrics.json", "report.html"):
-            store.write_bytes(store.join(out, name), (Path(tmp) / "evaluation" / name).read_bytes())
-    _metrics_artifact(summary, store.join(out, "report.html"), run_name)
-    return {"metrics": store.join(out, "metrics.json"), "report": store.join(out, "report.html"), "published": published}
+        metrics_uri, report_uri = store.join(out, "metrics.json"), store.join(out, "report.html")
+        with tempfile.TemporaryDirectory(prefix="lrprop-eval-") as tmp:
+            model_dirs = {}
+            for action, info in sorted(checkpoints.items()):
+                meta = {
+                    "dataset": dataset,
+                    "dataset_version": version,
+                    "action": action,
+                    "run": run_name,
+                    "checkpoint": info["checkpoint"],
+                    "fingerprint": info.get("fingerprint"),
+                }
+                model_dirs[action] = export_checkpoint(info["checkpoint"], Path(tmp) / action / "model", meta)
+            summary = evaluate_models(model_dirs, store_uri, Path(tmp) / "evaluation", on_class=publish)
+            for name, uri in (("metrics.json", metrics_uri), ("report.html", report_uri)):
+                store.write_bytes(uri, (Path(tmp) / "evaluation" / name).read_bytes())
+    versions = {**{a: u["version"] for a, u in unchanged.items()}, **published}
+    promotions = promote_published(store_uri, dataset, versions, run_name, promotion)
+    _metrics_artifact(summary, report_uri, run_name, promotions=promotions, unchanged=unchanged)
+    return {"metrics": metrics_uri, "report": report_uri, "published": published, "promotions": promotions}
 
 
-def _metrics_artifact(summary: dict, report_uri: str, run_name: str) -> None:
+def promote_published(store_uri: str, dataset: str, versions: dict, run_name: str, promotion: dict | None) -> dict:
+    """Move the ``promotion`` alias of each class to the version ``versions`` names, through the
+    gate (:func:`lrprop.pipeline.aliases.promote`); returns {action: move}, {} with no alias."""
+    from lrprop.config import PromotionConfig
+    from lrprop.pipeline.aliases import promote, who
+
+    gate = PromotionConfig(**promotion) if promotion is not None else PromotionConfig()
+    if not gate.alias:
+        return {}
+    logger = get_run_logger()
+    moves = {}
+    for action, version in sorted(versions.items()):
+        moves[action] = move = promote(store_uri, dataset, action, version, gate, by=f"run {run_name} ({who()})")
+        verb = "moved" if move["moved"] else "not moved"
+        logger.info("%s: %s %s to %s: %s", action, gate.alias, verb, version, move["why"])
+    return moves
+
+
+def _metrics_artifact(summary: dict | None, report_uri: str | None, run_name: str, **lines) -> None:
     create_markdown_artifact(
-        _metrics_markdown(summary, report_uri, run_name), key=f"metrics-{run_name.lower().replace('_', '-').replace('.', '-')}"
+        _metrics_markdown(summary, report_uri, run_name, **lines),
+        key=f"metrics-{run_name.lower().replace('_', '-').replace('.', '-')}",
     )
 
 
-def _metrics_markdown(summary: dict, report_uri: str, run_name: str) -> str:
-    """The artifact's text: the run, the report's address, each class's published version and
-    the metrics table (model, time-stretch baseline, gain, oracle per metric) of
-    :func:`lrprop.evaluation.report.metrics_table`."""
+def _metrics_markdown(
+    summary: dict | None, report_uri: str | None, run_name: str, *, promotions: dict | None = None, unchanged: dict | None = None
+) -> str:
+    """The artifact's text: the run, the report's address, each class's published version, the
+    classes it did not retrain (unchanged), where each alias moved or why not, and the metrics
+    table (model, time-stretch baseline, gain, oracle per metric) of
+    :func:`lrprop.evaluation.report.metrics_table`. ``summary`` None: the run trained nothing."""
     from lrprop.evaluation.report import metrics_table
 
-    table = metrics_table(summary["per_class"], dataset=str(summary["dataset"] or ""), style="markdown")
-    models = [f"- {action}: `{uri}`" for action, uri in sorted(summary.get("models", {}).items())]
-    lines = [f"# {run_name}: {summary['dataset']}", f"Report: [{report_uri}]({report_uri})", ""]
-    return "\n".join([*lines, *(["Published models:", *models, ""] if models else []), table])
+    dataset = summary["dataset"] if summary else ""
+    lines = [f"# {run_name}: {dataset}".rstrip(": "), *([f"Report: [{report_uri}]({report_uri})"] if report_uri else []), ""]
+    models = [f"- {action}: `{uri}`" for action, uri in sorted((summary or {}).get("models", {}).items())]
+    if models:
+        lines += ["Published models:", *models, ""]
+    if unchanged:
+        lines += ["Not retrained (data, config and code unchanged since the version named; `--force` retrains):"]
+        lines += [*(f"- {action}: `{u['uri']}`" for action, u in sorted(unchanged.items())), ""]
+    if promotions:
+        lines += ["Promotion:"]
+        for action, m in sorted(promotions.items()):
+            if m["moved"]:
+                lines.append(f"- {action}: {m['alias']} moved to `{m['to']}`: {m['why']}")
+            else:
+                lines.append(f"- {action}: {m['alias']} not moved to `{m['to']}` (stays at {m['from'] or 'unset'}): {m['why']}")
+        lines.append("")
+    if summary:
+        lines.append(metrics_table(summary["per_class"], dataset=str(dataset or ""), style="markdown"))
+    return "\n".join(lines)
 
 
 @flow(name="ingest")
@@ -299,25 +405,37 @@ def train_flow(config: dict, store_uri: str, dataset: str, version: str, run_nam
 
 
 @flow(name="evaluate-and-publish")
-def evaluate_and_publish(store_uri: str, dataset: str, version: str, checkpoints: dict, run_name: str) -> dict:
-    """Evaluate trained classes, publish their embeddings and models, record the metrics."""
-    return evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name)
+def evaluate_and_publish(
+    store_uri: str, dataset: str, version: str, checkpoints: dict, run_name: str, promotion: dict | None = None
+) -> dict:
+    """Evaluate trained classes, publish their embeddings and models, promote them through the
+    gate, record the metrics."""
+    return evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name, promotion)
 
 
 @flow(name="retrain-and-evaluate")
-def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = None) -> dict:
-    """The whole pipeline: ingest → pretrain the backbones → train all classes → evaluate → publish.
+def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = None, force: bool = False) -> dict:
+    """The whole pipeline: ingest → pretrain the backbones → train all classes → evaluate →
+    publish → promote through the gate.
+
+    A class whose latest published version was trained on the same data, config and code
+    (:mod:`lrprop.pipeline.fingerprint`) is not trained again unless ``force``: its version
+    stands, and goes through the gate as the run's own would.
 
     Args:
         config: a full config as a dict (``config_to_dict``); ``config["ray"]["address"]``
             picks the cluster (None: a local Ray).
         store_uri: the store root (local path or ``s3://…``).
         run_name: reuse a name to resume that run; default a new time-stamped name.
+        force: train every class, unchanged or not.
 
     Returns:
         {"run_name", "dataset_version", "backbones", "checkpoints", "metrics", "report", "published",
-        "timings"}: ``backbones`` the URI of each class's pretrained backbone (none when the config
-        does not pretrain), ``timings`` ingest_s, pretrain_s, train_s and evaluate_publish_s.
+        "unchanged", "promotions", "timings"}: ``backbones`` the URI of each class's pretrained
+        backbone (none when the config does not pretrain); ``unchanged`` {action: {"version",
+        "uri", "run"}} the classes not retrained; ``promotions`` {action: move}
+        (:func:`lrprop.pipeline.aliases.promote`); ``metrics`` and ``report`` None when every
+        class was unchanged; ``timings`` ingest_s, pretrain_s, train_s and evaluate_publish_s.
     """
     from lrprop.pipeline.distributed import ensure_ray
 
@@ -334,18 +452,28 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     version = ingesting.result()
     ingested = time.time()
     actions = list_actions(store_uri, dataset, version)
+    # Before pretraining: the fingerprint is of the config the user gave, not of the backbone
+    # URIs the pretraining stage would name (new ones each run).
+    known = unchanged_classes(config, store_uri, dataset, version, actions)
+    unchanged = {} if force else known["unchanged"]
+    logger = get_run_logger()
+    for action, u in sorted(unchanged.items()):
+        logger.info("%s: not retrained: data, config and code are those of %s (--force retrains)", action, u["uri"])
+    to_train = [a for a in actions if a not in unchanged]
     # Pretrained as their own Ray actors and published, the backbones are given to training as
     # model.pretrained (frozen when pretrain.freeze_backbone): the same models as pretraining
     # inside each class's Train job, with the weights versioned and named by the run.
     backbones = {}
-    if pretraining := _pretraining(config, actions, store_uri, run_name):
+    if pretraining := _pretraining(config, to_train, store_uri, run_name):
         done = pretrain_task(config, store_uri, dataset, version, pretraining, run_name)
         backbones = {a: r["uri"] for a, r in done.items()}
         config = config_to_dict(with_pretrained_backbones(config_from_dict(config), backbones))
     pretrained = time.time()
-    checkpoints = train_classes_task(config, store_uri, dataset, version, actions, run_name)
+    checkpoints = train_classes_task(config, store_uri, dataset, version, to_train, run_name) if to_train else {}
+    for action, info in checkpoints.items():
+        info["fingerprint"] = known["fingerprints"][action]
     trained = time.time()
-    evaluated = evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name)
+    evaluated = evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name, config["promotion"], unchanged)
     timings = {
         "ingest_s": ingested - started,
         "pretrain_s": pretrained - ingested,
@@ -359,6 +487,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
         "checkpoints": checkpoints,
         "timings": timings,
         **evaluated,
+        "unchanged": unchanged,
     }
 
 

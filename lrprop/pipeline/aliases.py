@@ -1,0 +1,279 @@
+"""Named aliases of published embeddings (``production``) that move only through a gate (issue 15).
+
+    <store>/aliases/embeddings/<dataset>/<action>/<alias>.json
+        {"format", "alias", "dataset", "action", "version", "history": [move, …]}
+    move = {"at", "by", "kind": "promote" | "force" | "rollback", "from", "to", "reason", "gate"}
+
+A reader asks for ``production`` (``lrprop embeddings pull --alias production``) and gets the
+version the alias names, not whatever the last run published. A run promotes each version it
+publishes through the gate of its config's ``promotion`` section (:func:`gate`): the version's
+metric must beat the time-stretch baseline by more than ``min_gain`` and be no more than
+``tolerance`` below the alias's current version's. A version held back stays published and
+readable by its id; ``lrprop embeddings promote --force`` and ``rollback`` move the alias by hand.
+
+Each move rewrites the alias's one file, pointer and history together: one write, so a reader
+sees the alias before the move or after it, never a pointer without its audit record. Two moves
+of one alias at the same instant (two runs promoting one class) each read the file before either
+writes it: the second write wins and the first move's record is lost. One run name runs once at
+a time (:mod:`lrprop.pipeline.flow_runs`); promote one class from one place.
+"""
+
+from __future__ import annotations
+
+import getpass
+import math
+import socket
+from datetime import UTC, datetime
+
+from lrprop import store
+from lrprop.config import PromotionConfig
+from lrprop.names import check_name
+from lrprop.pipeline.embeddings import embeddings_collection
+
+__all__ = [
+    "ALIAS_FORMAT",
+    "alias_file",
+    "gate",
+    "list_aliases",
+    "metric_value",
+    "promote",
+    "read_alias",
+    "resolve_alias",
+    "rollback",
+    "who",
+]
+
+ALIAS_FORMAT = "lrprop-alias/1"
+
+
+def alias_file(store_uri: str, dataset: str, action: str, alias: str) -> str:
+    """``<store>/aliases/embeddings/<dataset>/<action>/<alias>.json``, every name validated."""
+    return store.join(
+        store_uri,
+        "aliases",
+        "embeddings",
+        check_name(dataset, "dataset name"),
+        check_name(action, "action name"),
+        f"{check_name(alias, 'alias')}.json",
+    )
+
+
+def who() -> str:
+    """``user@host`` of this process, for a move's audit record."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no user name for this uid (a container)
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def read_alias(store_uri: str, dataset: str, action: str, alias: str, **storage_options) -> dict | None:
+    """The alias's document (see the module), None when it was never set."""
+    uri = alias_file(store_uri, dataset, action, alias)
+    try:
+        doc = store.read_json(uri, **storage_options)
+    except FileNotFoundError:  # not exists(): s3fs says False to an outage
+        return None
+    if not isinstance(doc, dict) or doc.get("format") != ALIAS_FORMAT or not isinstance(doc.get("history"), list):
+        raise ValueError(f"{uri}: not an lrprop alias file (format {ALIAS_FORMAT})")
+    store.check_version(doc.get("version"))
+    return doc
+
+
+def resolve_alias(store_uri: str, dataset: str, action: str, alias: str, **storage_options) -> str:
+    """The version ``alias`` names; FileNotFoundError naming the alias's file when it is unset."""
+    doc = read_alias(store_uri, dataset, action, alias, **storage_options)
+    if doc is None:
+        raise FileNotFoundError(
+            f"{dataset}/{action} has no alias {alias!r} ({alias_file(store_uri, dataset, action, alias)}); "
+            "set it with `lrprop embeddings promote`"
+        )
+    return doc["version"]
+
+
+def list_aliases(store_uri: str, dataset: str, action: str, **storage_options) -> dict[str, str]:
+    """{alias: version} of a class, {} when it has none."""
+    folder = alias_file(store_uri, dataset, action, "x").rsplit("/", 1)[0]
+    fs, path = store.filesystem(folder, **storage_options)
+    if not fs.isdir(path):
+        return {}
+    files = [p.rsplit("/", 1)[-1] for p in fs.ls(path, detail=False)]
+    # Not a write in progress (a local store's temporary sibling: lrprop.store.write_bytes)
+    names = sorted(f[: -len(".json")] for f in files if f.endswith(".json") and not f.startswith("."))
+    found = {}
+    for name in names:
+        doc = read_alias(store_uri, dataset, action, name, **storage_options)
+        if doc is not None:
+            found[name] = doc["version"]
+    return found
+
+
+def metric_value(metrics: dict, name: str) -> float:
+    """``metrics[name]``, a nested one as ``ap_at_k/5`` or ``phase_classification/0.1``.
+
+    Raises:
+        KeyError: naming the metric and the keys there are.
+    """
+    node = metrics
+    for part in name.split("/"):
+        if not isinstance(node, dict) or part not in node:
+            there = sorted(node) if isinstance(node, dict) else []
+            raise KeyError(f"no metric {name!r} (at {part!r} the keys are {there})")
+        node = node[part]
+    return float(node)
+
+
+def gate(candidate: dict, current: dict | None, promotion: PromotionConfig) -> tuple[bool, str]:
+    """Whether a version whose metrics are ``candidate`` may replace one whose metrics are
+    ``current`` (None: the alias is unset), and why, in one line.
+
+    Both are a class's metrics as published (with "gain" over the time-stretch baseline). Passes
+    when, for ``m = promotion.metric``:
+        candidate[m] - baseline[m] > min_gain        (unless min_gain is None)
+        candidate[m] >= current[m] - tolerance       (unless the alias is unset)
+    A NaN metric fails.
+    """
+    m = promotion.metric
+    try:
+        value = metric_value(candidate, m)
+    except KeyError as exc:
+        return False, f"the new version records {exc.args[0]}"
+    if not math.isfinite(value):
+        return False, f"{m} is {value}"
+    why = [f"{m} {value:.4f}"]
+    if promotion.min_gain is not None:
+        try:
+            gain = metric_value(candidate.get("gain", {}), m)
+        except KeyError:
+            return False, f"{m} {value:.4f}: no time-stretch baseline recorded beside it"
+        if not gain > promotion.min_gain:
+            baseline = f"{gain:+.4f} over the time-stretch baseline"
+            return False, f"{m} {value:.4f} is {baseline}, not more than {promotion.min_gain:+.4f}"
+        why.append(f"{gain:+.4f} over the time-stretch baseline")
+    if current is not None:
+        try:
+            held = metric_value(current, m)
+        except KeyError:
+            held = float("nan")  # the current version records no such metric: nothing to fall below
+        if math.isfinite(held) and value < held - promotion.tolerance:
+            return False, f"{m} {value:.4f} is below the current version's {held:.4f} by more than {promotion.tolerance}"
+        if math.isfinite(held):
+            why.append(f"current version's {held:.4f} (tolerance {promotion.tolerance})")
+    return True, "; ".join(why)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+def _move(store_uri, dataset, action, alias, doc, version, *, kind, by, reason, gate_why, storage_options) -> dict:
+    """Write the alias pointing at ``version`` with the move appended to its history (one write)."""
+    move = {"at": _now(), "by": by, "kind": kind, "from": doc["version"] if doc else None, "to": version, "reason": reason}
+    if gate_why is not None:
+        move["gate"] = gate_why
+    new = {
+        "format": ALIAS_FORMAT,
+        "alias": alias,
+        "dataset": dataset,
+        "action": action,
+        "version": version,
+        "history": [*(doc["history"] if doc else []), move],
+    }
+    store.write_json(alias_file(store_uri, dataset, action, alias), new, **storage_options)
+    return move
+
+
+def promote(
+    store_uri: str,
+    dataset: str,
+    action: str,
+    version: str,
+    promotion: PromotionConfig,
+    *,
+    alias: str | None = None,
+    force: bool = False,
+    by: str | None = None,
+    reason: str = "",
+    storage_options: dict | None = None,
+) -> dict:
+    """Move ``alias`` (default ``promotion.alias``) to ``version`` if it passes :func:`gate`
+    against the alias's current version, or regardless with ``force`` (recorded as forced).
+
+    Returns:
+        {"alias", "moved" (bool), "from", "to", "why"}: ``to`` the version asked for, ``why``
+        the gate's line (or that the alias already names it).
+
+    Raises:
+        FileNotFoundError: ``version`` is not a complete published version.
+        ValueError: no alias given and ``promotion.alias`` is None; a malformed alias file.
+    """
+    opts = storage_options or {}
+    alias = alias or promotion.alias
+    if not alias:
+        raise ValueError("no alias to promote: give one (promotion.alias is null)")
+    collection = embeddings_collection(store_uri, dataset, action)
+    candidate = store.read_manifest(collection, store.check_version(version), **opts)
+    doc = read_alias(store_uri, dataset, action, alias, **opts)
+    held = doc["version"] if doc else None
+    if held == version:
+        return {"alias": alias, "moved": False, "from": held, "to": version, "why": f"{alias} already names {version}"}
+    current = None
+    if held is not None:
+        try:
+            current = store.read_manifest(collection, held, **opts)["metrics"]
+        except FileNotFoundError:  # the version it named is gone (deleted by hand): nothing to compare with
+            current = None
+    passed, why = gate(candidate.get("metrics", {}), current, promotion)
+    if not passed and not force:
+        return {"alias": alias, "moved": False, "from": held, "to": version, "why": why}
+    kind = "promote" if passed else "force"
+    _move(store_uri, dataset, action, alias, doc, version, kind=kind, by=by or who(), reason=reason, gate_why=why,
+          storage_options=opts)  # fmt: skip
+    return {"alias": alias, "moved": True, "from": held, "to": version, "why": why if passed else f"forced past the gate: {why}"}
+
+
+def _held_stack(history: list[dict]) -> list[str]:
+    """The versions an alias held, oldest first, less those rolled back: a promotion pushes its
+    version, a rollback to a version held before drops what came after it."""
+    stack: list[str] = []
+    for move in history:
+        to = move["to"]
+        if move["kind"] == "rollback" and to in stack:
+            del stack[stack.index(to) + 1 :]
+        else:
+            stack.append(to)
+    return stack
+
+
+def rollback(
+    store_uri: str,
+    dataset: str,
+    action: str,
+    alias: str,
+    *,
+    to: str | None = None,
+    by: str | None = None,
+    reason: str = "",
+    storage_options: dict | None = None,
+) -> dict:
+    """Move ``alias`` back to the version it held before its current one (or to ``to``, any
+    complete version), without a gate: rolling back is a person's decision, recorded as one.
+
+    Returns the move recorded: {"at", "by", "kind": "rollback", "from", "to", "reason"}.
+
+    Raises:
+        FileNotFoundError: the alias is unset, or ``to`` is not a complete version.
+        ValueError: it held no version before its current one.
+    """
+    opts = storage_options or {}
+    doc = read_alias(store_uri, dataset, action, alias, **opts)
+    if doc is None:
+        resolve_alias(store_uri, dataset, action, alias, **opts)  # raises, naming the file
+    if to is None:
+        stack = _held_stack(doc["history"])
+        if len(stack) < 2:
+            raise ValueError(f"{dataset}/{action} {alias} held no version before {doc['version']}: nothing to roll back to")
+        to = stack[-2]
+    store.read_manifest(embeddings_collection(store_uri, dataset, action), store.check_version(to), **opts)
+    return _move(store_uri, dataset, action, alias, doc, to, kind="rollback", by=by or who(), reason=reason, gate_why=None,
+                 storage_options=opts)  # fmt: skip

@@ -1,0 +1,154 @@
+"""Aliases of published embeddings: a gate on promotion, rollback, an audit trail, the CLI (issue 15)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from test_embeddings import DATASET_MANIFEST, _splits, model_dir  # noqa: F401 - model_dir is a fixture
+
+from lrprop import store
+from lrprop.cli import main
+from lrprop.config import PromotionConfig
+from lrprop.pipeline.aliases import alias_file, gate, metric_value, promote, read_alias, resolve_alias, rollback
+from lrprop.pipeline.embeddings import list_embeddings, publish_embeddings, pull_embeddings
+
+GATE = PromotionConfig()  # dtw_accuracy, tolerance 0.01, more than 0.0 over the baseline
+
+
+def _metrics(dtw: float, baseline: float = 0.5, ap5: float = 0.7) -> dict:
+    """A class's metrics as published: the model's, the time-stretch baseline's and the gain."""
+    return {
+        "dtw_accuracy": dtw,
+        "ap_at_k": {"5": ap5},
+        "baseline": {"dtw_accuracy": baseline, "ap_at_k": {"5": 0.6}},
+        "gain": {"dtw_accuracy": dtw - baseline, "ap_at_k": {"5": ap5 - 0.6}},
+    }
+
+
+def test_the_gate_asks_for_a_gain_over_the_baseline_and_no_fall_beyond_the_tolerance():
+    assert gate(_metrics(0.62), None, GATE)[0]  # an unset alias: the baseline alone decides
+    passed, why = gate(_metrics(0.45), None, GATE)
+    assert not passed and "-0.0500 over the time-stretch baseline" in why
+    assert not gate(_metrics(0.50), None, GATE)[0]  # equal to the baseline is no gain
+    assert gate(_metrics(0.50), None, PromotionConfig(min_gain=None))[0]  # not asked
+    # Against the current version: at most `tolerance` lower.
+    assert gate(_metrics(0.615), _metrics(0.62), GATE)[0]
+    passed, why = gate(_metrics(0.60), _metrics(0.62), GATE)
+    assert not passed and "below the current version's 0.6200 by more than 0.01" in why
+    assert gate(_metrics(0.60), _metrics(0.62), PromotionConfig(tolerance=0.05))[0]
+    assert not gate(_metrics(math.nan), None, GATE)[0]
+    # A nested metric, by path.
+    ap = PromotionConfig(metric="ap_at_k/5")
+    assert gate(_metrics(0.3, ap5=0.65), _metrics(0.9, ap5=0.655), ap)[0]  # dtw is not what is compared
+    assert not gate(_metrics(0.9, ap5=0.55), None, ap)[0]
+    assert metric_value(_metrics(0.1), "ap_at_k/5") == 0.7
+    with pytest.raises(KeyError, match=r"no metric 'ap_at_k/9' \(at '9' the keys are \['5'\]\)"):
+        metric_value(_metrics(0.1), "ap_at_k/9")
+
+
+def _publish(root, model_dir, dtw: float, baseline: float = 0.5) -> str:  # noqa: F811
+    manifest = publish_embeddings(
+        root,
+        dataset="synthetic",
+        action="reach",
+        splits=_splits(0),
+        model_dir=model_dir,
+        dataset_manifest=DATASET_MANIFEST,
+        metrics=_metrics(dtw, baseline),
+    )
+    return manifest["version"]
+
+
+def test_an_alias_moves_only_through_its_gate_rolls_back_and_keeps_every_move(tmp_path, model_dir):  # noqa: F811
+    root = str(tmp_path / "store")
+    good, worse, better = (_publish(root, model_dir, dtw) for dtw in (0.60, 0.55, 0.66))
+    below_baseline = _publish(root, model_dir, 0.40)
+
+    first = promote(root, "synthetic", "reach", good, GATE, by="tester", reason="first")
+    assert first["moved"] and first["from"] is None and resolve_alias(root, "synthetic", "reach", "production") == good
+    refused = promote(root, "synthetic", "reach", worse, GATE, by="tester")
+    assert not refused["moved"] and "below the current version's 0.6000" in refused["why"]
+    # A reader of the alias still gets the good version, though a worse one is the latest.
+    table, manifest = pull_embeddings(root, "synthetic", "reach", alias="production")
+    assert manifest["version"] == good != pull_embeddings(root, "synthetic", "reach")[1]["version"]
+    assert promote(root, "synthetic", "reach", better, GATE, by="tester")["moved"]
+    assert promote(root, "synthetic", "reach", better, GATE)["why"] == f"production already names {better}"
+    assert not promote(root, "synthetic", "reach", below_baseline, PromotionConfig(tolerance=1.0))["moved"]
+
+    # Rolled back to what it held before; a second rollback has nothing left before that.
+    back = rollback(root, "synthetic", "reach", "production", by="oncall", reason="bad night")
+    assert (back["from"], back["to"], back["kind"]) == (better, good, "rollback")
+    with pytest.raises(ValueError, match="nothing to roll back to"):
+        rollback(root, "synthetic", "reach", "production")
+    forced = promote(root, "synthetic", "reach", worse, GATE, force=True, by="oncall", reason="needed its classes")
+    assert forced["moved"] and forced["why"].startswith("forced past the gate: ")
+    assert rollback(root, "synthetic", "reach", "production")["to"] == good
+
+    history = read_alias(root, "synthetic", "reach", "production")["history"]
+    assert [(m["kind"], m["from"], m["to"]) for m in history] == [
+        ("promote", None, good),
+        ("promote", good, better),
+        ("rollback", better, good),
+        ("force", good, worse),
+        ("rollback", worse, good),
+    ]
+    assert [m["by"] for m in history[:3]] == ["tester", "tester", "oncall"] and history[2]["reason"] == "bad night"
+    assert all(m["at"].endswith("+00:00") for m in history)
+    assert list_embeddings(root)[0]["aliases"] == {"production": good}
+    with pytest.raises(FileNotFoundError):
+        rollback(root, "synthetic", "reach", "production", to="v20990101T000000000000Z-00000000")  # not published
+
+
+def test_a_move_whose_write_fails_leaves_the_alias_as_it_was(tmp_path, model_dir, monkeypatch):  # noqa: F811
+    root = str(tmp_path / "store")
+    good, better = _publish(root, model_dir, 0.60), _publish(root, model_dir, 0.70)
+    promote(root, "synthetic", "reach", good, GATE)
+    before = (tmp_path / "store" / "aliases" / "embeddings" / "synthetic" / "reach" / "production.json").read_bytes()
+
+    def failing(uri, data, **_):
+        raise ConnectionError("injected: the store stopped answering")
+
+    monkeypatch.setattr(store, "write_bytes", failing)
+    with pytest.raises(ConnectionError):
+        promote(root, "synthetic", "reach", better, GATE)
+    monkeypatch.undo()
+    assert store.read_bytes(alias_file(root, "synthetic", "reach", "production")) == before
+
+
+def test_the_cli_pulls_promotes_rolls_back_and_lists_by_alias(tmp_path, model_dir, capsys):  # noqa: F811
+    root = str(tmp_path / "store")
+    good, worse = _publish(root, model_dir, 0.60), _publish(root, model_dir, 0.50)
+    cls = ["--store", root, "--dataset", "synthetic", "--action", "reach"]
+    out = tmp_path / "pulled.parquet"
+    assert main(["embeddings", "pull", *cls, "--alias", "production", "--out", str(out)]) == 2  # unset
+    assert "has no alias 'production'" in capsys.readouterr().err and not out.exists()
+    assert main(["embeddings", "promote", *cls, "--version", good]) == 0
+    assert main(["embeddings", "promote", *cls, "--version", worse]) == 1  # the gate refused
+    assert f"not promoted synthetic/reach {worse}: production stays at {good}" in capsys.readouterr().out
+    # The gate is the config's: a wide tolerance and no baseline asked let it through.
+    wide = ["--set", "promotion.tolerance=0.5", "--set", "promotion.min_gain=null"]
+    assert main(["embeddings", "promote", *cls, "--version", worse, *wide, "--reason", "checked by hand"]) == 0
+    assert main(["embeddings", "rollback", *cls]) == 0
+    assert main(["embeddings", "pull", *cls, "--alias", "production", "--out", str(out)]) == 0
+    assert f"synthetic/reach {good}:" in capsys.readouterr().out
+    assert main(["embeddings", "list", "--store", root]) == 0
+    header, line = capsys.readouterr().out.strip().splitlines()
+    assert header.split()[-1] == "aliases" and line.split()[-1] == f"production={good}"
+    assert main(["embeddings", "history", *cls]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0] == f"synthetic/reach production = {good}" and len(lines) == 4
+    assert "promote" in lines[2] and "checked by hand" in lines[2] and "rollback" in lines[3]
+    assert main(["embeddings", "pull", *cls, "--alias", "../x", "--out", str(out)]) == 2  # a name, not a path
+    with pytest.raises(SystemExit) as stopped:  # argparse: one or the other
+        main(["embeddings", "pull", *cls, "--alias", "production", "--version", good, "--out", str(out)])
+    assert stopped.value.code == 2
+
+
+def test_a_damaged_alias_file_is_an_error_naming_it(tmp_path):
+    root = str(tmp_path / "store")
+    uri = alias_file(root, "synthetic", "reach", "production")
+    store.write_bytes(uri, json.dumps({"version": "latest"}).encode())
+    with pytest.raises(ValueError, match=f"{uri}: not an lrprop alias file"):
+        resolve_alias(root, "synthetic", "reach", "production")
