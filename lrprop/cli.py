@@ -83,7 +83,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _print_promotions(dataset: str, promotions: dict) -> None:
     for action, m in sorted(promotions.items()):
-        if m["moved"]:
+        if m["from"] == m["to"]:
+            print(f"{m['alias']} of {dataset}/{action} already names {m['to']}")
+        elif m["moved"]:
             print(f"promoted {dataset}/{action} {m['alias']}: {m['from'] or 'unset'} -> {m['to']} ({m['why']})")
         else:
             print(f"not promoted {dataset}/{action} {m['to']}: {m['alias']} stays at {m['from'] or 'unset'} ({m['why']})")

@@ -118,9 +118,17 @@ def init_local_ray(**init_args) -> None:
         port = s.getsockname()[1]
     saved = {key: os.environ.get(key) for key in ("RAY_ADDRESS", "RAY_GCS_SERVER_PORT")}
     os.environ.update(RAY_GCS_SERVER_PORT=str(port), RAY_ADDRESS=f"127.0.0.1:{port}")
+    # Ray turns token authentication on for a new local cluster when RAY_AUTH_MODE is unset (a
+    # token made in ~/.ray/auth_token if there is none) and says so in a WARNING among a run's
+    # first lines. Setting the variable here is too late (Ray read its config at import), so the
+    # notice is muted instead: authentication stays on, a user's RAY_AUTH_MODE still decides.
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    notice.setLevel(logging.ERROR)
     try:
         ray.init(address="local", **init_args)  # Ray: "local" starts one, whatever RAY_ADDRESS says
     finally:
+        notice.setLevel(level)
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)
