@@ -473,7 +473,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     for action, info in checkpoints.items():
         info["fingerprint"] = known["fingerprints"][action]
     trained = time.time()
-    evaluated = evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name, config["promotion"], unchanged)
+    evaluated = evaluate_and_publish_task(store_uri, dataset, version, checkpoints, run_name, config.get("promotion"), unchanged)
     timings = {
         "ingest_s": ingested - started,
         "pretrain_s": pretrained - ingested,

@@ -104,7 +104,10 @@ class TrainingProgress:
         self._show(final=exc[0] is None)
         for bar in self._bars.values():
             bar.close()
-        ray.kill(self.board)  # Ray
+        try:
+            ray.kill(self.board)  # Ray
+        except Exception:  # noqa: BLE001 - Ray already shut down (a stopped run): never hide the error that ended the block
+            pass
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_s):
