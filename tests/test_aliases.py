@@ -86,6 +86,11 @@ def test_an_alias_moves_only_through_its_gate_rolls_back_and_keeps_every_move(tm
     assert forced["moved"] and forced["why"].startswith("forced past the gate: ")
     assert rollback(root, "synthetic", "reach", "production")["to"] == good
 
+    # A run does not move the alias back to a version a person rolled it back from; a person can.
+    auto = promote(root, "synthetic", "reach", worse, PromotionConfig(tolerance=1.0, min_gain=None), automatic=True)
+    assert not auto["moved"] and auto["why"].startswith("production was rolled back from it (")
+    assert resolve_alias(root, "synthetic", "reach", "production") == good
+
     history = read_alias(root, "synthetic", "reach", "production")["history"]
     assert [(m["kind"], m["from"], m["to"]) for m in history] == [
         ("promote", None, good),
@@ -99,6 +104,17 @@ def test_an_alias_moves_only_through_its_gate_rolls_back_and_keeps_every_move(tm
     assert list_embeddings(root)[0]["aliases"] == {"production": good}
     with pytest.raises(FileNotFoundError):
         rollback(root, "synthetic", "reach", "production", to="v20990101T000000000000Z-00000000")  # not published
+
+
+def test_a_rollback_to_a_version_never_held_replaces_the_one_rolled_away_from(tmp_path, model_dir):  # noqa: F811
+    root = str(tmp_path / "store")
+    v0, v1, v2 = (_publish(root, model_dir, dtw) for dtw in (0.60, 0.61, 0.62))
+    for version in (v1, v2):
+        promote(root, "synthetic", "reach", version, GATE)
+    assert rollback(root, "synthetic", "reach", "production", to=v0)["from"] == v2  # v0 was never production
+    assert rollback(root, "synthetic", "reach", "production")["to"] == v1  # not back to v2, rolled away from
+    with pytest.raises(ValueError, match="nothing to roll back to"):
+        rollback(root, "synthetic", "reach", "production")
 
 
 def test_a_move_whose_write_fails_leaves_the_alias_as_it_was(tmp_path, model_dir, monkeypatch):  # noqa: F811

@@ -18,7 +18,9 @@ BASE = {"model": {"backbone": "small_cnn", "cnn_width": 4, "num_layers": 1}, "da
 
 
 def _fingerprint(changes: dict | None = None, action: str = "reach", manifest: dict = DATASET_MANIFEST) -> dict:
-    tree = {**BASE, **(changes or {})}
+    tree = {section: dict(values) for section, values in BASE.items()}
+    for section, values in (changes or {}).items():
+        tree[section] = {**tree.get(section, {}), **values}
     return training_fingerprint(config_from_dict(tree).for_class(action), manifest)
 
 
@@ -26,13 +28,22 @@ def test_the_fingerprint_moves_with_what_makes_the_model_and_only_with_it():
     same = _fingerprint()
     assert same == _fingerprint() and len(same["sha256"]) == 64 and same["code_version"] == code_version()
     # Each of these trains another model.
-    for changes in ({"loss": {"alpha": 0.02}}, {"optim": {"epochs": 3}}, {"train": {"seed": 1}}, {"pretrain": {"steps": 5}}):
+    for changes in (
+        {"loss": {"alpha": 0.02}},
+        {"optim": {"epochs": 3}},
+        {"train": {"seed": 1}},
+        {"pretrain": {"steps": 5}},
+        {"ray": {"gpus_per_worker": 1}},  # on a GPU: bf16 autocast and channels-last
+        {"train": {"device": "cuda"}},
+    ):
         assert _fingerprint(changes)["sha256"] != same["sha256"], changes
+    assert _fingerprint({"ray": {"gpus_per_worker": 1}}) == _fingerprint({"ray": {"gpus_per_worker": 0.5}})
     assert _fingerprint(manifest={**DATASET_MANIFEST, "content_hash": "cd" * 32})["sha256"] != same["sha256"]
     # Where and how fast it trains, and what happens to it afterwards, do not.
     for changes in (
-        {"ray": {"address": "auto", "cpus_per_worker": 4, "gpus_per_worker": 1}},
+        {"ray": {"address": "auto", "cpus_per_worker": 4, "max_failures": 5}},
         {"train": {"log_every": 1, "keep_checkpoints": 5, "device": "cpu"}},
+        {"data": {"loader_workers": 2}},
         {"promotion": {"tolerance": 0.5}},
         {"dataset": {"source": "s3://elsewhere/raw"}},
     ):

@@ -40,6 +40,7 @@ __all__ = [
     "read_alias",
     "resolve_alias",
     "rollback",
+    "rolled_back_from",
     "who",
 ]
 
@@ -159,6 +160,8 @@ def gate(candidate: dict, current: dict | None, promotion: PromotionConfig) -> t
             return False, f"{m} {value:.4f} is below the current version's {held:.4f} by more than {promotion.tolerance}"
         if math.isfinite(held):
             why.append(f"current version's {held:.4f} (tolerance {promotion.tolerance})")
+        else:
+            why.append(f"the current version records no {m} to compare with")
     return True, "; ".join(why)
 
 
@@ -194,10 +197,14 @@ def promote(
     force: bool = False,
     by: str | None = None,
     reason: str = "",
+    automatic: bool = False,
     storage_options: dict | None = None,
 ) -> dict:
     """Move ``alias`` (default ``promotion.alias``) to ``version`` if it passes :func:`gate`
     against the alias's current version, or regardless with ``force`` (recorded as forced).
+
+    ``automatic`` (a run promoting what it published or kept): a version a person rolled the
+    alias back from is not moved to again, whatever the gate says; only by hand.
 
     Returns:
         {"alias", "moved" (bool), "from", "to", "why"}: ``to`` the version asked for, ``why``
@@ -217,10 +224,13 @@ def promote(
     held = doc["version"] if doc else None
     if held == version:
         return {"alias": alias, "moved": False, "from": held, "to": version, "why": f"{alias} already names {version}"}
+    if automatic and (back := rolled_back_from(doc, version)) is not None:
+        why = f"{alias} was rolled back from it ({back['at']}, by {back['by']}); promote it by hand"
+        return {"alias": alias, "moved": False, "from": held, "to": version, "why": why}
     current = None
     if held is not None:
         try:
-            current = store.read_manifest(collection, held, **opts)["metrics"]
+            current = store.read_manifest(collection, held, **opts).get("metrics", {})
         except FileNotFoundError:  # the version it named is gone (deleted by hand): nothing to compare with
             current = None
     passed, why = gate(candidate.get("metrics", {}), current, promotion)
@@ -234,15 +244,24 @@ def promote(
 
 def _held_stack(history: list[dict]) -> list[str]:
     """The versions an alias held, oldest first, less those rolled back: a promotion pushes its
-    version, a rollback to a version held before drops what came after it."""
+    version; a rollback to a version held before drops what came after its last time there, and
+    one to a version never held replaces the version rolled away from."""
     stack: list[str] = []
     for move in history:
         to = move["to"]
-        if move["kind"] == "rollback" and to in stack:
-            del stack[stack.index(to) + 1 :]
-        else:
+        if move["kind"] != "rollback":
             stack.append(to)
+        elif to in stack:
+            del stack[len(stack) - stack[::-1].index(to) :]
+        else:
+            stack[-1:] = [to]
     return stack
+
+
+def rolled_back_from(doc: dict | None, version: str) -> dict | None:
+    """The last rollback that moved the alias away from ``version``, if any."""
+    moves = [m for m in (doc or {}).get("history", []) if m["kind"] == "rollback" and m["from"] == version]
+    return moves[-1] if moves else None
 
 
 def rollback(

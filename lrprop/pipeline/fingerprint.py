@@ -12,11 +12,15 @@ The digest covers:
   - the data set's content hash (:mod:`lrprop.ingest.writer`: every stored frame and label),
     not its version id: the same videos ingested again are unchanged;
   - the class's config as training reads it (``Config.for_class``), less the keys that change
-    where and how fast it runs but not the model (:data:`NOT_IN_FINGERPRINT`);
+    where and how fast it runs but not the model (:data:`NOT_IN_FINGERPRINT`), and whether it
+    trains on a GPU;
   - lrprop's code: its version and a digest of every source file of the package, so an edited
     checkout is a new code version even before its version number moves.
 A data set without a content hash (ingested before it existed) never matches: lrprop cannot
-tell that its videos are unchanged.
+tell that its videos are unchanged. Coarse on purpose: the content hash is the whole data set's
+(new videos of one class retrain every class), any edit of lrprop's source is a new code
+version, an ``eval.*`` change retrains (the published metrics would be stale otherwise), and a
+``model.pretrained`` given by the user counts by its URI, not by the weights there.
 """
 
 from __future__ import annotations
@@ -43,10 +47,10 @@ __all__ = [
 # The data set's source and ingest settings are covered by the content hash of what was stored.
 NOT_IN_FINGERPRINT = {
     "actions": None,  # merged into the class's config by for_class
+    "data": ("loader_workers",),
     "ray": ("address", "cpus_per_worker", "gpus_per_worker", "max_failures", "validate_every", "tune_samples",
             "tune_max_concurrent", "tune_grace_epochs", "start_timeout_s"),
-    "train": ("device", "channels_last", "checkpoint_every", "checkpoint_epochs", "keep_checkpoints", "log_every",
-              "check_memory"),
+    "train": ("device", "checkpoint_every", "checkpoint_epochs", "keep_checkpoints", "log_every", "check_memory"),
     "dataset": ("kind", "source", "labels_dir", "version"),
     "ingest": None,
     "synthetic": None,
@@ -73,14 +77,19 @@ def code_version() -> str:
 
 
 def fingerprint_config(config: Config) -> dict:
-    """``config`` as a dict, less the keys of :data:`NOT_IN_FINGERPRINT`."""
+    """``config`` as a dict, less the keys of :data:`NOT_IN_FINGERPRINT`, plus ``train.on_gpu``:
+    whether it trains on a GPU (``ray.gpus_per_worker`` > 0 or a ``cuda`` device), where bf16
+    autocast and channels-last make another model than the CPU's. How many GPUs, or which, is
+    left out."""
     tree = config_to_dict(config)
+    on_gpu = config.ray.gpus_per_worker > 0 or config.train.device.startswith("cuda")
     for section, keys in NOT_IN_FINGERPRINT.items():
         if keys is None:
             tree.pop(section, None)
         else:
             for key in keys:
                 tree.get(section, {}).pop(key, None)
+    tree["train"]["on_gpu"] = on_gpu
     return tree
 
 

@@ -119,13 +119,17 @@ def list_actions(store_uri: str, dataset: str, version: str) -> list[str]:
 
 
 @task(name="unchanged-classes", retry_condition_fn=_transient, **STORAGE_RETRIES)
-def unchanged_classes(config: dict, store_uri: str, dataset: str, version: str, actions: list[str]) -> dict:
+def unchanged_classes(
+    config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str | None = None
+) -> dict:
     """Each class's training fingerprint, and which classes it leaves nothing to train for.
 
     Returns:
         {"fingerprints": {action: fingerprint}, "unchanged": {action: {"version", "uri", "run"}}}:
         ``unchanged`` the classes whose latest published version was trained on the same data,
-        config and code (:mod:`lrprop.pipeline.fingerprint`).
+        config and code (:mod:`lrprop.pipeline.fingerprint`) by another run than ``run_name``:
+        a run started again resumes and reports its own classes (what it published stands,
+        :mod:`lrprop.pipeline.run_published`).
     """
     from lrprop.pipeline.embeddings import embeddings_collection
     from lrprop.pipeline.fingerprint import training_fingerprint, unchanged_version
@@ -135,7 +139,8 @@ def unchanged_classes(config: dict, store_uri: str, dataset: str, version: str, 
     fingerprints = {a: training_fingerprint(parsed.for_class(a), dataset_manifest) for a in actions}
     unchanged = {}
     for action, fingerprint in fingerprints.items():
-        if (manifest := unchanged_version(store_uri, dataset, action, fingerprint)) is not None:
+        manifest = unchanged_version(store_uri, dataset, action, fingerprint)
+        if manifest is not None and manifest["model"]["meta"].get("run") != run_name:
             uri = store.join(embeddings_collection(store_uri, dataset, action), manifest["version"])
             unchanged[action] = {"version": manifest["version"], "uri": uri, "run": manifest["model"]["meta"].get("run")}
     return {"fingerprints": fingerprints, "unchanged": unchanged}
@@ -348,7 +353,12 @@ def promote_published(store_uri: str, dataset: str, versions: dict, run_name: st
     logger = get_run_logger()
     moves = {}
     for action, version in sorted(versions.items()):
-        moves[action] = move = promote(store_uri, dataset, action, version, gate, by=f"run {run_name} ({who()})")
+        try:
+            move = promote(store_uri, dataset, action, version, gate, by=f"run {run_name} ({who()})", automatic=True)
+        except (ValueError, KeyError) as exc:  # a damaged alias file: the class's version stays published, its alias as it was
+            move = {"alias": gate.alias, "moved": False, "from": None, "to": version, "why": f"not promoted: {exc}"}
+            logger.error("%s: %s", action, move["why"])
+        moves[action] = move
         verb = "moved" if move["moved"] else "not moved"
         logger.info("%s: %s %s to %s: %s", action, gate.alias, verb, version, move["why"])
     return moves
@@ -454,7 +464,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     actions = list_actions(store_uri, dataset, version)
     # Before pretraining: the fingerprint is of the config the user gave, not of the backbone
     # URIs the pretraining stage would name (new ones each run).
-    known = unchanged_classes(config, store_uri, dataset, version, actions)
+    known = unchanged_classes(config, store_uri, dataset, version, actions, run_name)
     unchanged = {} if force else known["unchanged"]
     logger = get_run_logger()
     for action, u in sorted(unchanged.items()):

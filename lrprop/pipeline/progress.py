@@ -99,19 +99,26 @@ class TrainingProgress:
         import ray  # Ray
 
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        self._show(final=exc[0] is None)
-        for bar in self._bars.values():
-            bar.close()
+        failed = exc[0] is not None
+        # A stopped or failed run does not wait for a last look at the board
+        self._thread.join(timeout=2 if failed else 10)
+        # Showing progress is never worth hiding the error that ended the block, or failing a
+        # training that finished: Ray may be shut down already (a stopped run)
         try:
+            if not failed and not self._thread.is_alive():
+                self._show(final=True)
+            for bar in self._bars.values():
+                bar.close()
             ray.kill(self.board)  # Ray
-        except Exception:  # noqa: BLE001 - Ray already shut down (a stopped run): never hide the error that ended the block
+        except Exception:  # noqa: BLE001
             pass
 
     def _poll(self) -> None:
         while not self._stop.wait(self.poll_s):
-            self._show()
+            try:
+                self._show()
+            except Exception:  # noqa: BLE001 - a display error ends the display, never the run
+                return
 
     def _snapshot(self) -> dict[str, dict] | None:
         import ray  # Ray
@@ -137,7 +144,8 @@ class TrainingProgress:
             if name in self._bars:
                 bar = self._bars[name]
                 bar.n = min(epoch, total)
-                bar.set_postfix(step=int(state.get("step", 0)), loss=f"{state.get('loss', float('nan')):.4g}", refresh=False)
+                loss = state.get("loss")
+                bar.set_postfix(step=int(state.get("step", 0)), loss="-" if loss is None else f"{loss:.4g}", refresh=False)
                 bar.refresh()
             when, logged_epoch = self._logged.get(name, (self._started, -1))
             finished = bool(state.get("done")) or epoch >= total
