@@ -96,6 +96,11 @@ def ray_head(tmp_path):
         yield f"127.0.0.1:{port}", f"http://127.0.0.1:{dashboard}", env
     finally:
         _stop(proc)
+        # `ray start` names its cluster in <ray temp dir>/ray_current_cluster, where a later
+        # ray.init() with no address would look for it, and leaves the file when it stops
+        current = Path(os.environ.get("RAY_TMPDIR", "/tmp")) / "ray" / "ray_current_cluster"
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def _cluster_state(dashboard: str, env: dict, what: str) -> list[dict]:
