@@ -164,7 +164,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         out_dir = Path(args.out) if args.out else out_dir
         print("evaluating", flush=True)
         # The report names each model by its published version, not by the temporary folder it was read into
-        summary = evaluate_models(model_dirs, args.store, out_dir, on_class=lambda action, *_: addresses.get(action))
+        summary = evaluate_models(
+            model_dirs,
+            args.store,
+            out_dir,
+            on_class=lambda action, *_: addresses.get(action),
+            progress_logger=log,  # with --verbose
+            bars=sys.stderr.isatty(),
+        )
     _print_metrics(summary)
     print(f"metrics: {out_dir / 'metrics.json'}\nreport:  {out_dir / 'report.html'}")
     return 0
@@ -299,21 +306,31 @@ def _cmd_embeddings_promote(args: argparse.Namespace) -> int:
     return 0 if move["moved"] or move["from"] == move["to"] else 1
 
 
+def _alias_of(args: argparse.Namespace) -> str:
+    """``--alias``, else the config's ``promotion.alias`` (the one runs move)."""
+    alias = args.alias or load_config(args.config, args.set).promotion.alias
+    if alias is None:
+        raise ValueError("no alias: promotion.alias of the config is null; name one with --alias")
+    return alias
+
+
 def _cmd_embeddings_rollback(args: argparse.Namespace) -> int:
     from lrprop.pipeline.aliases import rollback
 
-    move = rollback(args.store, args.dataset, args.action, args.alias, to=args.to, reason=args.reason)
-    print(f"rolled back {args.dataset}/{args.action} {args.alias}: {move['from']} -> {move['to']}")
+    alias = _alias_of(args)
+    move = rollback(args.store, args.dataset, args.action, alias, to=args.to, reason=args.reason)
+    print(f"rolled back {args.dataset}/{args.action} {alias}: {move['from']} -> {move['to']}")
     return 0
 
 
 def _cmd_embeddings_history(args: argparse.Namespace) -> int:
     from lrprop.pipeline.aliases import read_alias, resolve_alias
 
-    doc = read_alias(args.store, args.dataset, args.action, args.alias)
+    alias = _alias_of(args)
+    doc = read_alias(args.store, args.dataset, args.action, alias)
     if doc is None:
-        resolve_alias(args.store, args.dataset, args.action, args.alias)  # raises, naming the file
-    print(f"{args.dataset}/{args.action} {args.alias} = {doc['version']}")
+        resolve_alias(args.store, args.dataset, args.action, alias)  # raises, naming the file
+    print(f"{args.dataset}/{args.action} {alias} = {doc['version']}")
     for m in doc["history"]:
         why = "; ".join(x for x in (m.get("reason"), m.get("gate")) if x)
         print(f"{m['at']}  {m['kind']:<8} {m['from'] or 'unset'} -> {m['to']}  by {m['by']}" + (f"  ({why})" if why else ""))
@@ -519,14 +536,16 @@ def build_parser() -> argparse.ArgumentParser:
     emb_promote.add_argument("--reason", default="", help="why, for the alias's history")
     emb_promote.set_defaults(func=_cmd_embeddings_promote)
     emb_rollback = emb_sub.add_parser("rollback", help="move an alias back to the version it held before (or --to one)")
+    with_config(emb_rollback)
     class_args(emb_rollback)
-    emb_rollback.add_argument("--alias", default="production", help="the alias (default production)")
+    emb_rollback.add_argument("--alias", help="the alias (default promotion.alias of the config: production)")
     emb_rollback.add_argument("--to", help="a version to move it to (default: the one it held before its current one)")
     emb_rollback.add_argument("--reason", default="", help="why, for the alias's history")
     emb_rollback.set_defaults(func=_cmd_embeddings_rollback)
     emb_history = emb_sub.add_parser("history", help="an alias's moves: when, by whom, from, to, why")
+    with_config(emb_history)
     class_args(emb_history)
-    emb_history.add_argument("--alias", default="production", help="the alias (default production)")
+    emb_history.add_argument("--alias", help="the alias (default promotion.alias of the config: production)")
     emb_history.set_defaults(func=_cmd_embeddings_history)
 
     bb = sub.add_parser("backbones", help="pretrained backbones in a store (lrprop pretrain, lrprop run)")

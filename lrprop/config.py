@@ -270,6 +270,10 @@ class RayConfig:
     tune_samples: int = 8  # trials of a search
     tune_max_concurrent: int = 2
     tune_grace_epochs: int = 5  # ASHA stops no trial before this many epochs
+    # Ray Tune's own console output: 0 none (lrprop logs each trial's progress and the count of
+    # trials ended, also to the flow run's logs), 1 Tune's status table every 30 s and each
+    # trial's start and end, 2 each trial's every result too
+    tune_verbose: int = 0
     # A class's or a trial's Ray Train workers that cannot start within this many seconds fail
     # the job, naming the resources they waited for and the placement groups holding them,
     # instead of waiting for ever. Classes beyond what the cluster holds at once wait for
@@ -283,6 +287,7 @@ class RayConfig:
         _require(self.max_failures >= 0, "ray.max_failures", f"must be >= 0, got {self.max_failures}")
         _require(self.validate_every >= 1, "ray.validate_every", f"must be >= 1, got {self.validate_every}")
         _require(self.tune_samples >= 1 and self.tune_max_concurrent >= 1, "ray.tune_samples", "must be >= 1")
+        _require(self.tune_verbose in (0, 1, 2), "ray.tune_verbose", f"must be 0, 1 or 2, got {self.tune_verbose}")
         _require(self.start_timeout_s >= 0, "ray.start_timeout_s", f"must be >= 0, got {self.start_timeout_s}")
 
 
@@ -435,6 +440,15 @@ class Config:
             "loss.terms",
             f"{sorted(terms)} act on no pair of views with data.num_views={d.num_views} and "
             f"data.videos_per_step={d.videos_per_step}: 'same' needs 2 views, 'prop'/'sdtw' need 2 videos",
+        )
+        # A gate on a metric the evaluation never computes would hold back every version, after training
+        family, _, key = self.promotion.metric.partition("/")
+        computed = {"ap_at_k": [str(k) for k in self.eval.ap_ks], "phase_classification": [str(f) for f in self.eval.fractions]}
+        _require(
+            family not in computed or key in computed[family],
+            "promotion.metric",
+            f"{self.promotion.metric!r} is not computed: {family}/ takes one of {computed.get(family)} "
+            f"(eval.{'ap_ks' if family == 'ap_at_k' else 'fractions'})",
         )
 
 

@@ -48,14 +48,14 @@ def test_the_gate_asks_for_a_gain_over_the_baseline_and_no_fall_beyond_the_toler
         metric_value(_metrics(0.1), "ap_at_k/9")
 
 
-def _publish(root, model_dir, dtw: float, baseline: float = 0.5) -> str:  # noqa: F811
+def _publish(root, model_dir, dtw: float, baseline: float = 0.5, dataset_manifest=DATASET_MANIFEST) -> str:  # noqa: F811
     manifest = publish_embeddings(
         root,
         dataset="synthetic",
         action="reach",
         splits=_splits(0),
         model_dir=model_dir,
-        dataset_manifest=DATASET_MANIFEST,
+        dataset_manifest=dataset_manifest,
         metrics=_metrics(dtw, baseline),
     )
     return manifest["version"]
@@ -133,6 +133,26 @@ def test_a_move_whose_write_fails_leaves_the_alias_as_it_was(tmp_path, model_dir
     assert store.read_bytes(alias_file(root, "synthetic", "reach", "production")) == before
 
 
+def test_a_version_scored_on_other_videos_is_gated_on_its_gain_over_the_baseline_not_its_metric(tmp_path, model_dir):  # noqa: F811
+    root = str(tmp_path / "store")
+    good = _publish(root, model_dir, 0.60, baseline=0.50)  # +0.10 over the baseline of its videos
+    assert promote(root, "synthetic", "reach", good, GATE)["moved"]
+    # New videos were ingested: harder ones, on which the baseline scores 0.40. A model 0.08 above
+    # it is worse than the current one, though its number (0.48) would fail either way ...
+    harder = {**DATASET_MANIFEST, "version": "v20260102T000000000000Z-00000000", "content_hash": "cd" * 32}
+    worse = _publish(root, model_dir, 0.48, baseline=0.40, dataset_manifest=harder)
+    refused = promote(root, "synthetic", "reach", worse, GATE)
+    assert not refused["moved"]
+    assert "dtw_accuracy gain +0.0800 is below the current version's +0.1000" in refused["why"], refused["why"]
+    # ... and one 0.12 above it is better, though its number (0.52) is below the current 0.60.
+    better = _publish(root, model_dir, 0.52, baseline=0.40, dataset_manifest=harder)
+    moved = promote(root, "synthetic", "reach", better, GATE)
+    assert moved["moved"] and "gains over the baseline compared" in moved["why"], moved["why"]
+    # On the same videos as the current one, the metric itself is compared again.
+    same = _publish(root, model_dir, 0.515, baseline=0.30, dataset_manifest=harder)  # a far larger gain
+    assert not promote(root, "synthetic", "reach", same, PromotionConfig(tolerance=0.001))["moved"]
+
+
 def test_the_cli_pulls_promotes_rolls_back_and_lists_by_alias(tmp_path, model_dir, capsys):  # noqa: F811
     root = str(tmp_path / "store")
     good, worse = _publish(root, model_dir, 0.60), _publish(root, model_dir, 0.50)
@@ -160,6 +180,15 @@ def test_the_cli_pulls_promotes_rolls_back_and_lists_by_alias(tmp_path, model_di
     with pytest.raises(SystemExit) as stopped:  # argparse: one or the other
         main(["embeddings", "pull", *cls, "--alias", "production", "--version", good, "--out", str(out)])
     assert stopped.value.code == 2
+    # Promote, rollback and history all default to the config's alias (promotion.alias)
+    staging = ["--set", "promotion.alias=staging"]
+    assert main(["embeddings", "promote", *cls, "--version", good, *staging]) == 0
+    assert main(["embeddings", "history", *cls, *staging]) == 0
+    assert capsys.readouterr().out.splitlines()[-2] == f"synthetic/reach staging = {good}"
+    assert main(["embeddings", "rollback", *cls, *staging]) == 2  # staging held nothing before
+    assert "staging" in capsys.readouterr().err
+    assert main(["embeddings", "history", *cls, "--set", "promotion.alias=null"]) == 2
+    assert "name one with --alias" in capsys.readouterr().err
 
 
 def test_a_damaged_alias_file_is_an_error_naming_it(tmp_path):

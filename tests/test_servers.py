@@ -1,6 +1,6 @@
 """The cluster path on one machine: a real `prefect server` with a process work pool and a worker
 running a deployment of `infra/prefect.yaml`'s entry point, and a `ray start --head` cluster that
-`lrprop run --ray-address` sends its jobs to (issue 15). Every server is a separate process on
+`lrprop run --ray-address` and `lrprop tune --ray-address` send their jobs to (issue 15). Every server is a separate process on
 127.0.0.1, started and stopped here; docs/cluster.md ("The cluster path on one machine") gives
 the same steps by hand.
 
@@ -113,23 +113,38 @@ def _cluster_state(dashboard: str, env: dict, what: str) -> list[dict]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_lrprop_run_with_a_ray_address_trains_on_that_cluster(tmp_path, ray_head):
+def _lrprop(env: dict, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(BIN / "lrprop"), *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-5000:]
+    return done
+
+
+def test_lrprop_run_and_tune_with_a_ray_address_train_on_that_cluster(tmp_path, ray_head):
     address, dashboard, env = ray_head
-    config = _tiny_config(tmp_path)
-    run = subprocess.run(
-        [str(BIN / "lrprop"), "run", "--config", str(config), "--store", str(tmp_path / "store"), "--run-name", "on-cluster",
-         "--ray-address", address],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr[-5000:]
+    config, store_dir = _tiny_config(tmp_path), str(tmp_path / "store")
+    run = _lrprop(env, tmp_path, "run", "--config", str(config), "--store", store_dir, "--run-name", "on-cluster",
+                  "--ray-address", address)  # fmt: skip
     assert "published embeddings synthetic/reach" in run.stdout and "published embeddings synthetic/swing" in run.stdout
+    # What a person watching sees on stderr (Prefect's console): each stage's count, no error line
+    for line in ("ingest synthetic: 14/14 videos", "reach: epoch 2/2", "swing: epoch 2/2", "evaluate reach: 7/7 videos embedded"):
+        assert line in run.stderr, (line, run.stderr[-5000:])
+    assert not re.search(r"\b(ERROR|WARNING)\b", run.stderr), run.stderr[-5000:]
     # It joined the cluster rather than start a Ray of its own: the cluster ran its Train jobs, each
     # class's workers were that cluster's actors, and the run was one of its drivers.
     actors = _cluster_state(dashboard, env, "actors")
     workers = [a for a in actors if a["class_name"] == "RayTrainWorker"]
     assert len(workers) >= 2, sorted({a["class_name"] for a in actors})
-    drivers = [j for j in _cluster_state(dashboard, env, "jobs") if j.get("type") == "DRIVER"]
-    assert any("lrprop" in (j.get("entrypoint") or "") for j in drivers), drivers
+
+    # A search on the same cluster: its trials' Train workers are that cluster's actors too.
+    tune = _lrprop(env, tmp_path, "tune", "--config", str(config), "--store", store_dir, "--action", "reach",
+                   "--run-name", "search", "--ray-address", address, "--set", "ray.tune_samples=2")  # fmt: skip
+    assert "best of 2 trials" in tune.stdout
+    assert "search reach: 2/2 trials ended" in tune.stderr and "trial " in tune.stderr, tune.stderr[-5000:]
+    assert not re.search(r"\b(ERROR|WARNING)\b", tune.stderr), tune.stderr[-5000:]
+    actors = _cluster_state(dashboard, env, "actors")
+    assert len([a for a in actors if a["class_name"] == "RayTrainWorker"]) >= len(workers) + 2
+    drivers = [j.get("entrypoint") or "" for j in _cluster_state(dashboard, env, "jobs") if j.get("type") == "DRIVER"]
+    assert any("lrprop run" in e for e in drivers) and any("lrprop tune" in e for e in drivers), drivers
 
 
 def _api(base: str, path: str, body: dict | None = None) -> dict | list:

@@ -34,6 +34,7 @@ from lrprop.data.augment import eval_transform
 from lrprop.data.source import VideoSource
 from lrprop.training.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
 from lrprop.training.train import build_model, resolve_device
+from lrprop.work_progress import WorkProgress
 
 __all__ = [
     "REFERENCES",
@@ -86,14 +87,24 @@ def embed_video(model: FrameEncoder, frames: np.ndarray, *, image_size: int, max
     return np.concatenate(out)
 
 
-def embed_source(model: FrameEncoder, source: VideoSource, *, image_size: int, max_chunk: int = 1000) -> tuple[list, list]:
-    """Embeddings and labels of every video of ``source`` (labels -1 where a video has none)."""
+def embed_source(
+    model: FrameEncoder,
+    source: VideoSource,
+    *,
+    image_size: int,
+    max_chunk: int = 1000,
+    on_video: Callable[[], None] | None = None,
+) -> tuple[list, list]:
+    """Embeddings and labels of every video of ``source`` (labels -1 where a video has none);
+    ``on_video`` is called after each video (a progress count)."""
     embs, labels = [], []
     for i in range(len(source)):
         frames = source.read_frames(i, np.arange(source.num_frames(i)))
         embs.append(embed_video(model, frames, image_size=image_size, max_chunk=max_chunk))
         lab = source.labels(i)
         labels.append(np.full(len(frames), -1) if lab is None else np.asarray(lab))
+        if on_video is not None:
+            on_video()
     return embs, labels
 
 
@@ -163,6 +174,7 @@ def evaluate_class(
     device: str = "auto",
     *,
     references: bool = True,
+    on_video: Callable[[], None] | None = None,
 ) -> ClassEvaluation:
     """Embed the training and validation videos of one class and score them.
 
@@ -170,9 +182,10 @@ def evaluate_class(
         references: also score the time-stretch baseline and the label oracle on the same
             videos (:func:`score_with_references`). They do not depend on the model: a
             validation hook called every few epochs can leave them out.
+        on_video: called after each video is embedded (a progress count).
     """
     model = model.to(resolve_device(device)).eval()
-    kwargs = {"image_size": config.data.image_size, "max_chunk": config.eval.max_chunk}
+    kwargs = {"image_size": config.data.image_size, "max_chunk": config.eval.max_chunk, "on_video": on_video}
     tr_e, tr_l = embed_source(model, train_source, **kwargs)
     va_e, va_l = embed_source(model, val_source, **kwargs)
     score = score_with_references if references else score_embeddings
@@ -189,6 +202,8 @@ def evaluate_models(
     *,
     device: str = "auto",
     on_class: Callable[[str, ClassEvaluation, dict, Path], str | None] | None = None,
+    progress_logger=None,
+    bars: bool = False,
 ) -> dict:
     """Evaluate one exported model per action class and write ``metrics.json`` + ``report.html``.
 
@@ -203,6 +218,9 @@ def evaluate_models(
             class, e.g. to publish the embeddings it computed; what it returns, if anything, is
             the model's durable address (a published version), named for it instead of its
             directory.
+        progress_logger: where each class's count of embedded videos goes, every 30 s and at
+            its end (e.g. Prefect's run logger); None: nowhere.
+        bars: also draw a tqdm bar per class on stderr.
 
     Returns:
         {"dataset", "dataset_version", "per_class": {action: metrics}, "mean": {...},
@@ -226,7 +244,14 @@ def evaluate_models(
         }
         train_source = ParquetVideos(store_uri, split="train", **opts)
         val_source = ParquetVideos(store_uri, split=config.eval.val_split, **opts)
-        result = evaluate_class(model, config, train_source, val_source, device=device)
+        with WorkProgress(
+            len(train_source) + len(val_source),
+            what=f"evaluate {action}",
+            unit="videos embedded",
+            logger=progress_logger,
+            bar=bars,
+        ) as shown:
+            result = evaluate_class(model, config, train_source, val_source, device=device, on_video=shown.advance)
         per_class[action] = result.metrics
         address = on_class(action, result, meta, Path(model_dir)) if on_class is not None else None
         models[action] = address or str(model_dir)

@@ -27,11 +27,13 @@ def ingest_source(
     max_label: int | None = None,
     strict: bool | None = None,
     progress: bool = False,
+    progress_logger=None,
 ):
     """Ingest ``source`` with the reader of ``kind`` into a version of ``dataset``.
 
     ``config.ingest`` gives every setting an argument leaves as None; ``max_label`` defaults to
-    the kind's number of phases where it has a fixed one (Pouring).
+    the kind's number of phases where it has a fixed one (Pouring). ``progress`` draws a bar;
+    ``progress_logger`` (e.g. Prefect's run logger) gets a line of the count every 30 s.
 
     Returns:
         the :class:`lrprop.ingest.writer.IngestResult` (no new version if the content is unchanged).
@@ -63,10 +65,11 @@ def ingest_source(
         strict=ing.strict if strict is None else strict,
         threads=ing.threads,
         progress=progress,
+        progress_logger=progress_logger,
     )
 
 
-def dataset_version(config: Config, store_uri: str, *, progress: bool = False) -> str:
+def dataset_version(config: Config, store_uri: str, *, progress: bool = False, progress_logger=None) -> str:
     """The data-set version to train on.
 
     - a ``version``: that version (it must exist and be complete);
@@ -83,10 +86,17 @@ def dataset_version(config: Config, store_uri: str, *, progress: bool = False) -
     if d.kind == "synthetic" and d.source is None:
         from lrprop.ingest.synthetic import ensure_synthetic_dataset
 
-        return ensure_synthetic_dataset(config, store_uri, progress=progress)
+        return ensure_synthetic_dataset(config, store_uri, progress=progress, progress_logger=progress_logger)
     if d.source is not None:
         return ingest_source(
-            config, store_uri, kind=d.kind, source=d.source, dataset=d.name, labels_dir=d.labels_dir, progress=progress
+            config,
+            store_uri,
+            kind=d.kind,
+            source=d.source,
+            dataset=d.name,
+            labels_dir=d.labels_dir,
+            progress=progress,
+            progress_logger=progress_logger,
         ).version
     latest = store.latest_version(collection)
     if latest is None:

@@ -71,7 +71,7 @@ def write_synthetic(dest: str, config: SyntheticConfig, *, threads: int = 4) -> 
     return counts
 
 
-def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | None = None) -> str:
+def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | None = None, progress_logger=None) -> str:
     """Generate and ingest the synthetic data set of ``config`` (as ``config.dataset.name``, by
     default "synthetic") if needed; returns its version."""
     syn = config_to_dict(config.synthetic)
@@ -90,6 +90,7 @@ def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | No
         strict=config.ingest.strict,
         threads=config.ingest.threads,
         progress=sys.stderr.isatty() if progress is None else progress,
+        progress_logger=progress_logger,
     )
     log.info("dataset %s %s (%s)", config.dataset.name, result.version, "new" if result.created else "unchanged")
     return result.version

@@ -37,6 +37,7 @@ from PIL import Image, UnidentifiedImageError
 from lrprop import __version__, store
 from lrprop.ingest.records import IngestError, Note, Problem, RawVideo
 from lrprop.names import check_name
+from lrprop.work_progress import WorkProgress
 
 __all__ = ["DEFAULT_FRAME_SIZE", "FRAME_SCHEMA", "IngestResult", "ProcessedVideo", "ingest", "process_video"]
 
@@ -267,6 +268,7 @@ def ingest(
     strict: bool = False,
     threads: int = 4,
     progress: bool = True,
+    progress_logger=None,
 ) -> IngestResult:
     """Ingest the videos a reader yields into a new immutable version of ``dataset``.
 
@@ -281,6 +283,8 @@ def ingest(
         strict: fail at the first problem instead of skipping the video and reporting it.
         threads: threads that decode and encode frames.
         progress: show a progress bar.
+        progress_logger: where a line of the count goes every 30 s and at the end (e.g. Prefect's
+            run logger); default this module's logger.
 
     Returns:
         the new version, or the existing one whose content hash is the same.
@@ -302,18 +306,22 @@ def ingest(
     for key in sorted(videos):
         partitions[key[:2]].append(videos[key])
 
-    bar = _progress(sum(len(v) for v in partitions.values()), progress)
+    shown = WorkProgress(
+        sum(len(v) for v in partitions.values()),
+        what=f"ingest {dataset}",
+        unit="videos",
+        logger=progress_logger or log,
+        bar=progress,
+    )
     try:
-        with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
+        with shown, ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
             for (action, split), members in partitions.items():
                 # map keeps the order, so files and the hash do not depend on timing.
                 done = pool.map(lambda v: process_video(v, frame_size, quality, max_label), members)
-                _write_partition(version_uri, dataset, action, split, done, tally, bar)
+                _write_partition(version_uri, dataset, action, split, done, tally, shown)
     except BaseException:
         store.remove(version_uri)  # no manifest was written: nothing visible; tidy up
         raise
-    finally:
-        bar.close()
 
     skipped = [p.as_dict() for p in tally.skipped]
     if not tally.digests:
@@ -399,7 +407,7 @@ def _write_partition(
     split: str,
     done: Iterable[ProcessedVideo | Problem],
     tally: _Tally,
-    bar,
+    shown: WorkProgress,
 ) -> None:
     """Write one (action, split) partition file of the processed videos, one row group each,
     hashing its bytes as they go; a partition left with no video is removed."""
@@ -411,7 +419,7 @@ def _write_partition(
         sink = _HashingWriter(raw)
         with pq.ParquetWriter(sink, FRAME_SCHEMA, compression="none") as writer:
             for video in done:
-                bar.update(1)
+                shown.advance()
                 if isinstance(video, Problem):
                     tally.reject(video)
                     continue
@@ -436,9 +444,3 @@ def _version_with_hash(collection: str, content_hash: str) -> dict | None:
         if manifest.get("content_hash") == content_hash:
             return manifest
     return None
-
-
-def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, unit="video", desc="ingest", disable=not enabled, leave=False)

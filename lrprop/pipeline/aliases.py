@@ -8,7 +8,8 @@ A reader asks for ``production`` (``lrprop embeddings pull --alias production``)
 version the alias names, not whatever the last run published. A run promotes each version it
 publishes through the gate of its config's ``promotion`` section (:func:`gate`): the version's
 metric must beat the time-stretch baseline by more than ``min_gain`` and be no more than
-``tolerance`` below the alias's current version's. A version held back stays published and
+``tolerance`` below the alias's current version's (its gain over the baseline below the current
+one's, when the two were scored on other videos or evaluation settings). A version held back stays published and
 readable by its id; ``lrprop embeddings promote --force`` and ``rollback`` move the alias by hand.
 
 Each move rewrites the alias's one file, pointer and history together: one write, so a reader
@@ -33,6 +34,7 @@ from lrprop.pipeline.embeddings import embeddings_collection
 __all__ = [
     "ALIAS_FORMAT",
     "alias_file",
+    "alias_folder",
     "gate",
     "list_aliases",
     "metric_value",
@@ -47,16 +49,14 @@ __all__ = [
 ALIAS_FORMAT = "lrprop-alias/1"
 
 
+def alias_folder(store_uri: str, dataset: str, action: str) -> str:
+    """``<store>/aliases/embeddings/<dataset>/<action>``: a class's alias files, the names validated."""
+    return store.join(store_uri, "aliases", "embeddings", check_name(dataset, "dataset name"), check_name(action, "action name"))
+
+
 def alias_file(store_uri: str, dataset: str, action: str, alias: str) -> str:
     """``<store>/aliases/embeddings/<dataset>/<action>/<alias>.json``, every name validated."""
-    return store.join(
-        store_uri,
-        "aliases",
-        "embeddings",
-        check_name(dataset, "dataset name"),
-        check_name(action, "action name"),
-        f"{check_name(alias, 'alias')}.json",
-    )
+    return store.join(alias_folder(store_uri, dataset, action), f"{check_name(alias, 'alias')}.json")
 
 
 def who() -> str:
@@ -94,7 +94,7 @@ def resolve_alias(store_uri: str, dataset: str, action: str, alias: str, **stora
 
 def list_aliases(store_uri: str, dataset: str, action: str, **storage_options) -> dict[str, str]:
     """{alias: version} of a class, {} when it has none."""
-    folder = alias_file(store_uri, dataset, action, "x").rsplit("/", 1)[0]
+    folder = alias_folder(store_uri, dataset, action)
     fs, path = store.filesystem(folder, **storage_options)
     if not fs.isdir(path):
         return {}
@@ -124,7 +124,7 @@ def metric_value(metrics: dict, name: str) -> float:
     return float(node)
 
 
-def gate(candidate: dict, current: dict | None, promotion: PromotionConfig) -> tuple[bool, str]:
+def gate(candidate: dict, current: dict | None, promotion: PromotionConfig, *, same_videos: bool = True) -> tuple[bool, str]:
     """Whether a version whose metrics are ``candidate`` may replace one whose metrics are
     ``current`` (None: the alias is unset), and why, in one line.
 
@@ -132,7 +132,10 @@ def gate(candidate: dict, current: dict | None, promotion: PromotionConfig) -> t
     when, for ``m = promotion.metric``:
         candidate[m] - baseline[m] > min_gain        (unless min_gain is None)
         candidate[m] >= current[m] - tolerance       (unless the alias is unset)
-    A NaN metric fails.
+    A NaN metric fails. ``same_videos`` False (the current version was scored on other videos
+    or under other evaluation settings, e.g. before new videos were ingested): the metrics of the
+    two are not comparable, so the second condition compares the gains over the time-stretch
+    baseline, each measured on its own version's videos, instead.
     """
     m = promotion.metric
     try:
@@ -152,17 +155,35 @@ def gate(candidate: dict, current: dict | None, promotion: PromotionConfig) -> t
             return False, f"{m} {value:.4f} is {baseline}, not more than {promotion.min_gain:+.4f}"
         why.append(f"{gain:+.4f} over the time-stretch baseline")
     if current is not None:
+        # On other videos, the gain over the baseline of each version's own videos
+        ours, theirs, what = (
+            (candidate, current, m) if same_videos else (candidate.get("gain", {}), current.get("gain", {}), f"{m} gain")
+        )
         try:
-            held = metric_value(current, m)
+            mine, held = metric_value(ours, m), metric_value(theirs, m)
         except KeyError:
-            held = float("nan")  # the current version records no such metric: nothing to fall below
-        if math.isfinite(held) and value < held - promotion.tolerance:
-            return False, f"{m} {value:.4f} is below the current version's {held:.4f} by more than {promotion.tolerance}"
-        if math.isfinite(held):
-            why.append(f"current version's {held:.4f} (tolerance {promotion.tolerance})")
+            mine = held = float("nan")  # the current version records no such metric: nothing to fall below
+        other = "" if same_videos else " (scored on other videos or evaluation settings: the gains over the baseline compared)"
+        f = ".4f" if same_videos else "+.4f"
+        if math.isfinite(held) and math.isfinite(mine) and mine < held - promotion.tolerance:
+            return False, f"{what} {mine:{f}} is below the current version's {held:{f}} by more than {promotion.tolerance}{other}"
+        if math.isfinite(held) and math.isfinite(mine):
+            shown = f"current version's {held:{f}} (tolerance {promotion.tolerance}){other}"
+            why.append(shown if same_videos else f"{what} {mine:{f}}, {shown}")
         else:
-            why.append(f"the current version records no {m} to compare with")
+            why.append(f"the current version records no {what} to compare with")
     return True, "; ".join(why)
+
+
+def _scored_alike(a: dict, b: dict) -> bool:
+    """Whether two published versions' metrics were measured on the same videos (data-set
+    content hash) with the same evaluation settings (their models' ``eval`` section)."""
+    same_data = a.get("dataset_content_hash") is not None and a.get("dataset_content_hash") == b.get("dataset_content_hash")
+
+    def settings(m: dict):
+        return (m.get("model") or {}).get("config", {}).get("eval")
+
+    return same_data and settings(a) == settings(b)
 
 
 def _now() -> str:
@@ -227,13 +248,15 @@ def promote(
     if automatic and (back := rolled_back_from(doc, version)) is not None:
         why = f"{alias} was rolled back from it ({back['at']}, by {back['by']}); promote it by hand"
         return {"alias": alias, "moved": False, "from": held, "to": version, "why": why}
-    current = None
+    current, same_videos = None, True
     if held is not None:
         try:
-            current = store.read_manifest(collection, held, **opts).get("metrics", {})
+            held_manifest = store.read_manifest(collection, held, **opts)
         except FileNotFoundError:  # the version it named is gone (deleted by hand): nothing to compare with
-            current = None
-    passed, why = gate(candidate.get("metrics", {}), current, promotion)
+            held_manifest = None
+        if held_manifest is not None:
+            current, same_videos = held_manifest.get("metrics", {}), _scored_alike(candidate, held_manifest)
+    passed, why = gate(candidate.get("metrics", {}), current, promotion, same_videos=same_videos)
     if not passed and not force:
         return {"alias": alias, "moved": False, "from": held, "to": version, "why": why}
     kind = "promote" if passed else "force"

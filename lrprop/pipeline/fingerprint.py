@@ -49,7 +49,7 @@ NOT_IN_FINGERPRINT = {
     "actions": None,  # merged into the class's config by for_class
     "data": ("loader_workers",),
     "ray": ("address", "cpus_per_worker", "gpus_per_worker", "max_failures", "validate_every", "tune_samples",
-            "tune_max_concurrent", "tune_grace_epochs", "start_timeout_s"),
+            "tune_max_concurrent", "tune_grace_epochs", "tune_verbose", "start_timeout_s"),
     "train": ("device", "checkpoint_every", "checkpoint_epochs", "keep_checkpoints", "log_every", "check_memory"),
     "dataset": ("kind", "source", "labels_dir", "version"),
     "ingest": None,

@@ -20,6 +20,7 @@ deployment entry points (see ``infra/prefect.yaml``).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -108,7 +109,8 @@ def ingest_task(config: dict, store_uri: str) -> str:
     """Ingest the configured data set if asked (``config.dataset``); returns the version to use."""
     from lrprop.ingest.from_config import dataset_version
 
-    return dataset_version(config_from_dict(config), store_uri)
+    # the count of videos ingested: a bar on a terminal, a line every 30 s in the flow run's logs
+    return dataset_version(config_from_dict(config), store_uri, progress=sys.stderr.isatty(), progress_logger=get_run_logger())
 
 
 @task(name="list-actions", retry_condition_fn=_transient, **STORAGE_RETRIES)
@@ -332,7 +334,14 @@ def evaluate_and_publish_task(
                     "fingerprint": info.get("fingerprint"),
                 }
                 model_dirs[action] = export_checkpoint(info["checkpoint"], Path(tmp) / action / "model", meta)
-            summary = evaluate_models(model_dirs, store_uri, Path(tmp) / "evaluation", on_class=publish)
+            summary = evaluate_models(
+                model_dirs,
+                store_uri,
+                Path(tmp) / "evaluation",
+                on_class=publish,
+                progress_logger=logger,  # each class's count of embedded videos
+                bars=sys.stderr.isatty(),
+            )
             for name, uri in (("metrics.json", metrics_uri), ("report.html", report_uri)):
                 store.write_bytes(uri, (Path(tmp) / "evaluation" / name).read_bytes())
     versions = {**{a: u["version"] for a, u in unchanged.items()}, **published}
@@ -559,7 +568,15 @@ def tune_flow(config: dict, store_uri: str, action: str | None = None, run_name:
     dataset = config["dataset"]["name"]
     version = ingest_flow(config, store_uri)
     action = action or list_actions(store_uri, dataset, version)[0]
-    best = tune_class(config_from_dict(config), store_uri, dataset=dataset, version=version, action=action, run_name=run_name)
+    best = tune_class(
+        config_from_dict(config),
+        store_uri,
+        dataset=dataset,
+        version=version,
+        action=action,
+        run_name=run_name,
+        progress_logger=get_run_logger(),  # each trial's epoch and metric, the trials ended
+    )
     create_markdown_artifact(
         f"# tune {run_name} {action}\n\nbest: `{best['params']}`\n\n{best['metric']} = {best['value']:.4f}\n\n"
         f"config: {best['config_uri']}",

@@ -10,6 +10,9 @@ the loss and tqdm's ETA); it always logs one line per class to ``logger`` (the P
 logger: the flow run's logs) at most every ``log_every_s`` and when a class finishes, so a run
 without a terminal (a deployment, CI) shows its progress too.
 
+A search (:mod:`lrprop.pipeline.tune`) needs no board: each trial's epochs reach Tune as its
+results, in this process, where :class:`SearchProgress`, a Tune callback, counts them.
+
 Ray's own worker output is not forwarded to this process (``ray.init(log_to_driver=False)``,
 which keeps a run's terminal free of every worker's log lines), so a bar drawn in a worker
 (``ray.experimental.tqdm_ray``) would not reach it: the board carries the numbers instead.
@@ -21,7 +24,7 @@ import sys
 import threading
 import time
 
-__all__ = ["ProgressBoard", "TrainingProgress", "progress_line"]
+__all__ = ["ProgressBoard", "SearchProgress", "TrainingProgress", "progress_line", "trial_line"]
 
 
 class ProgressBoard:
@@ -151,5 +154,98 @@ class TrainingProgress:
             finished = bool(state.get("done")) or epoch >= total
             due = now - when >= self.log_every_s and epoch != logged_epoch
             if due or (finished and logged_epoch != epoch) or (final and logged_epoch != epoch):
-                self.logger.info("%s", progress_line(name, {**state, "done": finished}, total, elapsed, eta))
+                # final: the block ended without an error, so the class is done even where
+                # optim.max_steps stopped it before its last epoch
+                self.logger.info("%s", progress_line(name, {**state, "done": finished or final}, total, elapsed, eta))
                 self._logged[name] = (now, epoch)
+
+
+def trial_line(
+    trial: str, params: dict, epoch: int, total_epochs: int, metric: str, value: float | None, elapsed_s: float
+) -> str:
+    """``trial 7bb0c_00001 (T 20, α 0.00197, β 0.897): epoch 2/4, val_dtw_accuracy 0.4892, 30 s elapsed``."""
+    shown = f"T {int(params['frames_per_view'])}, α {params['alpha']:.3g}, β {params['beta']:.3g}"
+    result = f", {metric} {value:.4f}" if value is not None else ""
+    return f"trial {trial} ({shown}): epoch {epoch}/{total_epochs}{result}, {elapsed_s:.0f} s elapsed"
+
+
+class SearchProgress:
+    """Shows a search's progress (a Tune callback: ``RunConfig(callbacks=[shown.callback])``).
+
+    A line per trial at most every ``log_every_s`` and when it ends (:func:`trial_line`), and
+    the count of trials ended, with the best so far, each time one ends
+    (:class:`lrprop.work_progress.WorkProgress`: a bar of trials on a terminal). Tune's own
+    console tables (``ray.tune_verbose``) say the same at more length and only on the console;
+    these lines also reach the flow run's logs.
+
+    Args:
+        action: the class searched, for the lines.
+        trials: the trials the search runs (``ray.tune_samples``).
+        epochs: each trial's ``optim.epochs`` (ASHA may stop it sooner).
+        metric: the result key the search maximises.
+        logger: where the lines go (a ``logging.Logger`` or Prefect's run logger).
+        log_every_s: seconds between a trial's lines while it trains.
+        bars: draw the bar of trials (default: when stderr is a terminal).
+    """
+
+    def __init__(self, action: str, *, trials: int, epochs: int, metric: str, logger, log_every_s=30.0, bars=None):
+        from ray import tune  # Ray
+
+        from lrprop.work_progress import WorkProgress
+
+        self.epochs, self.metric, self.logger, self.log_every_s = epochs, metric, logger, log_every_s
+        # log_every_s=0: a line each time a trial ends, however soon after the last
+        self.count = WorkProgress(trials, what=f"search {action}", unit="trials ended", logger=logger, log_every_s=0, bar=bars)
+        self.best: tuple[float, str, dict] | None = None  # (value, trial, params)
+        self.stopped_early = 0
+        self.failed = 0
+        self._logged: dict[str, float] = {}  # trial: when its last line was logged
+        self._started = time.monotonic()
+        outer = self
+
+        class Callback(tune.Callback):  # Ray: called in this process, by Tune's controller
+            def setup(self, **info):
+                outer.count.__enter__()
+
+            def on_trial_result(self, iteration, trials, trial, result, **info):
+                outer.result(trial.trial_id, trial.config, result)
+
+            def on_trial_complete(self, iteration, trials, trial, **info):
+                outer.ended(trial.trial_id, trial.config, trial.last_result or {}, failed=False)
+
+            def on_trial_error(self, iteration, trials, trial, **info):
+                outer.ended(trial.trial_id, trial.config, trial.last_result or {}, failed=True)
+
+            def on_experiment_end(self, trials, **info):
+                outer.count.__exit__(None, None, None)
+
+        self.callback = Callback()
+
+    def _line(self, trial: str, params: dict, result: dict, now: float) -> str:
+        epoch = int(result["epoch"]) + 1 if "epoch" in result else 0  # Train reports epochs from 0
+        value = result.get(self.metric)
+        return trial_line(trial, params, epoch, self.epochs, self.metric, value, now - self._started)
+
+    def result(self, trial: str, params: dict, result: dict) -> None:
+        """A trial reported an epoch: its line, when due."""
+        now = time.monotonic()
+        if now - self._logged.get(trial, self._started) >= self.log_every_s:
+            self.logger.info("%s", self._line(trial, params, result, now))
+            self._logged[trial] = now
+        value = result.get(self.metric)
+        if isinstance(value, (int, float)) and (self.best is None or value > self.best[0]):
+            self.best = (float(value), trial, params)
+
+    def ended(self, trial: str, params: dict, last: dict, *, failed: bool) -> None:
+        """A trial ended (ran its epochs, stopped by ASHA, or failed): its last line and the count."""
+        now = time.monotonic()
+        epochs_run = int(last["epoch"]) + 1 if "epoch" in last else 0
+        how = "failed" if failed else ("stopped early by ASHA" if epochs_run < self.epochs else "ran every epoch")
+        self.failed += failed
+        self.stopped_early += (not failed) and epochs_run < self.epochs
+        self.logger.info("%s; %s", self._line(trial, params, last, now), how)
+        self._logged[trial] = now
+        note = f"{self.stopped_early} stopped early, {self.failed} failed"
+        if self.best is not None:
+            note += f"; best {self.metric} {self.best[0]:.4f} (trial {self.best[1]})"
+        self.count.advance(note=note)

@@ -198,7 +198,16 @@ class _TrialPlacementGroups:
             if removed:
                 inside = {pg: members[pg] for pg in removed if members and pg in members}
                 still = f", with {inside} still in them" if inside else ""
-                log.warning("%s: trial %s's Train placement groups %s were left%s: removed them", when, trial, removed, still)
+                # Empty groups that Ray Train's cleaner had not yet removed are the usual end of
+                # a trial (see the module), not worth a warning in a normal search's output
+                log.log(
+                    logging.WARNING if inside else logging.INFO,
+                    "%s: trial %s's Train placement groups %s were left%s: removed them",
+                    when,
+                    trial,
+                    removed,
+                    still,
+                )
                 self.removed += removed
             if not self.groups[trial]:
                 del self.groups[trial], self.ended[trial]
@@ -245,7 +254,7 @@ def _raise_start_timeouts(results) -> None:
         raise WorkerStartTimeout(f"{len(stuck)} of {len(results)} trials could not start their workers: {stuck[0]}")
 
 
-def _with_shared_backbone(config: Config, data: ClassData) -> Config:
+def _with_shared_backbone(config: Config, data: ClassData, logger) -> Config:
     """``config`` with the class's backbone pretrained once, for every trial of the search.
 
     The search varies T, α and β, none of which the pretraining reads, and the default route
@@ -263,8 +272,9 @@ def _with_shared_backbone(config: Config, data: ClassData) -> Config:
         return config
     from lrprop.pipeline.distributed import pretrain_class
 
+    logger.info("%s: pretraining the backbone once for every trial (%d steps)", data.action, config.pretrain.steps)
     done = pretrain_class(config, data, what="search's backbone pretraining")
-    log.info("pretrained the backbone once for the search: %s", done["uri"])
+    logger.info("%s: pretrained the backbone for the search: %s", data.action, done["uri"])
     return with_pretrained_backbones(config, {data.action: done["uri"]}).for_class(data.action)
 
 
@@ -276,8 +286,13 @@ def tune_class(
     version: str,
     action: str,
     run_name: str,
+    progress_logger=None,
 ) -> dict:
     """Search T, α, β for ``action`` and record the best trial in the store.
+
+    ``progress_logger`` (e.g. Prefect's run logger; default this module's logger) gets each
+    trial's epoch and metric every 30 s and the count of trials ended with the best so far
+    (:class:`lrprop.pipeline.progress.SearchProgress`; a bar of trials on a terminal too).
 
     Returns:
         {"params", "metric", "value", "metrics", "checkpoint", "config_uri", "trials"}.
@@ -288,6 +303,7 @@ def tune_class(
     from ray.tune.schedulers import ASHAScheduler  # Ray
 
     from lrprop.pipeline.distributed import ensure_ray, worker_resources
+    from lrprop.pipeline.progress import SearchProgress
 
     ensure_ray(config.ray.address)
     store_uri = store.absolute(store_uri)  # the trials and workers run in other directories
@@ -295,10 +311,14 @@ def tune_class(
     config = config.for_class(action)  # search around the class's own settings
     source = data.videos("train")
     shortest = min(source.num_frames(i) for i in range(len(source)))
-    config = _with_shared_backbone(config, data)
+    progress_logger = progress_logger or log
+    config = _with_shared_backbone(config, data, progress_logger)
     trainable = partial(_trial, base=config_to_dict(config), data=data, run_name=run_name)
     storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "tune", run_name))
     placement_groups = _TrialPlacementGroups([worker_resources(config)] * config.ray.num_workers)
+    shown = SearchProgress(
+        action, trials=config.ray.tune_samples, epochs=config.optim.epochs, metric=TUNE_METRIC, logger=progress_logger
+    )
     tuner = tune.Tuner(  # Ray
         # No CPU for the trial itself: its Train workers take theirs (a trial holding one while
         # waiting for them deadlocks on a small machine).
@@ -317,7 +337,8 @@ def tune_class(
             name=action,
             storage_path=storage_path,
             storage_filesystem=storage_filesystem,
-            callbacks=[placement_groups.callback],
+            callbacks=[placement_groups.callback, shown.callback],
+            verbose=config.ray.tune_verbose,
         ),
     )
     try:
