@@ -6,6 +6,9 @@
     lrprop synth --dest URI [--config FILE] [--set synthetic.key=value ...]
     lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --store STORE_URI [options]
     lrprop evaluate (--run RUN | --model MODEL_DIR) --store STORE
+    lrprop align A B --model DATASET/ACTION[@VERSION|@ALIAS] [--store URI] [--out DIR]   two videos, frame to frame
+    lrprop phases VIDEO ... --model M --reference (train | FOLDER) [--store URI] [--out DIR]   each frame's phase
+    lrprop outliers --dataset D --action A [--split val] [--model M] [--store URI] [--out DIR]   unusual executions
     lrprop embeddings list --store URI                       versions and aliases of each class
     lrprop embeddings pull --store URI --dataset D --action A [--version V | --alias production] --out FILE.parquet
     lrprop embeddings promote --store URI --dataset D --action A --version V [--alias A] [--force] [--reason TEXT]
@@ -43,6 +46,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import shlex
 import sys
 import tempfile
@@ -139,6 +143,80 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     print(f"best of {best['trials']} trials ({best['stopped_early']} stopped early by ASHA): {best['params']}")
     print(f"{best['metric']} = {best['value']:.4f}")
     print(f"config: {best['config_uri']}  (lrprop run --config <that file>)")
+    return 0
+
+
+def _base(uri: str) -> str:
+    """The last part of a path or URI (a video's name in a picture's title)."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _cmd_align(args: argparse.Namespace) -> int:
+    from lrprop.alignment.align import align_videos
+    from lrprop.alignment.models import load_model
+    from lrprop.alignment.outputs import write_aligned_video, write_alignment_csv, write_cost_picture
+
+    model, config, meta = load_model(args.model, store_uri=args.store)
+    print(f"model: {meta.get('published', args.model)}", flush=True)
+    done = align_videos(model, config, args.a, args.b, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [write_alignment_csv(out / "alignment.csv", done.alignment)]
+    title = f"A: {_base(args.a)}   B: {_base(args.b)}"
+    written.append(write_cost_picture(out / "alignment.png", done.alignment, done.emb_a, done.emb_b, title=title))
+    if args.video != "none":
+        written.append(write_aligned_video(out / f"aligned.{args.video}", done.alignment, args.a, args.b, height=args.height))
+    print(done.alignment.summary())
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_phases(args: argparse.Namespace) -> int:
+    from lrprop.alignment.models import load_model
+    from lrprop.alignment.phases import label_videos, references_from_folder, references_from_split, write_phases, write_timeline
+
+    model, config, meta = load_model(args.model, store_uri=args.store)
+    print(f"model: {meta.get('published', args.model)}", flush=True)
+    limit = args.max_references or None
+    if "://" in args.reference or Path(args.reference).is_dir():
+        refs = references_from_folder(model, config, args.reference, limit)
+    elif re.fullmatch(r"[a-z][a-z0-9_]*", args.reference):
+        refs = references_from_split(model, config, args.store, meta, args.reference, limit)
+    else:
+        raise ValueError(f"--reference {args.reference!r}: not a folder of labelled videos nor a split name (train, val)")
+    print(f"references: {len(refs.names)} labelled videos, {refs.num_phases} phases", flush=True)
+    labelled = label_videos(model, config, args.videos, refs, device=args.device)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [*write_phases(out, labelled, refs), write_timeline(out / "timeline.png", labelled, refs.num_phases)]
+    for v in labelled:
+        shown = ", ".join(f"{s['phase']} {s['start']}-{s['end'] - 1}" for s in v.segments())
+        print(f"{_base(v.name)}: {len(v.phases)} frames; phases {shown}; mean confidence {v.confidence.mean():.2f}")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def _cmd_outliers(args: argparse.Namespace) -> int:
+    from lrprop.alignment.models import load_model
+    from lrprop.alignment.outliers import find_outliers, write_outliers
+
+    spec = args.model or f"{args.dataset}/{args.action}"
+    model, config, meta = load_model(spec, store_uri=args.store)
+    print(f"model: {meta.get('published', spec)}", flush=True)
+    ranked = find_outliers(
+        model, config, args.store, args.dataset, args.action, split=args.split, version=args.version, device=args.device
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = write_outliers(out, ranked, top=args.top)
+    print(f"{args.dataset} {ranked.version} {args.action}/{args.split}: {len(ranked.rows)} videos, the most unusual first")
+    print(f"{'rank':>4}  {'video':<24} {'frames':>6} {'score':>10} {'z':>7}")
+    for r in ranked.rows[: args.top]:
+        print(f"{r['rank']:>4}  {r['video']:<24} {r['frames']:>6} {r['score']:>10.4g} {r['z']:>+7.2f}")
+    for path in written:
+        print(f"  {path}")
     return 0
 
 
@@ -503,6 +581,67 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="output directory (default ./lrprop-evaluation/<run>, <run folder>/evaluation or <model>/evaluation)"
     )
     ev.set_defaults(func=_cmd_evaluate)
+
+    al = sub.add_parser(
+        "align",
+        help="align two videos frame to frame with a trained model: alignment.csv, alignment.png, aligned.mp4",
+        description="Embed two videos (video files or folders of frames, local or store URIs) with a model "
+        "and align them with exact DTW, at any length. Writes alignment.csv (frame_a, frame_b, cost), "
+        "alignment.png (the cost matrix with the path) and aligned.mp4 (A beside B warped onto A's time).",
+    )
+    al.add_argument("a", help="video A: a video file (.mp4, .mov, ...) or a folder of frames")
+    al.add_argument("b", help="video B, aligned onto A's time")
+    al.add_argument(
+        "--model",
+        required=True,
+        help="DATASET/ACTION (its latest published version), DATASET/ACTION@VERSION or @ALIAS (e.g. @production), "
+        "or an exported model folder",
+    )
+    al.add_argument("--store", default="lrprop-store", help="store root the published model is in")
+    al.add_argument("--out", default="alignment", help="folder for the files written (default ./alignment)")
+    al.add_argument("--video", choices=("mp4", "gif", "none"), default="mp4", help="the side-by-side video's format")
+    al.add_argument("--height", type=int, default=160, help="the side-by-side video's height in pixels")
+    al.add_argument("--device", default="auto", help="where to embed: auto (CUDA when there is one), cpu, cuda")
+    al.set_defaults(func=_cmd_align)
+
+    ph = sub.add_parser(
+        "phases",
+        help="label every frame of new videos with the phases of labelled references: phases.csv, phases.json, timeline.png",
+        description="Embed each video and align it with every reference (exact DTW); the references vote for each "
+        "frame's phase. Writes phases.csv (video, frame, phase, confidence), phases.json (with each video's "
+        "segments) and timeline.png.",
+    )
+    ph.add_argument("videos", nargs="+", help="video files or folders of frames, local or store URIs")
+    ph.add_argument("--model", required=True, help="as for align: DATASET/ACTION[@VERSION|@ALIAS] or a model folder")
+    ph.add_argument(
+        "--reference",
+        default="train",
+        help="a split of the model's data set in --store (default train), or a folder of labelled videos "
+        "(each a video file or frame folder with <name>.npy or <name>.csv labels beside it)",
+    )
+    ph.add_argument("--max-references", type=int, default=20, help="the first N labelled references (0: all)")
+    ph.add_argument("--store", default="lrprop-store", help="store root the published model and its data set are in")
+    ph.add_argument("--out", default="phases", help="folder for the files written (default ./phases)")
+    ph.add_argument("--device", default="auto", help="where to embed: auto, cpu, cuda")
+    ph.set_defaults(func=_cmd_phases)
+
+    ol = sub.add_parser(
+        "outliers",
+        help="rank a class's videos by their alignment cost to the others: outliers.csv, outliers.html",
+        description="Embed every video of a split of a class and score each by the median, over the other videos, "
+        "of the mean cost along their exact DTW path (robust z-score beside it; lrprop.core.outliers). "
+        "Writes outliers.csv and outliers.html (the top ones with frames of each).",
+    )
+    ol.add_argument("--dataset", required=True)
+    ol.add_argument("--action", required=True)
+    ol.add_argument("--split", default="val", help="the split ranked (default val)")
+    ol.add_argument("--version", help="the data set's version (default its latest)")
+    ol.add_argument("--model", help="as for align (default DATASET/ACTION: the class's latest published version)")
+    ol.add_argument("--store", default="lrprop-store", help="store root")
+    ol.add_argument("--out", default="outliers", help="folder for the files written (default ./outliers)")
+    ol.add_argument("--top", type=int, default=10, help="how many to print and show on the page")
+    ol.add_argument("--device", default="auto", help="where to embed: auto, cpu, cuda")
+    ol.set_defaults(func=_cmd_outliers)
 
     emb = sub.add_parser("embeddings", help="published embeddings in a store")
     emb_sub = emb.add_subparsers(dest="embeddings_command", required=True)

@@ -364,13 +364,13 @@ class PromotionConfig:
 
     alias: str | None = "production"  # the alias a run moves; None: publish without promoting
     # The metric compared, higher is better: dtw_accuracy, kendalls_tau, phase_progression,
-    # ap_at_k/<K> or phase_classification/<fraction> (a key of the class's metrics)
+    # phase_transfer, ap_at_k/<K> or phase_classification/<fraction> (a key of the class's metrics)
     metric: str = "dtw_accuracy"
     tolerance: float = 0.01  # the new version may score this much below the alias's current one
     # It must beat the time-stretch baseline (the metric's gain over it) by more than this; None: not asked
     min_gain: float | None = 0.0
 
-    METRICS = ("dtw_accuracy", "kendalls_tau", "phase_progression")
+    METRICS = ("dtw_accuracy", "kendalls_tau", "phase_progression", "phase_transfer")
 
     def __post_init__(self) -> None:
         if self.alias is not None:

@@ -135,13 +135,21 @@ def _labelled_videos(seed: int, n: int, num_phases: int = 3):
     return embs, labels
 
 
-def test_score_embeddings_returns_the_five_metrics():
+def test_score_embeddings_returns_the_five_metrics_and_phase_transfer():
     embs, labels = _labelled_videos(0, 7)
     labels[0] = labels[0].copy()
     labels[0][:3] = -1  # unlabelled frames are dropped, not scored
     config = EvalConfig(fractions=(0.5, 1.0), ap_ks=(1, 5), tau_stride=2, ap_stride=1)
     scores = score_embeddings(embs[:4], labels[:4], embs[4:], labels[4:], config)
-    assert set(scores) == {"phase_classification", "phase_progression", "kendalls_tau", "ap_at_k", "dtw_accuracy"}
+    five = {"phase_classification", "phase_progression", "kendalls_tau", "ap_at_k", "dtw_accuracy"}
+    assert set(scores) == five | {"phase_transfer"}
+    # Phase transfer on the labelled frames, as lrprop.core.phase_transfer computes it
+    from lrprop.core.metrics import drop_unlabelled
+    from lrprop.core.phase_transfer import phase_transfer_accuracy
+
+    tr_e, tr_l = drop_unlabelled(embs[:4], labels[:4])
+    assert scores["phase_transfer"] == phase_transfer_accuracy(tr_e, tr_l, embs[4:], labels[4:])
+    assert 0.5 < scores["phase_transfer"] <= 1.0  # phases well apart: most frames transferred right
     assert set(scores["phase_classification"]) == {0.5, 1.0}
     assert set(scores["ap_at_k"]) == {1, 5}
     for value in [*scores["phase_classification"].values(), *scores["ap_at_k"].values(), scores["dtw_accuracy"]]:

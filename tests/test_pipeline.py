@@ -259,6 +259,26 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     assert sorted(line.split()[1] for line in lines) == ["reach", "swing"]
     assert main(["run", "--run-name", "../escape", "--store", str(store_dir)]) == 2
+    # Two of the run's validation videos (their frame folders, as generated) aligned with the model it published
+    (raw,) = (store_dir / "raw").iterdir()
+    a, b = sorted(p for p in (raw / "val" / "reach").iterdir() if p.is_dir())[:2]
+    aligned = ["align", str(a), str(b), "--model", "synthetic/reach", "--store", "store", "--out", "aligned", "--video", "gif"]
+    assert main(aligned) == 0
+    out = capsys.readouterr().out
+    published = read_published("store", "cli1")["reach"]["version"]
+    assert re.search(rf"^model: \S*embeddings/synthetic/reach/{published}$", out, re.M) and "normalised cost" in out
+    assert sorted(p.name for p in (tmp_path / "aligned").iterdir()) == ["aligned.gif", "alignment.csv", "alignment.png"]
+    # Their phases, by the vote of the class's training videos (the model's own data set)
+    assert main(["phases", str(a), str(b), "--model", "synthetic/reach", "--store", "store", "--out", "phased"]) == 0
+    out = capsys.readouterr().out
+    assert "references: 4 labelled videos" in out and f"{a.name}: " in out and f"{b.name}: " in out
+    doc = json.loads((tmp_path / "phased" / "phases.json").read_text())
+    assert [v["frames"] for v in doc["videos"]] == [len(list(a.glob("*.jpg"))), len(list(b.glob("*.jpg")))]
+    assert (tmp_path / "phased" / "timeline.png").is_file() and (tmp_path / "phased" / "phases.csv").is_file()
+    # The class's validation videos ranked by their alignment cost to the others
+    assert main(["outliers", "--dataset", "synthetic", "--action", "reach", "--store", "store", "--out", "ranked"]) == 0
+    assert "reach/val: 3 videos, the most unusual first" in capsys.readouterr().out
+    assert len((tmp_path / "ranked" / "outliers.csv").read_text().splitlines()) == 1 + 3
 
     # Run again on unchanged data, config and code: nothing trains, nothing new is published,
     # and the run names the versions that stand (issue 15).

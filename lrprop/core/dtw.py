@@ -24,6 +24,7 @@ __all__ = [
     "dtw_path_blocks",
     "dtw_alignment",
     "dtw_distance",
+    "middle_matches",
     "soft_dtw",
     "soft_dtw_divergence",
 ]
@@ -155,6 +156,16 @@ def dtw_path_blocks(cost, starts, widths) -> list[np.ndarray]:
     paths, counts, _, bad = _dtw_kernels.dtw_paths_blocks(arr, starts, widths)
     _raise_if_bad(bad)
     return [paths[p, : counts[p]].copy() for p in range(len(starts))]
+
+
+def middle_matches(path: np.ndarray, length: int) -> np.ndarray:
+    """(length,) int64: for each frame i of the first sequence, the middle of the frames of the
+    second that ``path`` (K, 2), from (0, 0) to (length - 1, ·), matches with it; they are
+    consecutive, so this is (first + last) // 2 of them."""
+    i, j = path[:, 0], path[:, 1]
+    first = np.searchsorted(i, np.arange(length), side="left")
+    last = np.searchsorted(i, np.arange(length), side="right") - 1
+    return (j[first] + j[last]) // 2
 
 
 def dtw_distance(cost, x_lengths=None, y_lengths=None) -> np.ndarray:

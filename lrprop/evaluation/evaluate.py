@@ -19,7 +19,7 @@ minus the baseline's.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,6 +30,7 @@ from lrprop.config import Config, EvalConfig, config_from_dict, upgrade_stored
 from lrprop.core import metrics
 from lrprop.core.baselines import metrics_gain, phase_progress_embeddings, time_stretch_embeddings
 from lrprop.core.model import FrameEncoder
+from lrprop.core.phase_transfer import phase_transfer_accuracy
 from lrprop.data.augment import eval_transform
 from lrprop.data.source import VideoSource
 from lrprop.training.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
@@ -39,6 +40,7 @@ from lrprop.work_progress import WorkProgress
 __all__ = [
     "REFERENCES",
     "ClassEvaluation",
+    "embed_chunks",
     "embed_source",
     "embed_video",
     "evaluate_class",
@@ -72,18 +74,35 @@ def load_trained_model(model_dir: str | Path, device: str = "cpu") -> tuple[Fram
 @torch.no_grad()
 def embed_video(model: FrameEncoder, frames: np.ndarray, *, image_size: int, max_chunk: int = 1000) -> np.ndarray:
     """Embeddings (L, E) float32 of every frame of one video (frames (L, H, W, 3) uint8)."""
+    chunks = (frames[start : start + max_chunk] for start in range(0, len(frames), max_chunk))
+    return embed_chunks(model, chunks, len(frames), image_size=image_size)
+
+
+@torch.no_grad()
+def embed_chunks(model: FrameEncoder, chunks: Iterable[np.ndarray], length: int, *, image_size: int) -> np.ndarray:
+    """Embeddings (L, E) float32 of a video of ``length`` frames given as consecutive chunks
+    ((n, H, W, 3) uint8 each), one forward pass a chunk, with the chunk's positions of
+    linspace(0, T - 1, L): a long video streamed from its file, chunks of ``eval.max_chunk``.
+
+    Raises:
+        ValueError: the chunks hold another number of frames than ``length``.
+    """
     device = next(model.parameters()).device
     transform = eval_transform(image_size)
-    L = len(frames)
-    positions = model.default_positions(L, 1, device)  # (1, L): linspace(0, T - 1, L)
-    out = []
-    for start in range(0, L, max_chunk):
-        chunk = torch.from_numpy(np.ascontiguousarray(frames[start : start + max_chunk])).permute(0, 3, 1, 2)
+    positions = model.default_positions(length, 1, device)  # (1, L): linspace(0, T - 1, L)
+    out, start = [], 0
+    for frames in chunks:
+        if start + len(frames) > length:
+            raise ValueError(f"more than the {length} frames announced")
+        chunk = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
         x = transform(chunk).to(device)[None]  # (1, n, 3, S, S)
         mask = torch.ones(1, x.shape[1], dtype=torch.bool, device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            z, _ = model(x, mask, positions[:, start : start + max_chunk])
+            z, _ = model(x, mask, positions[:, start : start + len(frames)])
         out.append(z[0].float().cpu().numpy())
+        start += len(frames)
+    if start != length:
+        raise ValueError(f"{start} frames where {length} were announced")
     return np.concatenate(out)
 
 
@@ -109,7 +128,8 @@ def embed_source(
 
 
 def score_embeddings(train_embs, train_labels, val_embs, val_labels, config: EvalConfig) -> dict:
-    """All five metrics on embeddings (frames with labels < 0 are dropped first)."""
+    """The five metrics of the paper and phase-transfer accuracy on embeddings (frames with
+    labels < 0 are dropped first)."""
     tr_e, tr_l = metrics.drop_unlabelled(train_embs, train_labels)
     va_e, va_l = metrics.drop_unlabelled(val_embs, val_labels)
     if len(va_e) < 2 or not tr_e:
@@ -121,11 +141,13 @@ def score_embeddings(train_embs, train_labels, val_embs, val_labels, config: Eva
         "phase_progression": metrics.phase_progression(tr_e, tr_l, va_e, va_l),
         # τ, AP@K and DTW accuracy share one distance product per validation video
         **metrics.all_pairs_scores(va_e, va_l, tau_stride=config.tau_stride, ap_ks=config.ap_ks, ap_stride=config.ap_stride),
+        # each validation video's phases by the vote of the training videos aligned to it
+        "phase_transfer": phase_transfer_accuracy(tr_e, tr_l, va_e, va_l),
     }
 
 
 def score_with_references(train_embs, train_labels, val_embs, val_labels, config: EvalConfig) -> dict:
-    """The model's five metrics, with the time-stretch baseline's and the label oracle's.
+    """The model's metrics (:func:`score_embeddings`), with the time-stretch baseline's and the label oracle's.
 
     Both references are embedded for the very videos given, at their whole lengths (the
     unlabelled frames count in L, as the model sees them), then scored by
@@ -133,7 +155,7 @@ def score_with_references(train_embs, train_labels, val_embs, val_labels, config
     classifier fitted on the training videos, the same strides.
 
     Returns:
-        {five metrics of the model, "baseline": {five metrics}, "oracle": {five metrics},
+        {the metrics of the model, "baseline": {the same}, "oracle": {the same},
         "gain": model − baseline, key by key (same shape)}.
     """
     scores = score_embeddings(train_embs, train_labels, val_embs, val_labels, config)

@@ -63,6 +63,8 @@ def flatten_metrics(m: Mapping) -> dict[str, float]:
     for k, v in m["ap_at_k"].items():
         out[f"ap@{int(k)}"] = v
     out["dtw_accuracy"] = m["dtw_accuracy"]
+    if "phase_transfer" in m:  # metrics stored before issue 16 have none
+        out["phase_transfer"] = m["phase_transfer"]
     return out
 
 
@@ -78,7 +80,8 @@ TABLE_NOTE = (
 
 
 def _flat_mean(flat: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.nanmean([f[key] for f in flat])) for key in flat[0]}
+    # a metric some classes lack (stored by an earlier version) is averaged over those that have it
+    return {key: float(np.nanmean([f.get(key, np.nan) for f in flat])) for key in flat[0]}
 
 
 def mean_over_classes(per_class: Mapping[str, Mapping]) -> dict:

@@ -1,0 +1,176 @@
+"""Exact DTW paths of long pairs (tens of thousands of frames each) in little memory.
+
+A (Tx, Ty) pair of 20 000 frames each would need 3.2 GB for its float64 cost matrix and as much
+again for the accumulated cost that :func:`lrprop.core.dtw.dtw_path` keeps. Here neither is
+ever whole: the cost comes in blocks of ``block_rows`` rows from a function (e.g. the squared
+Euclidean distances of two embedding sequences, :func:`sqeuclidean_rows`), and the dynamic
+programme runs twice.
+
+1. Forward: the accumulated cost R row by row, keeping only the row at the end of each block
+   (a checkpoint): ceil(Tx / block_rows) rows of Ty + 1 values.
+2. Backward: from the last block to the first, recompute the block's rows of R from the
+   checkpoint above it and backtrack through them, from where the path entered the block.
+
+The recurrence, the order of its ``min`` and the backtrack's ties (↘, then ↓, then →) are those
+of :func:`lrprop.core.dtw.dtw_path`, and every value of R is computed by the same float64
+operations from the same cost values, so the path and its total are that function's exactly
+(tested on costs both can hold), not an approximation: no band, no coarsening.
+
+Memory: the checkpoints, plus one block's cost and R, 2 · block_rows · (Ty + 1) · 8 bytes
+(82 MB for Ty = 20 000 at the default 256 rows), plus the path (at most Tx + Ty - 1 rows). Time:
+two passes of the programme and two computations of the cost, where the in-memory path takes one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numba
+import numpy as np
+
+__all__ = ["dtw_path_long", "long_path_memory_bytes", "sqeuclidean_rows"]
+
+_INF = np.inf
+
+
+def sqeuclidean_rows(x: np.ndarray, y: np.ndarray) -> Callable[[int, int], np.ndarray]:
+    """The rows of the squared Euclidean cost of two sequences, a block at a time.
+
+    cost[i, j] = |x_i|² + |y_j|² - 2 x_i · y_j, clipped at 0 (rounding can make it slightly
+    negative), in float64.
+
+    Args:
+        x: (Tx, D) and y: (Ty, D) arrays.
+
+    Returns:
+        ``rows(r0, r1)`` -> (r1 - r0, Ty) float64, the cost of frames r0..r1-1 of x against all of y.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1]:
+        raise ValueError(f"x and y must be (Tx, D) and (Ty, D), got {x.shape} and {y.shape}")
+    xx = np.einsum("id,id->i", x, x)
+    yy = np.einsum("jd,jd->j", y, y)
+
+    def rows(r0: int, r1: int) -> np.ndarray:
+        block = x[r0:r1] @ y.T  # (r1 - r0, Ty)
+        block *= -2.0
+        block += xx[r0:r1, None]
+        block += yy[None, :]
+        np.maximum(block, 0.0, out=block)
+        return block
+
+    return rows
+
+
+def long_path_memory_bytes(tx: int, ty: int, block_rows: int = 256) -> int:
+    """The bytes :func:`dtw_path_long` holds at most for a (tx, ty) pair: checkpoints, one block's
+    cost and accumulated cost, and the path."""
+    blocks = -(-tx // block_rows)
+    return 8 * ((blocks + 1) * (ty + 1) + block_rows * ty + (block_rows + 1) * (ty + 1) + 2 * (tx + ty))
+
+
+@numba.njit(cache=True, nogil=True)
+def _forward(cost, above, acc):
+    """Rows of R below ``above`` (R's row just above the block, Ty + 1 values with R[., 0] = inf
+    except at the origin): acc[0] = above, acc[k + 1] = R of the block's row k. Returns whether
+    a cell of the block's cost is NaN or infinite."""
+    rows, m = cost.shape
+    finite = True
+    acc[0, :] = above
+    for k in range(rows):
+        acc[k + 1, 0] = _INF
+        for j in range(1, m + 1):
+            c = cost[k, j - 1]
+            finite &= abs(c) < _INF
+            best = min(acc[k, j - 1], min(acc[k, j], acc[k + 1, j - 1]))
+            acc[k + 1, j] = c + best
+    return not finite
+
+
+@numba.njit(cache=True, nogil=True)
+def _backtrack_block(acc, r0, i, j, path, k):
+    """Walk the path back through a block whose R rows r0..r0 + rows are ``acc`` (1-based R
+    indices: acc[0] is R's row r0), from cell (i, j) of R (1-based) until it leaves the block
+    (i == r0) or reaches the origin, writing each cell (i - 1, j - 1) at path[k], path[k + 1], …
+
+    Returns (i, j, k, done): where the walk stopped and whether it reached (1, 1)."""
+    while i > r0:
+        path[k, 0] = i - 1
+        path[k, 1] = j - 1
+        k += 1
+        if i == 1 and j == 1:
+            return i, j, k, True
+        if i == 1:  # the first row or column: one move left (as lrprop.core._dtw_kernels)
+            j -= 1
+            continue
+        if j == 1:
+            i -= 1
+            continue
+        diag = acc[i - 1 - r0, j - 1]
+        up = acc[i - 1 - r0, j]
+        left = acc[i - r0, j - 1]
+        if diag <= up and diag <= left:
+            i -= 1
+            j -= 1
+        elif up <= left:
+            i -= 1
+        else:
+            j -= 1
+    return i, j, k, False
+
+
+def dtw_path_long(
+    cost_rows: Callable[[int, int], np.ndarray], tx: int, ty: int, *, block_rows: int = 256
+) -> tuple[np.ndarray, float]:
+    """Exact DTW path of one (tx, ty) pair whose cost comes a block of rows at a time.
+
+    R_ij = cost_ij + min(R_{i-1,j-1}, R_{i-1,j}, R_{i,j-1}), backtracked from (tx - 1, ty - 1)
+    preferring ↘, then ↓, then → on ties: :func:`lrprop.core.dtw.dtw_path`'s path and total.
+
+    Args:
+        cost_rows: ``cost_rows(r0, r1)`` -> (r1 - r0, ty) array, rows r0..r1-1 of the cost (e.g.
+            :func:`sqeuclidean_rows`); called twice for each block, with the same bounds.
+        tx, ty: the pair's lengths.
+        block_rows: rows of the cost held at once (memory: :func:`long_path_memory_bytes`).
+
+    Returns:
+        (path, total): path (K, 2) int64 of (i, j) rows from (0, 0) to (tx - 1, ty - 1); total
+        the accumulated cost along it.
+
+    Raises:
+        FloatingPointError: a cell of the cost is NaN or infinite.
+        ValueError: a block of the wrong shape, or lengths < 1.
+    """
+    if tx < 1 or ty < 1 or block_rows < 1:
+        raise ValueError(f"tx, ty and block_rows must be >= 1, got {tx}, {ty}, {block_rows}")
+    starts = list(range(0, tx, block_rows))
+
+    def block(b: int) -> np.ndarray:
+        r0, r1 = starts[b], min(starts[b] + block_rows, tx)
+        cost = np.ascontiguousarray(cost_rows(r0, r1), dtype=np.float64)
+        if cost.shape != (r1 - r0, ty):
+            raise ValueError(f"cost_rows({r0}, {r1}) gave shape {cost.shape}, not {(r1 - r0, ty)}")
+        return cost
+
+    # checkpoints[b] is R's row starts[b] (the row above block b); R's row 0 is the origin's
+    checkpoints = np.empty((len(starts) + 1, ty + 1))
+    checkpoints[0] = _INF
+    checkpoints[0, 0] = 0.0
+    acc = np.empty((block_rows + 1, ty + 1))
+    for b in range(len(starts)):
+        cost = block(b)
+        if _forward(cost, checkpoints[b], acc[: len(cost) + 1]):
+            raise FloatingPointError(f"non-finite cost in rows {starts[b]}..{starts[b] + len(cost) - 1}")
+        checkpoints[b + 1] = acc[len(cost)]
+    total = float(checkpoints[-1, ty])
+
+    path = np.empty((tx + ty - 1, 2), dtype=np.int64)
+    i, j, k = tx, ty, 0
+    for b in range(len(starts) - 1, -1, -1):
+        cost = block(b)
+        _forward(cost, checkpoints[b], acc[: len(cost) + 1])
+        i, j, k, done = _backtrack_block(acc, starts[b], i, j, path, k)
+        if done:
+            break
+    return path[:k][::-1].copy(), total
