@@ -77,10 +77,15 @@ def _run_case(case: str, T: int) -> dict:
         dtw_path_long(sqeuclidean_rows(x[:300], y[:300]), 300, 300)  # compile outside the timing
         fn = lambda: dtw_path_long(sqeuclidean_rows(x, y), T, T)[0]  # noqa: E731
     elif case == "ours (in memory)":
-        from lrprop.core.dtw import dtw_path
+        # The in-memory kernel itself: dtw_path hands a pair this long to dtw_path_long
+        from lrprop.core._dtw_kernels import dtw_paths
 
-        dtw_path(np.ones((3, 3)))
-        fn = lambda: dtw_path(np.maximum((x * x).sum(1)[:, None] + (y * y).sum(1)[None] - 2 * x @ y.T, 0))  # noqa: E731
+        def fn():
+            cost = np.maximum((x * x).sum(1)[:, None] + (y * y).sum(1)[None] - 2 * x @ y.T, 0)[None]
+            paths, counts, _, _ = dtw_paths(cost, np.array([T]), np.array([T]))
+            return paths[0, : counts[0]]
+
+        dtw_paths(np.ones((1, 3, 3)), np.array([3]), np.array([3]))
     elif case == "tslearn":
         from tslearn.metrics import dtw_path
 

@@ -46,7 +46,6 @@ import argparse
 import json
 import logging
 import os
-import re
 import shlex
 import sys
 import tempfile
@@ -146,6 +145,21 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
 def _base(uri: str) -> str:
     """The last part of a path or URI (a video's name in a picture's title)."""
     return uri.rstrip("/").rsplit("/", 1)[-1]
@@ -179,12 +193,12 @@ def _cmd_phases(args: argparse.Namespace) -> int:
     model, config, meta = load_model(args.model, store_uri=args.store)
     print(f"model: {meta.get('published', args.model)}", flush=True)
     limit = args.max_references or None
-    if "://" in args.reference or Path(args.reference).is_dir():
+    # A path (with a slash: ./train for a folder named like a split) or URI is a folder; a bare
+    # name is a split of the model's data set, never a folder that happens to be here
+    if "/" in args.reference:
         refs = references_from_folder(model, config, args.reference, limit)
-    elif re.fullmatch(r"[a-z][a-z0-9_]*", args.reference):
-        refs = references_from_split(model, config, args.store, meta, args.reference, limit)
     else:
-        raise ValueError(f"--reference {args.reference!r}: not a folder of labelled videos nor a split name (train, val)")
+        refs = references_from_split(model, config, args.store, meta, args.reference, limit)
     print(f"references: {len(refs.names)} labelled videos, {refs.num_phases} phases", flush=True)
     labelled = label_videos(model, config, args.videos, refs, device=args.device)
     out = Path(args.out)
@@ -600,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--store", default="lrprop-store", help="store root the published model is in")
     al.add_argument("--out", default="alignment", help="folder for the files written (default ./alignment)")
     al.add_argument("--video", choices=("mp4", "gif", "none"), default="mp4", help="the side-by-side video's format")
-    al.add_argument("--height", type=int, default=160, help="the side-by-side video's height in pixels")
+    al.add_argument("--height", type=_at_least(2), default=160, help="the side-by-side video's height in pixels")
     al.add_argument("--device", default="auto", help="where to embed: auto (CUDA when there is one), cpu, cuda")
     al.set_defaults(func=_cmd_align)
 
@@ -616,10 +630,11 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument(
         "--reference",
         default="train",
-        help="a split of the model's data set in --store (default train), or a folder of labelled videos "
-        "(each a video file or frame folder with <name>.npy or <name>.csv labels beside it)",
+        help="a split of the model's data set in --store (a bare name: train, the default, or val), or a folder of "
+        "labelled videos given as a path with a slash (./refs, s3://...): each a video file or frame folder with "
+        "<name>.npy or <name>.csv labels beside it",
     )
-    ph.add_argument("--max-references", type=int, default=20, help="the first N labelled references (0: all)")
+    ph.add_argument("--max-references", type=_at_least(0), default=20, help="the first N labelled references (0: all)")
     ph.add_argument("--store", default="lrprop-store", help="store root the published model and its data set are in")
     ph.add_argument("--out", default="phases", help="folder for the files written (default ./phases)")
     ph.add_argument("--device", default="auto", help="where to embed: auto, cpu, cuda")
@@ -639,7 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     ol.add_argument("--model", help="as for align (default DATASET/ACTION: the class's latest published version)")
     ol.add_argument("--store", default="lrprop-store", help="store root")
     ol.add_argument("--out", default="outliers", help="folder for the files written (default ./outliers)")
-    ol.add_argument("--top", type=int, default=10, help="how many to print and show on the page")
+    ol.add_argument("--top", type=_at_least(1), default=10, help="how many to print and show on the page")
     ol.add_argument("--device", default="auto", help="where to embed: auto, cpu, cuda")
     ol.set_defaults(func=_cmd_outliers)
 
@@ -748,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, IngestError, ValueError, FileNotFoundError) as exc:  # ChecksumError is a ValueError
         print(f"lrprop: error: {exc}", file=sys.stderr)
         return 2
-    except PermanentError as exc:  # a run that failed on an error no retry can fix: one line, last
+    except (PermanentError, FloatingPointError) as exc:  # an error no retry can fix (a NaN cost, too): one line, last
         print(f"lrprop: error: {exc}", file=sys.stderr)
         return 1
 

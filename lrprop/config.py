@@ -441,15 +441,6 @@ class Config:
             f"{sorted(terms)} act on no pair of views with data.num_views={d.num_views} and "
             f"data.videos_per_step={d.videos_per_step}: 'same' needs 2 views, 'prop'/'sdtw' need 2 videos",
         )
-        # A gate on a metric the evaluation never computes would hold back every version, after training
-        family, _, key = self.promotion.metric.partition("/")
-        computed = {"ap_at_k": [str(k) for k in self.eval.ap_ks], "phase_classification": [str(f) for f in self.eval.fractions]}
-        _require(
-            family not in computed or key in computed[family],
-            "promotion.metric",
-            f"{self.promotion.metric!r} is not computed: {family}/ takes one of {computed.get(family)} "
-            f"(eval.{'ap_ks' if family == 'ap_at_k' else 'fractions'})",
-        )
 
 
 @functools.cache
@@ -620,9 +611,29 @@ def _read_config_text(path: str | Path) -> str:
         raise ConfigError(f"{path}: not a text file ({exc})") from None
 
 
+def check_for_a_run(config: Config) -> Config:
+    """``config``, checked for what a run needs beyond each key's own rule (not asked of the
+    configs that models and checkpoints stored: they load whatever a run then allowed).
+
+    Raises:
+        ConfigError: ``promotion.metric`` names a metric the evaluation does not compute (e.g.
+            ``ap_at_k/3`` with no 3 in ``eval.ap_ks``): the gate would hold back every version,
+            after the training.
+    """
+    family, _, key = config.promotion.metric.partition("/")
+    computed = {"ap_at_k": [str(k) for k in config.eval.ap_ks], "phase_classification": [str(f) for f in config.eval.fractions]}
+    _require(
+        family not in computed or key in computed[family],
+        "promotion.metric",
+        f"{config.promotion.metric!r} is not computed: {family}/ takes one of {computed.get(family)} "
+        f"(eval.{'ap_ks' if family == 'ap_at_k' else 'fractions'})",
+    )
+    return config
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> Config:
     """Defaults, then the YAML file at ``path`` (if any: a local path or a store URI), then
-    ``key=value`` overrides."""
+    ``key=value`` overrides; checked for a run (:func:`check_for_a_run`)."""
     merged: dict = {}
     if path is not None:
         try:
@@ -635,7 +646,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     for text in overrides:
         _deep_update(merged, parse_override(text))
     try:
-        return config_from_dict(merged)
+        return check_for_a_run(config_from_dict(merged))
     except ConfigError as exc:
         raise ConfigError(f"{_origin(str(exc), path, overrides)}: {exc}") from None
 

@@ -455,12 +455,18 @@ def test_a_config_is_read_from_a_store_uri_as_from_a_file(tmp_path):
         load_config(bad)
 
 
-def test_a_promotion_metric_the_evaluation_does_not_compute_is_a_config_error():
+def test_a_promotion_metric_the_evaluation_does_not_compute_is_a_config_error_for_a_run(tmp_path):
+    from lrprop.config import check_for_a_run
+
     # The stored metrics are keyed by str(K) and str(fraction): these are the keys the gate looks up.
-    assert config_from_dict({"promotion": {"metric": "ap_at_k/5"}}).promotion.metric == "ap_at_k/5"
-    assert config_from_dict({"promotion": {"metric": "phase_classification/0.1"}}).promotion.metric == "phase_classification/0.1"
+    assert check_for_a_run(config_from_dict({"promotion": {"metric": "ap_at_k/5"}})).promotion.metric == "ap_at_k/5"
+    assert check_for_a_run(config_from_dict({"promotion": {"metric": "phase_classification/0.1"}}))
     with pytest.raises(ConfigError, match=r"promotion\.metric: 'ap_at_k/3' is not computed.*eval\.ap_ks"):
-        config_from_dict({"promotion": {"metric": "ap_at_k/3"}})
+        check_for_a_run(config_from_dict({"promotion": {"metric": "ap_at_k/3"}}))
     with pytest.raises(ConfigError, match=r"'phase_classification/0\.10' is not computed.*'0\.1'"):
-        config_from_dict({"promotion": {"metric": "phase_classification/0.10"}})
-    assert config_from_dict({"promotion": {"metric": "ap_at_k/3"}, "eval": {"ap_ks": [3]}}).promotion.metric == "ap_at_k/3"
+        check_for_a_run(config_from_dict({"promotion": {"metric": "phase_classification/0.10"}}))
+    assert check_for_a_run(config_from_dict({"promotion": {"metric": "ap_at_k/3"}, "eval": {"ap_ks": [3]}}))
+    # A run's config file and overrides are checked; a stored config (a model's) still loads.
+    with pytest.raises(ConfigError, match=r"--set promotion\.metric=ap_at_k/3: promotion\.metric"):
+        load_config(None, ["promotion.metric=ap_at_k/3"])
+    assert config_from_dict({"promotion": {"metric": "ap_at_k/3"}}).promotion.metric == "ap_at_k/3"

@@ -143,13 +143,9 @@ def test_score_embeddings_returns_the_five_metrics_and_phase_transfer():
     scores = score_embeddings(embs[:4], labels[:4], embs[4:], labels[4:], config)
     five = {"phase_classification", "phase_progression", "kendalls_tau", "ap_at_k", "dtw_accuracy"}
     assert set(scores) == five | {"phase_transfer"}
-    # Phase transfer on the labelled frames, as lrprop.core.phase_transfer computes it
-    from lrprop.core.metrics import drop_unlabelled
-    from lrprop.core.phase_transfer import phase_transfer_accuracy
-
-    tr_e, tr_l = drop_unlabelled(embs[:4], labels[:4])
-    assert scores["phase_transfer"] == phase_transfer_accuracy(tr_e, tr_l, embs[4:], labels[4:])
-    assert 0.5 < scores["phase_transfer"] <= 1.0  # phases well apart: most frames transferred right
+    # Phase centres far apart next to the noise: aligned to the training videos, most frames get their own
+    # (tests/test_phase_transfer.py checks the transfer itself against closed forms)
+    assert 0.8 < scores["phase_transfer"] <= 1.0
     assert set(scores["phase_classification"]) == {0.5, 1.0}
     assert set(scores["ap_at_k"]) == {1, 5}
     for value in [*scores["phase_classification"].values(), *scores["ap_at_k"].values(), scores["dtw_accuracy"]]:
@@ -545,3 +541,10 @@ def test_cli_evaluate_of_a_run_that_published_nothing_names_where_it_looked(tmp_
     assert main(["evaluate", "--run", "never-ran", "--store", str(tmp_path / "store")]) == 2
     err = capsys.readouterr().err
     assert f"nothing published under {tmp_path / 'store'}/runs/never-ran/published.json" in err
+
+
+def test_classes_stored_before_phase_transfer_show_a_dash_and_the_mean_of_those_that_have_it():
+    mixed = {"reach": {**MODEL_ONLY["reach"], "phase_transfer": 0.75}, "throw": MODEL_ONLY["throw"]}  # throw: an old one
+    assert mean_over_classes(mixed)["phase_transfer"] == pytest.approx(0.75)
+    page = render_report("mixed", mixed, dataset="synthetic")  # the bars leave the missing one out
+    assert _table_rows(page)["phase_transfer", "model"] == ["75.00", "–", "75.00"]

@@ -69,10 +69,14 @@ def test_the_outliers_page_and_table_list_every_video_the_most_unusual_first(tmp
     ]
     strips = {r["video"]: np.zeros((8, 24, 3), np.uint8) for r in rows}
     ranked = RankedVideos("synthetic", "v1", "reach", "val", rows, np.zeros((3, 3)), strips)
-    csv_path, page_path = write_outliers(tmp_path, ranked, top=1)
+    csv_path, page_path, picture = write_outliers(tmp_path, ranked, top=1)
     assert csv_path.read_text().splitlines() == ["rank,video,frames,score,z", "1,odd<1>,30,0.9,5.000", "2,b,20,0.2,0.500",
                                                  "3,c,25,0.1,-0.500"]  # fmt: skip
     page = page_path.read_text()
     assert "odd&lt;1&gt;" in page and "(unusual: z &gt; 3)" not in page and "(unusual: z > 3)" in page
     assert page.count("<img ") == 2 and ">c<" in page and ">b<" not in page  # the top one and the most typical
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["outliers.csv", "outliers.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["outliers.csv", "outliers.html", "outliers.png"]
+    from PIL import Image
+
+    with Image.open(picture) as shown:
+        assert shown.format == "PNG"

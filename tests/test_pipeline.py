@@ -243,6 +243,7 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     # Each class's progress reached the display, from what its Train worker reported.
     for action in ("reach", "swing"):
         assert any(re.fullmatch(rf"{action}: epoch 2/2, step 4, loss \d\S*, \d+ s elapsed, done", m) for m in lines), lines
+        assert any(re.fullmatch(rf"{action}: pretraining step 2/2, loss \d\S*, \d+ s elapsed, done", m) for m in lines), lines
     assert "dtw_accuracy" in out and "published embeddings synthetic/reach" in out
     assert "time-stretch baseline" in out and re.search(r"^\s+baseline(\s+-?\d+\.\d\d){3}$", out, re.M)
     assert (store_dir / "runs" / "cli1" / "evaluation" / "report.html").is_file()
@@ -279,6 +280,7 @@ def test_cli_run_on_a_local_store_prints_metrics_and_lists_embeddings(tmp_path, 
     assert main(["outliers", "--dataset", "synthetic", "--action", "reach", "--store", "store", "--out", "ranked"]) == 0
     assert "reach/val: 3 videos, the most unusual first" in capsys.readouterr().out
     assert len((tmp_path / "ranked" / "outliers.csv").read_text().splitlines()) == 1 + 3
+    assert sorted(p.name for p in (tmp_path / "ranked").iterdir()) == ["outliers.csv", "outliers.html", "outliers.png"]
 
     # Run again on unchanged data, config and code: nothing trains, nothing new is published,
     # and the run names the versions that stand (issue 15).

@@ -147,6 +147,15 @@ def test_pretraining_changes_the_backbone_deterministically_and_leaves_the_globa
     assert float(runs[0][1]) == float(torch.rand(()))  # the global generator was not advanced
 
 
+def test_pretraining_reports_each_step_and_its_loss():
+    seen = []
+    result = pretrain_backbone(
+        _backbone().train(), _source(), SETTINGS, image_size=32, seed=0, device=torch.device("cpu"),
+        on_step=lambda step, loss: seen.append((step, loss)),
+    )  # fmt: skip
+    assert seen == list(enumerate(result.losses, start=1))
+
+
 def test_pretraining_reduces_its_loss():
     backbone = _backbone()
     settings = PretrainConfig(steps=60, videos_per_step=3, frames_per_video=6, lr=3e-3)

@@ -116,7 +116,7 @@ def test_search_progress_logs_trials_when_due_and_counts_the_ended_with_the_best
     a = {"frames_per_view": 20, "alpha": 0.00197, "beta": 0.8966}
     b = {"frames_per_view": 40, "alpha": 0.01, "beta": 1.5}
     with caplog.at_level(logging.INFO, logger="test.search"):
-        shown.count.__enter__()
+        shown.open()
         for t, trial, params, epoch, value in [
             (110.0, "t0", a, 0, 0.40),  # not due: 10 s after the start
             (131.0, "t0", a, 1, 0.45),  # due
@@ -131,7 +131,7 @@ def test_search_progress_logs_trials_when_due_and_counts_the_ended_with_the_best
         shown.result("t0", a, {"epoch": 3, "val_dtw_accuracy": 0.55})
         shown.ended("t0", a, {"epoch": 3, "val_dtw_accuracy": 0.55}, failed=False)
         shown.ended("t2", a, {}, failed=True)  # failed before its first result
-        shown.count.__exit__(None, None, None)
+        shown.close()
     assert [r.getMessage() for r in caplog.records] == [
         "trial t0 (T 20, α 0.00197, β 0.897): epoch 2/4, val_dtw_accuracy 0.4500, 31 s elapsed",
         "trial t1 (T 40, α 0.01, β 1.5): epoch 1/4, val_dtw_accuracy 0.5000, 32 s elapsed",
@@ -145,3 +145,30 @@ def test_search_progress_logs_trials_when_due_and_counts_the_ended_with_the_best
         "trial t2 (T 20, α 0.00197, β 0.897): epoch 0/4, 50 s elapsed; failed",
         "search reach: 3/3 trials ended, 50 s elapsed, done; 1 stopped early, 1 failed; best val_dtw_accuracy 0.5500 (trial t0)",
     ]
+
+
+def test_pretraining_progress_counts_steps_not_epochs(caplog, monkeypatch):
+    assert progress_line("reach", {"epoch": 120, "loss": 2.1}, 300, 30.0, 45.0, "pretraining step") == (
+        "reach: pretraining step 120/300, loss 2.1, 30 s elapsed, ETA 45 s"
+    )
+    clock = _clocked(monkeypatch)
+    shown = _Board({"reach": 300}, logger=logging.getLogger("test.pretrain"), bars=False, unit="pretraining step")
+    shown.snapshots = [{"reach": {"epoch": 100, "loss": 3.0}}, {"reach": {"epoch": 300, "loss": 2.0}}]
+    with caplog.at_level(logging.INFO, logger="test.pretrain"):
+        for t in (110.0, 160.0):  # first seen at 100 steps; all 300 done 50 s later
+            clock[0] = t
+            shown._show()
+    assert [r.getMessage() for r in caplog.records] == ["reach: pretraining step 300/300, loss 2, 60 s elapsed, done"]
+
+
+def test_a_search_display_error_never_reaches_tune():
+    from types import SimpleNamespace
+
+    shown = SearchProgress("reach", trials=2, epochs=4, metric="val_dtw_accuracy", logger=logging.getLogger("t"), bars=False)
+    shown.log_every_s = 0
+    odd = SimpleNamespace(trial_id="t0", config={"frames_per_view": "twenty"}, last_result={})  # no alpha: trial_line fails
+    shown.callback.setup()
+    shown.callback.on_trial_result(0, [], odd, {"epoch": 0})  # would raise KeyError unshielded
+    shown.callback.on_trial_complete(0, [], odd)
+    shown.callback.on_experiment_end([])
+    assert not shown._open

@@ -8,7 +8,7 @@ their frames' embeddings, and what a person reads off the path (issue 16).
     print(result.alignment.summary())
 
 The path is the exact DTW path at any length (:func:`lrprop.core.dtw_long.dtw_path_long`: two
-videos of 20 000 frames each align in about 100 MB), and embedding streams each video's frames
+videos of 20 000 frames each align in 140 MB), and embedding streams each video's frames
 from its file in chunks of ``eval.max_chunk`` (:mod:`lrprop.alignment.videos`), as evaluation
 embeds the videos of a data set.
 """
@@ -91,9 +91,9 @@ class Alignment:
         return line + f"; the pace differs most at A frames {lo}-{hi}: B {how} there than on average"
 
 
-def align_embeddings(a: np.ndarray, b: np.ndarray, *, block_rows: int = 256) -> Alignment:
+def align_embeddings(a: np.ndarray, b: np.ndarray, *, block_rows: int | None = None) -> Alignment:
     """The exact DTW alignment of two embedding sequences, a (Ta, E) and b (Tb, E), on the
-    squared Euclidean cost of their rows, in memory linear in Tb (:mod:`lrprop.core.dtw_long`)."""
+    squared Euclidean cost of their rows, in O(Tb √Ta) memory (:mod:`lrprop.core.dtw_long`)."""
     a = np.asarray(a, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
     path, _ = dtw_path_long(sqeuclidean_rows(a, b), len(a), len(b), block_rows=block_rows)
@@ -112,7 +112,9 @@ def embed_video_file(model, config, video: VideoFrames) -> np.ndarray:
         return embed_chunks(model, video.chunks(config.eval.max_chunk), len(video), image_size=config.data.image_size)
     except FrameCountMismatch as exc:
         video.num_frames = exc.decoded
-        return embed_chunks(model, video.chunks(config.eval.max_chunk), len(video), image_size=config.data.image_size)
+    if video.num_frames == 0:
+        raise ValueError(f"{video.uri}: a video with no frame")
+    return embed_chunks(model, video.chunks(config.eval.max_chunk), len(video), image_size=config.data.image_size)
 
 
 @dataclass(frozen=True)
@@ -139,6 +141,7 @@ def align_videos(model, config, a_uri: str, b_uri: str, *, device: str = "auto")
     a = open_video(a_uri, short_side=config.data.image_size)
     b = open_video(b_uri, short_side=config.data.image_size)
     emb_a, emb_b = embed_video_file(model, config, a), embed_video_file(model, config, b)
-    if not (np.isfinite(emb_a).all() and np.isfinite(emb_b).all()):
-        raise FloatingPointError(f"the model gave non-finite embeddings for {a_uri if not np.isfinite(emb_a).all() else b_uri}")
+    for uri, emb in ((a_uri, emb_a), (b_uri, emb_b)):
+        if not np.isfinite(emb).all():
+            raise ValueError(f"{uri}: the model gave non-finite embeddings for {int((~np.isfinite(emb).all(1)).sum())} frames")
     return VideoAlignment(align_embeddings(emb_a, emb_b), a, b, emb_a, emb_b)

@@ -3,7 +3,7 @@
 
     ranked = find_outliers(model, config, store_uri, "synthetic", "reach", split="val")
     ranked.rows[0]          # {"video", "frames", "score", "z", "rank"}, the most unusual first
-    write_outliers(out_dir, ranked, top=10)     # outliers.csv and outliers.html
+    write_outliers(out_dir, ranked, top=10)     # outliers.csv, outliers.html, outliers.png
 """
 
 from __future__ import annotations
@@ -12,16 +12,16 @@ import base64
 import csv
 import html
 import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from lrprop.alignment.outputs import new_figure, written_atomically
 from lrprop.core.outliers import outlier_scores
 
-__all__ = ["RankedVideos", "find_outliers", "write_outliers"]
+__all__ = ["RankedVideos", "find_outliers", "write_outliers", "write_outliers_picture"]
 
 
 @dataclass(frozen=True)
@@ -81,17 +81,35 @@ def _png(image: np.ndarray) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def write_outliers(out: Path, ranked: RankedVideos, *, top: int = 10) -> tuple[Path, Path]:
-    """``outliers.csv`` (every video: rank, video, frames, score, z) and ``outliers.html`` (the
-    ``top`` most unusual, each with frames spread over it, beside the most typical one)."""
+def write_outliers_picture(path: Path, ranked: RankedVideos, *, top: int = 3) -> Path:
+    """The ``top`` most unusual videos and the most typical one, each as frames spread over it
+    with its rank, score and z, as PNG."""
+    shown = [*ranked.rows[:top], ranked.rows[-1]] if len(ranked.rows) > top else list(ranked.rows)
+    fig = new_figure(7, 1.25 * len(shown))
+    axes = fig.subplots(len(shown), 1, squeeze=False)
+    for ax, r in zip(axes[:, 0], shown, strict=True):
+        ax.imshow(ranked.strips[r["video"]])
+        what = "most typical" if r is ranked.rows[-1] and len(ranked.rows) > top else f"rank {r['rank']}"
+        ax.set_title(
+            f"{what}: {r['video']} ({r['frames']} frames), score {r['score']:.4g}, z {r['z']:+.2f}", fontsize=8, loc="left"
+        )
+        ax.axis("off")
+    fig.tight_layout()
+    with written_atomically(path) as tmp:
+        fig.savefig(tmp)
+    return path
+
+
+def write_outliers(out: Path, ranked: RankedVideos, *, top: int = 10) -> tuple[Path, Path, Path]:
+    """``outliers.csv`` (every video: rank, video, frames, score, z), ``outliers.html`` (the
+    ``top`` most unusual, each with frames spread over it, beside the most typical one) and
+    ``outliers.png`` (:func:`write_outliers_picture`)."""
     out = Path(out)
     csv_path, page_path = out / "outliers.csv", out / "outliers.html"
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    with written_atomically(csv_path) as tmp, tmp.open("w", newline="") as f:
         rows = csv.DictWriter(f, fieldnames=["rank", "video", "frames", "score", "z"])
         rows.writeheader()
         rows.writerows({**r, "score": f"{r['score']:.6g}", "z": f"{r['z']:.3f}"} for r in ranked.rows)
-    os.replace(tmp, csv_path)
 
     typical = ranked.rows[-1]
     title = f"Unusual executions: {ranked.dataset} {ranked.version}, {ranked.action}/{ranked.split}"
@@ -118,7 +136,6 @@ highest scores, then the most typical one.</p>
 <tr><th colspan="6">the most typical</th></tr>{row(typical)}
 </table></body></html>
 """
-    tmp = page_path.with_name(f".{page_path.name}.tmp")
-    tmp.write_text(page)
-    os.replace(tmp, page_path)
-    return csv_path, page_path
+    with written_atomically(page_path) as tmp:
+        tmp.write_text(page)
+    return csv_path, page_path, write_outliers_picture(out / "outliers.png", ranked)

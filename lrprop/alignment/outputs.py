@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -20,24 +23,45 @@ from lrprop.alignment.align import Alignment
 from lrprop.alignment.videos import VideoFrames, open_video
 from lrprop.core.dtw_long import sqeuclidean_rows
 
-__all__ = ["pooled_cost", "write_aligned_video", "write_alignment_csv", "write_cost_picture"]
+__all__ = [
+    "new_figure",
+    "pooled_cost",
+    "write_aligned_video",
+    "write_alignment_csv",
+    "write_cost_picture",
+    "written_atomically",
+]
 
 
-def _replace(tmp: Path, final: Path) -> Path:
-    os.replace(tmp, final)
-    return final
+@contextmanager
+def written_atomically(path: Path) -> Iterator[Path]:
+    """A temporary sibling of ``path`` (same suffix: the writers pick the format by it) to write
+    in the block; renamed to ``path`` when the block ends, removed when it raises."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def new_figure(width: float, height: float):
+    """A matplotlib Figure of its own (no pyplot: a notebook's figures and backend are left alone)."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=120)
 
 
 def write_alignment_csv(path: Path, alignment: Alignment) -> Path:
     """``frame_a,frame_b,cost``: one row per step of the path."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as f:
+    with written_atomically(path) as tmp, tmp.open("w", newline="") as f:
         out = csv.writer(f)
         out.writerow(["frame_a", "frame_b", "cost"])
         for (i, j), c in zip(alignment.path.tolist(), alignment.costs.tolist(), strict=True):
             out.writerow([i, j, f"{c:.6g}"])
-    return _replace(tmp, path)
+    return Path(path)
 
 
 def pooled_cost(emb_a: np.ndarray, emb_b: np.ndarray, max_side: int = 800, block_rows: int = 256) -> np.ndarray:
@@ -62,14 +86,9 @@ def pooled_cost(emb_a: np.ndarray, emb_b: np.ndarray, max_side: int = 800, block
 
 def write_cost_picture(path: Path, alignment: Alignment, emb_a: np.ndarray, emb_b: np.ndarray, *, title: str = "") -> Path:
     """The cost matrix (pooled, :func:`pooled_cost`) with the DTW path drawn over it, as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display needed
-    import matplotlib.pyplot as plt
-
-    path = Path(path)
     cost = pooled_cost(emb_a, emb_b)
-    fig, ax = plt.subplots(figsize=(6.4, 6.4 * min(2.0, max(0.5, alignment.len_a / alignment.len_b))), dpi=120)
+    fig = new_figure(6.4, 6.4 * min(2.0, max(0.5, alignment.len_a / alignment.len_b)))
+    ax = fig.subplots()
     shown = ax.imshow(
         cost, cmap="viridis", aspect="auto", extent=(0, alignment.len_b, alignment.len_a, 0), interpolation="nearest"
     )
@@ -82,10 +101,9 @@ def write_cost_picture(path: Path, alignment: Alignment, emb_a: np.ndarray, emb_
     ax.legend(loc="lower left", fontsize=7)
     fig.colorbar(shown, ax=ax, label="squared distance of embeddings", fraction=0.046, pad=0.04)
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    return _replace(tmp, path)
+    with written_atomically(path) as tmp:
+        fig.savefig(tmp)
+    return Path(path)
 
 
 def _at_height(frame: np.ndarray, height: int) -> np.ndarray:
@@ -96,12 +114,19 @@ def _at_height(frame: np.ndarray, height: int) -> np.ndarray:
 
 
 def _side_by_side(a: VideoFrames, b: VideoFrames, warp: np.ndarray, height: int):
-    """Each frame of A beside the frame ``warp[i]`` of B, both ``height`` pixels high, even sizes."""
+    """Each frame of A beside the frame ``warp[i]`` of B, both ``height`` pixels high, even sizes.
+
+    Raises:
+        ValueError: A or B decodes to fewer frames than were aligned (the file changed since)."""
     b_frames = b.frames()
     j, current = -1, None
     for i, frame in enumerate(a.frames()):
+        if i >= len(warp):
+            break
         while j < warp[i]:
-            current = next(b_frames)
+            current = next(b_frames, None)
+            if current is None:
+                raise ValueError(f"{b.uri}: fewer than the {warp[i] + 1} frames aligned")
             j += 1
         both = np.concatenate([_at_height(frame, height), _at_height(current, height)], axis=1)
         yield both[: both.shape[0] // 2 * 2, : both.shape[1] // 2 * 2]  # yuv420p wants even sides
@@ -115,26 +140,28 @@ def write_aligned_video(
     ends in ``.gif`` (held in memory: for videos of a few thousand frames at most).
 
     Raises:
-        ValueError: a GIF of more than 3000 frames.
+        ValueError: a GIF of more than 3000 frames; a video that decodes to fewer frames than
+            were aligned; PyAV missing.
     """
     path = Path(path)
+    if height < 2:
+        raise ValueError(f"the side-by-side video's height must be at least 2 pixels, got {height}")
     a, b = open_video(a_uri), open_video(b_uri)
     rate = fps or a.fps or 25.0
-    warp = alignment.warp()
-    frames = _side_by_side(a, b, warp, height)
+    frames = _side_by_side(a, b, alignment.warp(), height)
     if path.suffix.lower() == ".gif":
         if alignment.len_a > 3000:
             raise ValueError(f"{path}: a GIF of {alignment.len_a} frames would not fit in memory; write an .mp4")
         images = [Image.fromarray(f) for f in frames]
-        tmp = path.with_name(f".{path.name}.tmp.gif")
-        images[0].save(tmp, save_all=True, append_images=images[1:], duration=round(1000 / rate), loop=0)
-        return _replace(tmp, path)
-    import av  # PyAV: lrprop[video]
+        with written_atomically(path) as tmp:
+            images[0].save(tmp, save_all=True, append_images=images[1:], duration=round(1000 / rate), loop=0)
+        return path
+    try:
+        import av  # PyAV: lrprop[video]
+    except ImportError:
+        raise ValueError("writing an .mp4 needs PyAV: pip install 'lrprop[video]', or write a .gif (--video gif)") from None
 
-    tmp = path.with_name(f".{path.name}.tmp.mp4")
-    from fractions import Fraction
-
-    with av.open(str(tmp), mode="w") as container:
+    with written_atomically(path) as tmp, av.open(str(tmp), mode="w") as container:
         stream = None
         for frame in frames:
             if stream is None:
@@ -144,4 +171,4 @@ def write_aligned_video(
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
-    return _replace(tmp, path)
+    return path

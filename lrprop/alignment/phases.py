@@ -24,6 +24,7 @@ import numpy as np
 
 from lrprop import store
 from lrprop.alignment.align import embed_video_file
+from lrprop.alignment.outputs import new_figure, written_atomically
 from lrprop.alignment.videos import open_video
 from lrprop.core.phase_transfer import transfer_phases
 
@@ -76,6 +77,13 @@ def references_from_split(model, config, store_uri: str, meta: dict, split: str,
     missing = [k for k in ("dataset", "dataset_version", "action") if not meta.get(k)]
     if missing:
         raise ValueError(f"the model's meta names no {', '.join(missing)}: give --reference a folder of labelled videos")
+    counts = store.read_manifest(store.datasets_collection(store_uri, meta["dataset"]), meta["dataset_version"])["counts"]
+    splits = sorted(counts.get(meta["action"], {}))
+    if split not in splits:
+        raise ValueError(
+            f"{meta['dataset']} {meta['dataset_version']} {meta['action']} has no split {split!r} (it has {splits}); "
+            "a folder of labelled videos is given as a path (./NAME)"
+        )
     source = ParquetVideos(store_uri, meta["dataset"], version=meta["dataset_version"], action=meta["action"], split=split)
     names, embs, labels = [], [], []
     for i in range(len(source)):
@@ -141,9 +149,8 @@ def label_videos(model, config, videos: list[str], references: References, *, de
 
 
 def _atomic_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        tmp.write_text(text)
     return path
 
 
@@ -175,13 +182,12 @@ def write_phases(out: Path, labelled: list[LabelledVideo], references: Reference
 def write_timeline(path: Path, labelled: list[LabelledVideo], num_phases: int) -> Path:
     """A picture of each video's phases over its frames (one bar per video, a colour per phase;
     paler where the references agreed less)."""
-    import matplotlib
+    from matplotlib import colormaps
+    from matplotlib.patches import Rectangle
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    colours = plt.get_cmap("tab10" if num_phases <= 10 else "tab20")
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.45 * len(labelled)), dpi=120)
+    colours = colormaps["tab10" if num_phases <= 10 else "tab20"]
+    fig = new_figure(8, 0.6 + 0.45 * len(labelled))
+    ax = fig.subplots()
     for row, v in enumerate(labelled):
         for seg in v.segments():
             if seg["phase"] < 0:
@@ -193,12 +199,10 @@ def write_timeline(path: Path, labelled: list[LabelledVideo], num_phases: int) -
     ax.set_yticks(range(len(labelled)), [v.name.rstrip("/").rsplit("/", 1)[-1] for v in labelled], fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("frame")
-    handles = [plt.Rectangle((0, 0), 1, 1, color=colours(k)) for k in range(num_phases)]
+    handles = [Rectangle((0, 0), 1, 1, color=colours(k)) for k in range(num_phases)]
     ax.legend(handles, [f"phase {k}" for k in range(num_phases)], fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1),
               frameon=False)  # fmt: skip
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, bbox_inches="tight")
-    plt.close(fig)
-    os.replace(tmp, path)
+    with written_atomically(path) as tmp:
+        fig.savefig(tmp, bbox_inches="tight")
     return path

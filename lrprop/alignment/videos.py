@@ -78,9 +78,13 @@ class VideoFrames:
         """
         buffer: list[np.ndarray] = []
         seen = 0
-        for frame in self.frames():
-            buffer.append(frame)
+        frames = self.frames()
+        for frame in frames:
             seen += 1
+            if seen > self.num_frames:  # more than announced: count the rest, then say how many
+                seen += sum(1 for _ in frames)
+                raise FrameCountMismatch(self.uri, seen, self.num_frames)
+            buffer.append(frame)
             if len(buffer) == size:
                 yield np.stack(buffer)
                 buffer = []

@@ -236,6 +236,23 @@ def soft_dtw(cost, nx, ny, gamma, want_grad):
     return values, E, bad
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def step_back(i, j, diag, up, left):
+    """The cell before (i, j) on the optimal path (1-based indices of the accumulated cost R),
+    given diag = R[i-1, j-1], up = R[i-1, j] and left = R[i, j-1]: ↘ on ties, then ↓, then →
+    (the order tslearn uses). On the first row or column only one move is left, which also keeps
+    the walk in bounds whatever the costs hold (NaN compares false everywhere)."""
+    if i == 1:
+        return i, j - 1
+    if j == 1:
+        return i - 1, j
+    if diag <= up and diag <= left:
+        return i - 1, j - 1
+    if up <= left:
+        return i - 1, j
+    return i, j - 1
+
+
 @numba.njit(cache=True, nogil=True)
 def _dtw_path_pair(cost, n, m, path):
     """Exact DTW of one pair: its optimal path written into ``path``, its length and total cost.
@@ -269,24 +286,7 @@ def _dtw_path_pair(cost, n, m, path):
         k += 1
         if i == 1 and j == 1:
             break
-        # On the first row or column only one move is left; this also keeps the walk in
-        # bounds whatever the costs hold (NaN compares false everywhere).
-        if i == 1:
-            j -= 1
-            continue
-        if j == 1:
-            i -= 1
-            continue
-        diag = acc[i - 1, j - 1]
-        up = acc[i - 1, j]
-        left = acc[i, j - 1]
-        if diag <= up and diag <= left:
-            i -= 1
-            j -= 1
-        elif up <= left:
-            i -= 1
-        else:
-            j -= 1
+        i, j = step_back(i, j, acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
     for a in range(k // 2):
         for c in range(2):
             tmp = path[a, c]

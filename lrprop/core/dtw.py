@@ -17,6 +17,11 @@ import numpy as np
 import torch
 
 from lrprop.core import _dtw_kernels, _dtw_triton
+from lrprop.core.dtw_long import dtw_path_long
+
+# Above this many valid cells, a single pair's exact path is computed a block of rows at a time
+# (lrprop.core.dtw_long.dtw_path_long: the same path and total, no accumulated-cost matrix)
+LONG_PAIR_CELLS = 25_000_000
 
 __all__ = [
     "pairwise_sqeuclidean",
@@ -211,6 +216,11 @@ def _exact_dtw(cost, x_lengths, y_lengths) -> tuple[list[np.ndarray], np.ndarray
     B, Tx, Ty = arr.shape
     nx = _lengths(x_lengths, B, Tx, "x_lengths")
     ny = _lengths(y_lengths, B, Ty, "y_lengths")
+    if B == 1 and nx[0] * ny[0] > LONG_PAIR_CELLS:
+        # One long pair: the same path and total without the accumulated cost's (Tx+1, Ty+1)
+        # float64 matrix (lrprop.core.dtw_long), which would double the memory the cost takes
+        path, total = dtw_path_long(lambda r0, r1: arr[0, r0:r1, : ny[0]], int(nx[0]), int(ny[0]))
+        return [path], np.array([total]), single
     paths, counts, totals, bad = _dtw_kernels.dtw_paths(arr, nx, ny)
     _raise_if_bad(bad)
     return [paths[b, : counts[b]].copy() for b in range(len(arr))], totals, single

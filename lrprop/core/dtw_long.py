@@ -16,19 +16,24 @@ of :func:`lrprop.core.dtw.dtw_path`, and every value of R is computed by the sam
 operations from the same cost values, so the path and its total are that function's exactly
 (tested on costs both can hold), not an approximation: no band, no coarsening.
 
-Memory: the checkpoints, plus one block's cost and R, 2 · block_rows · (Ty + 1) · 8 bytes
-(82 MB for Ty = 20 000 at the default 256 rows), plus the path (at most Tx + Ty - 1 rows). Time:
-two passes of the programme and two computations of the cost, where the in-memory path takes one.
+Memory: 8 (Ty + 1)(ceil(Tx / b) + 2b) bytes for b = ``block_rows``: the checkpoints, one
+block's cost and its R; plus the path (at most Tx + Ty - 1 rows). The default b, max(256,
+√(Tx / 2)), keeps it O(Ty √Tx): 91 MiB for 20 000 × 20 000 frames, 1.9 GiB for 200 000 × 200 000.
+Time: two passes of the programme and two computations of the cost, where the in-memory path
+takes one.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numba
 import numpy as np
 
-__all__ = ["dtw_path_long", "long_path_memory_bytes", "sqeuclidean_rows"]
+from lrprop.core._dtw_kernels import step_back
+
+__all__ = ["default_block_rows", "dtw_path_long", "long_path_memory_bytes", "sqeuclidean_rows"]
 
 _INF = np.inf
 
@@ -63,9 +68,15 @@ def sqeuclidean_rows(x: np.ndarray, y: np.ndarray) -> Callable[[int, int], np.nd
     return rows
 
 
-def long_path_memory_bytes(tx: int, ty: int, block_rows: int = 256) -> int:
+def default_block_rows(tx: int) -> int:
+    """max(256, ceil(√(tx / 2))): near the b that minimises ceil(tx / b) + 2b, the rows of R kept."""
+    return max(256, math.ceil(math.sqrt(tx / 2)))
+
+
+def long_path_memory_bytes(tx: int, ty: int, block_rows: int | None = None) -> int:
     """The bytes :func:`dtw_path_long` holds at most for a (tx, ty) pair: checkpoints, one block's
     cost and accumulated cost, and the path."""
+    block_rows = block_rows or default_block_rows(tx)
     blocks = -(-tx // block_rows)
     return 8 * ((blocks + 1) * (ty + 1) + block_rows * ty + (block_rows + 1) * (ty + 1) + 2 * (tx + ty))
 
@@ -101,27 +112,13 @@ def _backtrack_block(acc, r0, i, j, path, k):
         k += 1
         if i == 1 and j == 1:
             return i, j, k, True
-        if i == 1:  # the first row or column: one move left (as lrprop.core._dtw_kernels)
-            j -= 1
-            continue
-        if j == 1:
-            i -= 1
-            continue
-        diag = acc[i - 1 - r0, j - 1]
-        up = acc[i - 1 - r0, j]
-        left = acc[i - r0, j - 1]
-        if diag <= up and diag <= left:
-            i -= 1
-            j -= 1
-        elif up <= left:
-            i -= 1
-        else:
-            j -= 1
+        # the move lrprop.core.dtw.dtw_path's backtrack makes, read off this block's rows of R
+        i, j = step_back(i, j, acc[i - 1 - r0, j - 1], acc[i - 1 - r0, j], acc[i - r0, j - 1])
     return i, j, k, False
 
 
 def dtw_path_long(
-    cost_rows: Callable[[int, int], np.ndarray], tx: int, ty: int, *, block_rows: int = 256
+    cost_rows: Callable[[int, int], np.ndarray], tx: int, ty: int, *, block_rows: int | None = None
 ) -> tuple[np.ndarray, float]:
     """Exact DTW path of one (tx, ty) pair whose cost comes a block of rows at a time.
 
@@ -132,7 +129,8 @@ def dtw_path_long(
         cost_rows: ``cost_rows(r0, r1)`` -> (r1 - r0, ty) array, rows r0..r1-1 of the cost (e.g.
             :func:`sqeuclidean_rows`); called twice for each block, with the same bounds.
         tx, ty: the pair's lengths.
-        block_rows: rows of the cost held at once (memory: :func:`long_path_memory_bytes`).
+        block_rows: rows of the cost held at once (default :func:`default_block_rows`; memory:
+            :func:`long_path_memory_bytes`).
 
     Returns:
         (path, total): path (K, 2) int64 of (i, j) rows from (0, 0) to (tx - 1, ty - 1); total
@@ -142,6 +140,7 @@ def dtw_path_long(
         FloatingPointError: a cell of the cost is NaN or infinite.
         ValueError: a block of the wrong shape, or lengths < 1.
     """
+    block_rows = block_rows or default_block_rows(tx)
     if tx < 1 or ty < 1 or block_rows < 1:
         raise ValueError(f"tx, ty and block_rows must be >= 1, got {tx}, {ty}, {block_rows}")
     starts = list(range(0, tx, block_rows))

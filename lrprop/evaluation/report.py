@@ -134,7 +134,8 @@ def metrics_table(per_class: Mapping[str, Mapping], *, dataset: str = "", style:
     header = ["metric (%)", "", *names] + (["mean"] if len(names) > 1 else []) + (["paper (LRProp)"] if paper else [])
     rows = []
     for metric in next(iter(flat.values())) if flat else []:
-        cells = [_cell(flat[n][metric]) for n in names] + ([_cell(mean[metric])] if len(names) > 1 else [])
+        # .get: a class whose metrics an earlier version stored may lack a newer metric ("–")
+        cells = [_cell(flat[n].get(metric)) for n in names] + ([_cell(mean.get(metric))] if len(names) > 1 else [])
         rows.append([metric, "model", *cells] + ([f"{paper[metric]:.2f}" if metric in paper else "–"] if paper else []))
         for key in refs:
             signed = key == "gain"
@@ -179,11 +180,11 @@ def _bars(per_class: Mapping[str, Mapping]) -> str:
     width = 0.8 / len(flat)
     for n, (name, values) in enumerate(flat.items()):
         x = np.arange(len(keys)) + n * width
-        ax.bar(x, [100 * values[k] for k in keys], width, label=name)
+        ax.bar(x, [100 * values.get(k, np.nan) for k in keys], width, label=name)
         if "baseline" in per_class[name]:
             base = flatten_metrics(per_class[name]["baseline"])
             label = "time-stretch baseline" if n == 0 else None
-            ax.scatter(x, [100 * base[k] for k in keys], marker="_", s=120, color="black", zorder=3, label=label)
+            ax.scatter(x, [100 * base.get(k, np.nan) for k in keys], marker="_", s=120, color="black", zorder=3, label=label)
     ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=45, ha="right")
     ax.set_ylabel("%")
     ax.set_ylim(min(0, *(100 * v for f in flat.values() for v in f.values() if np.isfinite(v))), 102)

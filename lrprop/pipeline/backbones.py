@@ -229,6 +229,7 @@ def pretrain_and_publish(
     version: str,
     action: str,
     publish_as: str | None = None,
+    on_step=None,
 ) -> dict:
     """Pretrain ``action``'s backbone as :func:`lrprop.training.train.train` would and publish it.
 
@@ -236,6 +237,7 @@ def pretrain_and_publish(
         config: the whole config; the class's own (``config.for_class(action)``) is used.
         version: the data-set version whose training split it pretrains on.
         publish_as: the backbone version id (default a new one).
+        on_step: called with (steps done, loss) after each pretraining step (a progress display).
 
     Returns:
         {"action", "uri", "version", "steps", "final_loss", "wall_s"}.
@@ -247,7 +249,7 @@ def pretrain_and_publish(
     config = config.for_class(action)
     source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train")
     started = time.perf_counter()
-    backbone, result = pretrained_backbone(config, source)
+    backbone, result = pretrained_backbone(config, source, on_step)
     wall_s = time.perf_counter() - started
     manifest = publish_backbone(
         store_uri,

@@ -375,12 +375,23 @@ class _Pretrainer:
     """A Ray actor that pretrains one class's backbone and publishes it
     (:func:`lrprop.pipeline.backbones.pretrain_and_publish`)."""
 
-    def run(self, config: Config, data: ClassData, publish_as: str | None) -> dict:
+    def run(self, config: Config, data: ClassData, publish_as: str | None, board=None) -> dict:
         from lrprop.pipeline.backbones import pretrain_and_publish
 
+        on_step = None
+        if board is not None:  # the driver's progress display (lrprop.pipeline.progress): at most a report a second
+            sent = [0.0]
+
+            def on_step(step: int, loss: float) -> None:
+                now = time.monotonic()
+                if now - sent[0] >= 1.0 or step == config.for_class(data.action).pretrain.steps:
+                    board.update.remote(data.action, {"epoch": step, "loss": loss})  # Ray: not waited for
+                    sent[0] = now
+
         return pretrain_and_publish(
-            config, data.store, dataset=data.dataset, version=data.version, action=data.action, publish_as=publish_as
-        )
+            config, data.store, dataset=data.dataset, version=data.version, action=data.action, publish_as=publish_as,
+            on_step=on_step,
+        )  # fmt: skip
 
 
 def pretrain_class(
@@ -389,6 +400,7 @@ def pretrain_class(
     *,
     publish_as: str | None = None,
     what: str = "backbone pretraining",
+    progress=None,
 ) -> dict:
     """Pretrain the class's backbone in a Ray actor on one training worker's resources and
     publish it to the store's backbones; returns what :func:`lrprop.pipeline.backbones.pretrain_and_publish` does.
@@ -398,6 +410,9 @@ def pretrain_class(
     a worker has: the weights are those the class's Train job would have pretrained itself. Its
     start is bounded like a Train job's (``ray.start_timeout_s``), or a cluster whose CPUs are
     all held would keep it waiting for ever.
+
+    ``progress``: a :class:`lrprop.pipeline.progress.ProgressBoard` actor the pretraining
+    reports its steps to.
 
     Raises:
         WorkerStartTimeout: the actor did not start in time; ``what`` names it in the message.
@@ -414,7 +429,7 @@ def pretrain_class(
                 f"{data.action}: the {what} did not start within {r.start_timeout_s:g} s "
                 f"(ray.start_timeout_s); it waited for 1 x {wanted}. {held_resources()}"
             )
-        return ray.get(pretrainer.run.remote(config, data, publish_as))  # Ray
+        return ray.get(pretrainer.run.remote(config, data, publish_as, progress))  # Ray
     finally:
         ray.kill(pretrainer)  # Ray: frees its resources for the training that follows
 
@@ -428,12 +443,15 @@ def pretrain_classes(
     actions: list[str],
     on_done: Callable[[str, dict], None] | None = None,
     publish_as: str | None = None,
+    progress_logger=None,
 ) -> dict[str, dict]:
     """Pretrain every class in ``actions`` (:func:`pretrain_class`), all at once, and publish
     their backbones under one version id, ``publish_as`` (default a new one), so that
     ``{action}`` in ``model.pretrained`` names them all.
     ``on_done(action, result)`` is called from the class's thread as soon as its backbone is
-    published, before the others finish (or fail).
+    published, before the others finish (or fail). ``progress_logger`` (e.g. Prefect's run
+    logger): where each class's pretraining step, loss and ETA go every 30 s
+    (:class:`lrprop.pipeline.progress.TrainingProgress`); None shows nothing.
 
     Returns:
         {action: {"action", "uri", "version", "steps", "final_loss", "wall_s"}}.
@@ -445,13 +463,20 @@ def pretrain_classes(
     store_uri = store.absolute(store_uri)  # the actors run in other directories
     shared = store.check_version(publish_as) if publish_as else store.new_version_id()
 
-    def pretrain(action: str) -> dict:
-        result = pretrain_class(config, ClassData(store_uri, dataset, version, action), publish_as=shared)
+    def pretrain(action: str, board=None) -> dict:
+        shown = {"progress": board} if board is not None else {}
+        result = pretrain_class(config, ClassData(store_uri, dataset, version, action), publish_as=shared, **shown)
         if on_done is not None:
             on_done(action, result)
         return result
 
-    return _per_class(pretrain, actions, "pretraining")
+    if progress_logger is None:
+        return _per_class(pretrain, actions, "pretraining")
+    from lrprop.pipeline.progress import TrainingProgress
+
+    steps = {a: config.for_class(a).pretrain.steps for a in actions}
+    with TrainingProgress(steps, logger=progress_logger, unit="pretraining step") as shown:
+        return _per_class(lambda action: pretrain(action, shown.board), actions, "pretraining")
 
 
 def fit(trainer, config: Config, what: str):

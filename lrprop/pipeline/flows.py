@@ -30,7 +30,7 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from lrprop import store
-from lrprop.config import ConfigError, config_from_dict, config_to_dict
+from lrprop.config import ConfigError, check_for_a_run, config_from_dict, config_to_dict
 from lrprop.failures import kind_of
 from lrprop.names import check_name
 from lrprop.pipeline.backbones import with_pretrained_backbones
@@ -172,15 +172,23 @@ def pretrain_task(
     """Pretrain each class's backbone as a Ray actor, all at once, and publish it to the store's
     backbones (:func:`pretrain_recorded`); returns {action: {"uri", "version", "steps",
     "final_loss", "wall_s", "reused"}}."""
-    results = pretrain_recorded(config, store_uri, dataset, version, actions, run_name)
+    # each class's pretraining step, loss and ETA in the flow run's logs
+    results = pretrain_recorded(config, store_uri, dataset, version, actions, run_name, progress_logger=get_run_logger())
     get_run_logger().info("backbones %s", {a: r["uri"] for a, r in results.items()})
     return results
 
 
 def pretrain_recorded(
-    config: dict, store_uri: str, dataset: str, version: str, actions: list[str], run_name: str | None = None
+    config: dict,
+    store_uri: str,
+    dataset: str,
+    version: str,
+    actions: list[str],
+    run_name: str | None = None,
+    progress_logger=None,
 ) -> dict:
-    """What :func:`pretrain_task` does (:func:`lrprop.pipeline.distributed.pretrain_classes`).
+    """What :func:`pretrain_task` does (:func:`lrprop.pipeline.distributed.pretrain_classes`;
+    ``progress_logger`` gets each class's pretraining step, loss and ETA).
 
     With a ``run_name`` each URI is recorded in ``<store>/runs/<run_name>/backbones.json`` as
     soon as its class is published, and a run started again (a resume, or this task's retry
@@ -227,6 +235,7 @@ def pretrain_recorded(
             actions=fresh,
             on_done=keep if record else None,
             publish_as=shared,
+            progress_logger=progress_logger,
         )
     return {**reused, **{a: {**r, "reused": False} for a, r in done.items()}}
 
@@ -459,6 +468,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     from lrprop.pipeline.distributed import ensure_ray
 
     started = time.time()
+    check_for_a_run(config_from_dict(config))  # before anything is claimed or trained
     run_name = _claimed_run(run_name)
     store_uri = _usable_store(store_uri)
     _steps_fit_here(config)

@@ -20,9 +20,12 @@ which keeps a run's terminal free of every worker's log lines), so a bar drawn i
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import time
+
+log = logging.getLogger(__name__)
 
 __all__ = ["ProgressBoard", "SearchProgress", "TrainingProgress", "progress_line", "trial_line"]
 
@@ -40,10 +43,13 @@ class ProgressBoard:
         return dict(self._state)
 
 
-def progress_line(name: str, state: dict, total_epochs: int, elapsed_s: float, eta_s: float | None) -> str:
+def progress_line(name: str, state: dict, total_epochs: int, elapsed_s: float, eta_s: float | None, unit: str = "epoch") -> str:
     """``reach: epoch 12/80, step 96, loss 1.234, 15 s elapsed, ETA 85 s`` (``done`` for the ETA
-    once ``state["done"]``; no ETA when ``eta_s`` is None)."""
-    parts = [f"{name}: epoch {int(state.get('epoch', 0))}/{total_epochs}", f"step {int(state.get('step', 0))}"]
+    once ``state["done"]``; no ETA when ``eta_s`` is None). Another ``unit`` counts in its own
+    terms, with no step: ``reach: pretraining step 120/300, loss 2.1, 30 s elapsed, ETA 45 s``."""
+    parts = [f"{name}: {unit} {int(state.get('epoch', 0))}/{total_epochs}"]
+    if unit == "epoch":
+        parts.append(f"step {int(state.get('step', 0))}")
     if state.get("loss") is not None:
         parts.append(f"loss {state['loss']:.4g}")
     parts.append(f"{elapsed_s:.0f} s elapsed")
@@ -59,19 +65,31 @@ class TrainingProgress:
     ``with`` block runs (see the module).
 
     Args:
-        totals: each class's (or trial's) ``optim.epochs``.
+        totals: each class's ``optim.epochs`` (or ``pretrain.steps``, with that ``unit``).
         logger: where the lines go (a ``logging.Logger`` or Prefect's run logger).
         log_every_s: seconds between a class's log lines while it trains.
         bars: draw tqdm bars (default: when stderr is a terminal).
         poll_s: seconds between reads of the board.
+        unit: what ``totals`` count: ``epoch``, or e.g. ``pretraining step``; a report's
+            ``epoch`` is the count of units done.
     """
 
-    def __init__(self, totals: dict[str, int], *, logger, log_every_s: float = 30.0, bars: bool | None = None, poll_s=1.0):
+    def __init__(
+        self,
+        totals: dict[str, int],
+        *,
+        logger,
+        log_every_s: float = 30.0,
+        bars: bool | None = None,
+        poll_s=1.0,
+        unit: str = "epoch",
+    ):
         self.totals = dict(totals)
         self.logger = logger
         self.log_every_s = log_every_s
         self.bars = sys.stderr.isatty() if bars is None else bars
         self.poll_s = poll_s
+        self.unit = unit
         self.board = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -90,8 +108,9 @@ class TrainingProgress:
         if self.bars:
             from tqdm import tqdm
 
+            unit_name = self.unit.split()[-1]  # "step" of "pretraining step"
             self._bars = {
-                name: tqdm(total=total, desc=name, unit="epoch", position=i, leave=True, file=sys.stderr, dynamic_ncols=True)
+                name: tqdm(total=total, desc=name, unit=unit_name, position=i, leave=True, file=sys.stderr, dynamic_ncols=True)
                 for i, (name, total) in enumerate(self.totals.items())
             }
         self._thread = threading.Thread(target=self._poll, name="lrprop-progress", daemon=True)
@@ -148,7 +167,8 @@ class TrainingProgress:
                 bar = self._bars[name]
                 bar.n = min(epoch, total)
                 loss = state.get("loss")
-                bar.set_postfix(step=int(state.get("step", 0)), loss="-" if loss is None else f"{loss:.4g}", refresh=False)
+                shown = {"step": int(state.get("step", 0))} if self.unit == "epoch" else {}
+                bar.set_postfix(**shown, loss="-" if loss is None else f"{loss:.4g}", refresh=False)
                 bar.refresh()
             when, logged_epoch = self._logged.get(name, (self._started, -1))
             finished = bool(state.get("done")) or epoch >= total
@@ -156,7 +176,8 @@ class TrainingProgress:
             if due or (finished and logged_epoch != epoch) or (final and logged_epoch != epoch):
                 # final: the block ended without an error, so the class is done even where
                 # optim.max_steps stopped it before its last epoch
-                self.logger.info("%s", progress_line(name, {**state, "done": finished or final}, total, elapsed, eta))
+                line = progress_line(name, {**state, "done": finished or final}, total, elapsed, eta, self.unit)
+                self.logger.info("%s", line)
                 self._logged[name] = (now, epoch)
 
 
@@ -203,23 +224,45 @@ class SearchProgress:
         self._started = time.monotonic()
         outer = self
 
-        class Callback(tune.Callback):  # Ray: called in this process, by Tune's controller
+        self._open = False
+
+        # Ray: called in this process, by Tune's controller. An error of a callback would fail
+        # the search: showing progress never is worth that (_shielded)
+        class Callback(tune.Callback):
             def setup(self, **info):
-                outer.count.__enter__()
+                outer._shielded(outer.open)
 
             def on_trial_result(self, iteration, trials, trial, result, **info):
-                outer.result(trial.trial_id, trial.config, result)
+                outer._shielded(outer.result, trial.trial_id, trial.config, result)
 
             def on_trial_complete(self, iteration, trials, trial, **info):
-                outer.ended(trial.trial_id, trial.config, trial.last_result or {}, failed=False)
+                outer._shielded(outer.ended, trial.trial_id, trial.config, trial.last_result or {}, failed=False)
 
             def on_trial_error(self, iteration, trials, trial, **info):
-                outer.ended(trial.trial_id, trial.config, trial.last_result or {}, failed=True)
+                outer._shielded(outer.ended, trial.trial_id, trial.config, trial.last_result or {}, failed=True)
 
             def on_experiment_end(self, trials, **info):
-                outer.count.__exit__(None, None, None)
+                outer._shielded(outer.close)
 
         self.callback = Callback()
+
+    def _shielded(self, fn, *args, **kwargs) -> None:
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - a display error is logged, never raised into Tune
+            log.debug("search progress: %s failed: %s", getattr(fn, "__name__", fn), exc)
+
+    def open(self) -> None:
+        """Start the count (and its bar)."""
+        if not self._open:
+            self.count.__enter__()
+            self._open = True
+
+    def close(self, *, failed: bool = False) -> None:
+        """End the count: its last line, unless the search ``failed``; the bar closed either way."""
+        if self._open:
+            self._open = False
+            self.count.__exit__(*((RuntimeError, None, None) if failed else (None, None, None)))
 
     def _line(self, trial: str, params: dict, result: dict, now: float) -> str:
         epoch = int(result["epoch"]) + 1 if "epoch" in result else 0  # Train reports epochs from 0

@@ -343,6 +343,9 @@ def tune_class(
     )
     try:
         results = tuner.fit()  # Ray
+    except BaseException:
+        shown.close(failed=True)  # Tune does not end its callbacks when the search fails
+        raise
     finally:
         placement_groups.finish()
     _raise_start_timeouts(results)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -73,6 +74,7 @@ def pretrain_backbone(
     seed: int,
     device: torch.device,
     log_every: int = 100,
+    on_step: Callable[[int, float], None] | None = None,
 ) -> PretrainResult:
     """Train ``backbone`` in place for ``settings.steps`` steps on the frames of ``source``.
 
@@ -84,6 +86,7 @@ def pretrain_backbone(
         backbone: maps (N, 3, S, S) to (N, F, h, w) and has ``out_channels``; on ``device``.
         source: the class's training videos (labels are not read).
         image_size: the side S of the augmented frames (``data.image_size``).
+        on_step: called with (steps done, the step's loss) after each step (a progress display).
 
     Returns:
         the per-step losses and the throughput.
@@ -129,6 +132,8 @@ def pretrain_backbone(
         loss.backward()
         optimizer.step()
         losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step + 1, losses[-1])
         if log_every and (step + 1) % log_every == 0:
             rate = (step + 1) * V * 2 * M / (time.perf_counter() - started)
             log.info("pretrain step %d/%d loss %.4f (%.0f frames/s)", step + 1, settings.steps, losses[-1], rate)

@@ -228,7 +228,9 @@ def pretrains(config: Config) -> bool:
     return config.pretrain.steps > 0 and not config.model.pretrained and config.model.train_from != "none"
 
 
-def _pretrain(config: Config, backbone: torch.nn.Module, source: VideoSource, device: torch.device) -> PretrainResult:
+def _pretrain(
+    config: Config, backbone: torch.nn.Module, source: VideoSource, device: torch.device, on_step=None
+) -> PretrainResult:
     done = pretrain_backbone(
         backbone,
         source,
@@ -237,23 +239,25 @@ def _pretrain(config: Config, backbone: torch.nn.Module, source: VideoSource, de
         seed=config.train.seed,
         device=device,
         log_every=config.train.log_every and 10 * config.train.log_every,
+        on_step=on_step,
     )
     log.info("pretrained the backbone: %d steps, final loss %.4f", len(done.losses), done.losses[-1])
     return done
 
 
-def pretrained_backbone(config: Config, source: VideoSource) -> tuple[torch.nn.Module, PretrainResult]:
+def pretrained_backbone(config: Config, source: VideoSource, on_step=None) -> tuple[torch.nn.Module, PretrainResult]:
     """The backbone that :func:`train` starts LRProp from when it pretrains: built under the
     run's seed and pretrained on ``source`` as ``config.pretrain`` says.
 
     Saved (safetensors) and given back as ``model.pretrained`` with ``model.train_from: none``,
     it trains draw for draw as a run that pretrains and freezes its backbone itself, so several
-    runs on one class (an ablation, a search) can share one pretraining.
+    runs on one class (an ablation, a search) can share one pretraining. ``on_step(steps done,
+    loss)`` is called after each step (a progress display).
     """
     torch.manual_seed(config.train.seed)
     device = resolve_device(config.train.device)
     model = build_model(config).to(device)  # the same random draws as train's
-    return model.backbone, _pretrain(config, model.backbone, source, device)
+    return model.backbone, _pretrain(config, model.backbone, source, device, on_step)
 
 
 def _apply_thread_budget() -> None:
