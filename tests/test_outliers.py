@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrprop.core import outliers
+from lrprop.core import dtw
 from lrprop.core.baselines import phase_progress_embeddings
 from lrprop.core.dtw import dtw_path
 from lrprop.core.outliers import alignment_costs, outlier_scores
@@ -48,7 +48,7 @@ def test_a_video_performed_in_another_order_ranks_first(monkeypatch):
     assert int(np.argmax(z)) == 7 and z[7] > 3 and np.sort(z)[-2] < 3
     assert scores[7] == pytest.approx(np.median(np.delete(alignment_costs(videos)[7], 7)))
     # Long pairs, a block of rows at a time: the same scores
-    monkeypatch.setattr(outliers, "IN_MEMORY_CELLS", 10)
+    monkeypatch.setattr(dtw, "MANY_IN_MEMORY_CELLS", 10)
     assert np.allclose(outlier_scores(videos)[0], scores, rtol=1e-12)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lrprop.core import phase_transfer
+from lrprop.core import dtw
 from lrprop.core.baselines import phase_progress_embeddings, time_stretch_embeddings
 from lrprop.core.phase_transfer import matched_frames, phase_transfer_accuracy, phase_votes, transfer_phases
 
@@ -60,7 +60,7 @@ def test_long_pairs_transfer_the_same_phases_as_pairs_held_in_memory(monkeypatch
     query, refs = _walk(150, 3), [_walk(130, 4), _walk(170, 5)]
     labels = [_phases([40, 50, 40]), _phases([60, 60, 50])]
     in_memory = transfer_phases(query, refs, labels)
-    monkeypatch.setattr(phase_transfer, "IN_MEMORY_CELLS", 100)  # every pair a block of rows at a time
+    monkeypatch.setattr(dtw, "MANY_IN_MEMORY_CELLS", 100)  # every pair a block of rows at a time
     long = transfer_phases(query, refs, labels)
     assert np.array_equal(in_memory[0], long[0]) and np.array_equal(in_memory[1], long[1])
 

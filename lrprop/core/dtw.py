@@ -17,16 +17,20 @@ import numpy as np
 import torch
 
 from lrprop.core import _dtw_kernels, _dtw_triton
-from lrprop.core.dtw_long import dtw_path_long
+from lrprop.core.dtw_long import dtw_path_long, sqeuclidean_rows
 
 # Above this many valid cells, a single pair's exact path is computed a block of rows at a time
 # (lrprop.core.dtw_long.dtw_path_long: the same path and total, no accumulated-cost matrix)
 LONG_PAIR_CELLS = 25_000_000
+# Above this many cells (a query against all its references), dtw_paths_to_many aligns each pair a
+# block of rows at a time: 4e7 float64 cells are 320 MB for the cost and as much again in the kernel
+MANY_IN_MEMORY_CELLS = 40_000_000
 
 __all__ = [
     "pairwise_sqeuclidean",
     "dtw_path",
     "dtw_path_blocks",
+    "dtw_paths_to_many",
     "dtw_alignment",
     "dtw_distance",
     "middle_matches",
@@ -171,6 +175,28 @@ def middle_matches(path: np.ndarray, length: int) -> np.ndarray:
     first = np.searchsorted(i, np.arange(length), side="left")
     last = np.searchsorted(i, np.arange(length), side="right") - 1
     return (j[first] + j[last]) // 2
+
+
+def dtw_paths_to_many(query: np.ndarray, references: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The exact DTW path and total of ``query`` (Tq, D) against each of ``references`` [(Tr, D)]
+    on the squared Euclidean cost: one distance product and one batched call
+    (:func:`dtw_path_blocks`) when the Tq · Σ Tr cells fit in :data:`MANY_IN_MEMORY_CELLS`, else a
+    block of rows at a time per reference (:func:`lrprop.core.dtw_long.dtw_path_long`, the same
+    paths and totals).
+
+    Returns:
+        (paths: R arrays (K_r, 2) int64, totals: (R,) float64 accumulated costs).
+    """
+    q = np.asarray(query, dtype=np.float64)
+    refs = [np.asarray(r, dtype=np.float64) for r in references]
+    widths = np.array([len(r) for r in refs], dtype=np.int64)
+    if len(q) * widths.sum() <= MANY_IN_MEMORY_CELLS:
+        cost = sqeuclidean_rows(q, np.concatenate(refs))(0, len(q))  # (Tq, Σ Tr)
+        paths, counts, totals, bad = _dtw_kernels.dtw_paths_blocks(cost, np.r_[0, np.cumsum(widths)[:-1]], widths)
+        _raise_if_bad(bad)
+        return [paths[r, : counts[r]].copy() for r in range(len(refs))], totals
+    done = [dtw_path_long(sqeuclidean_rows(q, r), len(q), len(r)) for r in refs]
+    return [path for path, _ in done], np.array([total for _, total in done])
 
 
 def dtw_distance(cost, x_lengths=None, y_lengths=None) -> np.ndarray:

@@ -22,12 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrprop.core.dtw import dtw_path_blocks
-from lrprop.core.dtw_long import dtw_path_long, sqeuclidean_rows
+from lrprop.core.dtw import dtw_paths_to_many
 
-__all__ = ["IN_MEMORY_CELLS", "alignment_costs", "outlier_scores"]
-
-IN_MEMORY_CELLS = 40_000_000  # above, a pair is aligned a block of rows at a time (lrprop.core.dtw_long)
+__all__ = ["alignment_costs", "outlier_scores"]
 
 
 def alignment_costs(videos: list[np.ndarray]) -> np.ndarray:
@@ -37,16 +34,7 @@ def alignment_costs(videos: list[np.ndarray]) -> np.ndarray:
     n = len(embs)
     costs = np.zeros((n, n))
     for v in range(n - 1):
-        later = embs[v + 1 :]
-        widths = np.array([len(w) for w in later], dtype=np.int64)
-        if len(embs[v]) * widths.sum() <= IN_MEMORY_CELLS:
-            cost = sqeuclidean_rows(embs[v], np.concatenate(later))(0, len(embs[v]))  # (Tv, Σ Tw): one product
-            starts = np.r_[0, np.cumsum(widths)[:-1]]
-            paths = dtw_path_blocks(cost, starts, widths)
-            totals = [cost[p[:, 0], starts[k] + p[:, 1]].sum() for k, p in enumerate(paths)]
-        else:
-            pairs = [dtw_path_long(sqeuclidean_rows(embs[v], w), len(embs[v]), len(w)) for w in later]
-            paths, totals = [p for p, _ in pairs], [t for _, t in pairs]
+        paths, totals = dtw_paths_to_many(embs[v], embs[v + 1 :])  # the later videos: each pair once
         for k, (path, total) in enumerate(zip(paths, totals, strict=True)):
             costs[v, v + 1 + k] = costs[v + 1 + k, v] = total / len(path)
     return costs

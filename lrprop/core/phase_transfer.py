@@ -20,32 +20,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from lrprop.core.dtw import dtw_path_blocks, middle_matches
-from lrprop.core.dtw_long import dtw_path_long, sqeuclidean_rows
+from lrprop.core.dtw import dtw_paths_to_many, middle_matches
 
 __all__ = ["matched_frames", "phase_transfer_accuracy", "phase_votes", "transfer_phases"]
-
-# Above this many cells a pair is aligned a block of rows at a time (lrprop.core.dtw_long):
-# 4e7 float64 cells are 320 MB for the cost and as much for the accumulated cost
-IN_MEMORY_CELLS = 40_000_000
-
-
-def _paths(query: np.ndarray, references: list[np.ndarray]) -> list[np.ndarray]:
-    """The exact DTW path (K, 2) of ``query`` against each reference: in one distance product and
-    one batched call when the cells fit in memory, else a block of rows at a time per reference."""
-    q = np.asarray(query, dtype=np.float64)
-    refs = [np.asarray(r, dtype=np.float64) for r in references]
-    widths = np.array([len(r) for r in refs], dtype=np.int64)
-    if len(q) * widths.sum() <= IN_MEMORY_CELLS:
-        cost = sqeuclidean_rows(q, np.concatenate(refs))(0, len(q))  # (Tq, sum Tr)
-        return dtw_path_blocks(cost, np.r_[0, np.cumsum(widths)[:-1]], widths)
-    return [dtw_path_long(sqeuclidean_rows(q, r), len(q), len(r))[0] for r in refs]
 
 
 def matched_frames(query: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """(Tq,) int64: for each frame of ``query``, the middle of the frames of ``reference`` its
     exact DTW path matches with it (squared Euclidean cost)."""
-    return middle_matches(_paths(query, [reference])[0], len(query))
+    return middle_matches(dtw_paths_to_many(query, [reference])[0][0], len(query))
 
 
 def phase_votes(
@@ -58,7 +41,7 @@ def phase_votes(
     for ref, labels in zip(references, reference_labels, strict=True):
         if len(labels) != len(ref):
             raise ValueError(f"a reference of {len(ref)} frames has {len(labels)} labels")
-    for path, labels in zip(_paths(query, references), reference_labels, strict=True):
+    for path, labels in zip(dtw_paths_to_many(query, references)[0], reference_labels, strict=True):
         given = np.asarray(labels)[middle_matches(path, len(query))]
         voting = given >= 0
         np.add.at(votes, (np.flatnonzero(voting), given[voting]), 1)
