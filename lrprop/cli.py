@@ -6,8 +6,8 @@
     lrprop synth --dest URI [--config FILE] [--set synthetic.key=value ...]
     lrprop ingest {pennaction,pouring,generic,synthetic} --src URI --store STORE_URI [options]
     lrprop evaluate (--run RUN | --model MODEL_DIR) --store STORE
-    lrprop align A B --model DATASET/ACTION[@VERSION|@ALIAS] [--store URI] [--out DIR]   two videos, frame to frame
-    lrprop phases VIDEO ... --model M --reference (train | FOLDER) [--store URI] [--out DIR]   each frame's phase
+    lrprop align A B --model DATASET/ACTION[@VERSION|@ALIAS] [--subsequence] [--store URI] [--out DIR]   frame to frame
+    lrprop phases VIDEO ... --model M --reference (train | FOLDER) [--subsequence] [--store URI] [--out DIR]   phases
     lrprop outliers --dataset D --action A [--split val] [--model M] [--store URI] [--out DIR]   unusual executions
     lrprop embeddings list --store URI                       versions and aliases of each class
     lrprop embeddings pull --store URI --dataset D --action A [--version V | --alias production] --out FILE.parquet
@@ -166,13 +166,16 @@ def _base(uri: str) -> str:
 
 
 def _cmd_align(args: argparse.Namespace) -> int:
-    from lrprop.alignment.align import align_videos
+    from lrprop.alignment.align import align_videos, check_subsequence_lengths
     from lrprop.alignment.models import load_model
     from lrprop.alignment.outputs import write_aligned_video, write_alignment_csv, write_cost_picture
+    from lrprop.alignment.videos import open_video
 
+    if args.subsequence:  # the lengths a header or a folder gives, before the model loads
+        check_subsequence_lengths(len(open_video(args.a)), len(open_video(args.b)), args.a, args.b)
     model, config, meta = load_model(args.model, store_uri=args.store)
     print(f"model: {meta.get('published', args.model)}", flush=True)
-    done = align_videos(model, config, args.a, args.b, device=args.device)
+    done = align_videos(model, config, args.a, args.b, device=args.device, subsequence=args.subsequence)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = [write_alignment_csv(out / "alignment.csv", done.alignment)]
@@ -200,7 +203,7 @@ def _cmd_phases(args: argparse.Namespace) -> int:
     else:
         refs = references_from_split(model, config, args.store, meta, args.reference, limit)
     print(f"references: {len(refs.names)} labelled videos, {refs.num_phases} phases", flush=True)
-    labelled = label_videos(model, config, args.videos, refs, device=args.device)
+    labelled = label_videos(model, config, args.videos, refs, device=args.device, subsequence=args.subsequence)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     written = [*write_phases(out, labelled, refs), write_timeline(out / "timeline.png", labelled, refs.num_phases)]
@@ -615,6 +618,13 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--out", default="alignment", help="folder for the files written (default ./alignment)")
     al.add_argument("--video", choices=("mp4", "gif", "none"), default="mp4", help="the side-by-side video's format")
     al.add_argument("--height", type=_at_least(2), default=160, help="the side-by-side video's height in pixels")
+    al.add_argument(
+        "--subsequence",
+        action="store_true",
+        help="B is a clip of what happens somewhere in A: match it with the part of A it fits best (subsequence DTW; "
+        "the path may start and end on any frame of A, which the printed line names) rather than all of A; "
+        "B must be the shorter",
+    )
     al.add_argument("--device", default="auto", help="where to embed: auto (CUDA when there is one), cpu, cuda")
     al.set_defaults(func=_cmd_align)
 
@@ -637,6 +647,12 @@ def build_parser() -> argparse.ArgumentParser:
     ph.add_argument("--max-references", type=_at_least(0), default=20, help="the first N labelled references (0: all)")
     ph.add_argument("--store", default="lrprop-store", help="store root the published model and its data set are in")
     ph.add_argument("--out", default="phases", help="folder for the files written (default ./phases)")
+    ph.add_argument(
+        "--subsequence",
+        action="store_true",
+        help="each video is a clip: match it with the part of each reference it fits best (subsequence DTW) rather "
+        "than the whole reference; no video may be longer than a reference",
+    )
     ph.add_argument("--device", default="auto", help="where to embed: auto, cpu, cuda")
     ph.set_defaults(func=_cmd_phases)
 

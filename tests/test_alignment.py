@@ -38,6 +38,10 @@ def test_the_long_path_is_the_in_memory_exact_path_and_total(tx, ty, block_rows,
     path, total = dtw_path_long(lambda r0, r1: cost[r0:r1], tx, ty, block_rows=block_rows)
     assert np.array_equal(path, dtw_path(cost))
     assert total == dtw_distance(cost)
+    # A float32 cost, read as it is block by block: the path and total of its float64 copy
+    narrow = cost.astype(np.float32)
+    path, total = dtw_path_long(lambda r0, r1: narrow[r0:r1], tx, ty, block_rows=block_rows)
+    assert np.array_equal(path, dtw_path(narrow.astype(np.float64))) and total == dtw_distance(narrow.astype(np.float64))
 
 
 def test_the_squared_euclidean_rows_are_the_distances_and_bad_costs_are_refused():
@@ -95,6 +99,27 @@ def test_aligning_a_sequence_with_a_warped_copy_recovers_the_warp_and_the_pace()
     line = alignment.summary(window=10)
     assert line.startswith("A 400 frames, B 500 frames (B/A 1.25); normalised cost")
     assert "slower there" in line or "faster there" in line
+
+
+def test_a_clip_is_found_in_a_longer_sequence_with_subsequence_and_its_warp_holds_outside():
+    rng = np.random.default_rng(4)
+    a = _trajectory(400, rng)
+    alignment = align_embeddings(a, a[150:250], subsequence=True, block_rows=64)
+    assert (alignment.start, alignment.end) == (150, 249) and alignment.matched_a == range(150, 250)
+    assert np.array_equal(alignment.path, np.stack([np.arange(150, 250), np.arange(100)], axis=1))
+    assert alignment.total == 0.0 and alignment.duration_ratio == 1.0
+    # B's first frame before the match, its last after it; the pace over the frames matched only
+    warp = alignment.warp()
+    assert warp.shape == (400,) and np.array_equal(warp, np.clip(np.arange(400) - 150, 0, 99))
+    assert np.allclose(alignment.pace(window=5), 1.0) and alignment.pace().shape == (100,)
+    line = alignment.summary()
+    assert line.startswith("A 400 frames, B 100 frames; B matches A frames 150-249 (B/A 1.00 there); normalised cost 0 ")
+    assert "at A frames 1" in line  # frames of A, inside the match
+    # Anchored (the default): no start or end, the path from corner to corner
+    anchored = align_embeddings(a, a[150:250])
+    assert anchored.start is None and anchored.end is None and anchored.matched_a == range(400)
+    with pytest.raises(ValueError, match=r"B \(400 frames\) is longer than A \(100 frames\)"):
+        align_embeddings(a[150:250], a, subsequence=True)
 
 
 def test_the_summary_of_an_even_pace_and_the_normalised_cost():
@@ -190,6 +215,36 @@ def test_lrprop_align_writes_the_path_the_picture_and_the_side_by_side_video(tmp
     assert "none.mp4" in capsys.readouterr().err
 
 
+def test_lrprop_align_subsequence_finds_a_clip_in_a_longer_video_and_refuses_a_longer_clip(tmp_path, model_folder, capsys):
+    import re
+
+    frames = _video(40, seed=1)
+    a = _write_folder(tmp_path / "a", frames)
+    b = _write_folder(tmp_path / "b", frames[12:32])  # a 20-frame clip of A
+    out = tmp_path / "out"
+    argv = ["align", a, b, "--model", str(model_folder), "--out", str(out), "--video", "gif", "--subsequence"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    # The model embeds each frame with its place in its own video, so the clip's embeddings are
+    # not A's: where it is found is the model's to say; the files must agree with the line
+    found = re.search(r"A 40 frames, B 20 frames; B matches A frames (\d+)-(\d+) \(B/A [\d.]+ there\); normalised cost", printed)
+    assert found, printed
+    start, end = int(found[1]), int(found[2])
+    assert 0 <= start <= end <= 39
+    with (out / "alignment.csv").open() as f:
+        rows = [(int(r["frame_a"]), int(r["frame_b"])) for r in csv.DictReader(f)]
+    assert rows[0] == (start, 0) and rows[-1] == (end, 19)
+    with Image.open(out / "alignment.png") as picture:
+        assert picture.format == "PNG"
+    with Image.open(out / "aligned.gif") as gif:
+        assert gif.n_frames == end - start + 1  # A's frames that B matches, each beside B's
+    # B longer than A: one line naming both, before the model loads (this model does not exist)
+    assert main(["align", b, a, "--model", str(tmp_path / "no-model"), "--out", str(out), "--subsequence"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("lrprop: error: ") and len(err.strip().splitlines()) == 1
+    assert f"{a} (40 frames) is longer than {b} (20 frames)" in err
+
+
 def test_a_model_is_named_by_its_published_version_or_alias_or_folder(tmp_path, model_folder):
     from test_embeddings import DATASET_MANIFEST, _splits
 
@@ -277,6 +332,26 @@ def test_lrprop_phases_labels_new_videos_from_a_folder_of_labelled_references(tm
     (tmp_path / "empty").mkdir()
     argv[argv.index(str(tmp_path / "refs"))] = str(tmp_path / "empty")
     assert main(argv) == 2 and "no labelled video" in capsys.readouterr().err
+
+
+def test_lrprop_phases_subsequence_matches_each_clip_with_a_part_of_each_reference(tmp_path, model_folder, capsys):
+    import json
+
+    videos = _labelled_folder(tmp_path / "refs")  # references of 30, 36 and 42 frames
+    clip = _write_folder(tmp_path / "clip", videos[0][0][5:25])
+    out = tmp_path / "phases"
+    argv = ["phases", clip, "--model", str(model_folder), "--reference", str(tmp_path / "refs"), "--out", str(out)]
+    assert main([*argv, "--subsequence"]) == 0
+    assert "clip: 20 frames; phases" in capsys.readouterr().out
+    doc = json.loads((out / "phases.json").read_text())
+    labels = set(np.concatenate([lab for _, lab in videos]).tolist())
+    assert doc["videos"][0]["frames"] == 20 and set(doc["videos"][0]["phases"]) <= labels
+    # A video longer than a reference: refused, naming both
+    long_video = _write_folder(tmp_path / "long", _video(33))
+    argv[1] = long_video
+    assert main([*argv, "--subsequence"]) == 2
+    assert f"{long_video} (33 frames) is longer than reference v0 (30 frames)" in capsys.readouterr().err
+    assert main(argv) == 0  # anchored, the default: any lengths
 
 
 def test_dtw_path_on_one_long_pair_takes_the_block_route_with_the_same_path(monkeypatch):

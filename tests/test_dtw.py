@@ -120,6 +120,38 @@ def test_dtw_path_blocks_equal_tslearn_on_each_column_block():
         dtw.dtw_path_blocks(cost, starts, widths)
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_dtw_path_on_a_float32_cost_equals_tslearn_on_its_float64_copy(seed):
+    # What float32 embeddings give. The kernels read float32 as it is; widening to float64 is
+    # exact, so the oracle on the widened cost must agree to the last bit, ties included
+    # (every other seed rounds the cost to a few values).
+    cost, nx, ny = _random_costs(seed)
+    cost = (np.round(cost * 3) if seed % 2 else cost).astype(np.float32)
+    for given in (cost, torch.from_numpy(cost)):
+        paths, totals = dtw.dtw_path(given, nx, ny), dtw.dtw_distance(given, nx, ny)
+        for b in range(len(cost)):
+            ts_path, ts_cost = dtw_path_from_metric(cost[b, : nx[b], : ny[b]].astype(np.float64), metric="precomputed")
+            assert paths[b].tolist() == [list(p) for p in ts_path]
+            assert totals[b] == pytest.approx(ts_cost, rel=1e-12)
+    wide = dtw.dtw_path_blocks(cost.astype(np.float64)[0], [0, 5], [5, 12])
+    for got, want in zip(dtw.dtw_path_blocks(cost[0], [0, 5], [5, 12]), wide, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_a_float32_cost_reaches_the_kernel_without_a_float64_copy():
+    # The copy to float64 cost 3x the kernel's time at B=16, T=240 (docs/benchmarks.md).
+    cost = np.random.default_rng(0).random((4, 20, 30)).astype(np.float32)
+    arr, single = dtw._as_batch(cost)
+    assert arr.dtype == np.float32 and np.shares_memory(arr, cost) and not single
+    arr, _ = dtw._as_batch(torch.from_numpy(cost))
+    assert arr.dtype == np.float32 and np.shares_memory(arr, cost)
+    # Other dtypes still become float64: bfloat16 (no numpy type), integers
+    assert dtw._as_batch(torch.from_numpy(cost).bfloat16())[0].dtype == np.float64
+    ints = np.arange(12).reshape(3, 4)
+    assert dtw._as_batch(ints)[0].dtype == np.float64
+    assert dtw.dtw_path(ints).tolist() == dtw.dtw_path(ints.astype(np.float64)).tolist()
+
+
 def test_dtw_path_single_matrix_and_moves():
     cost, _, _ = _random_costs(7, B=1, Tx=9, Ty=4)
     path = dtw.dtw_path(cost[0])

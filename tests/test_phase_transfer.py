@@ -81,3 +81,15 @@ def test_the_time_stretch_transfers_phases_by_their_share_of_the_video_and_the_o
     same = [_phases([15, 30, 15])]
     stretch = time_stretch_embeddings([len(lab) for lab in [*refs, *same]])
     assert phase_transfer_accuracy(stretch[:3], refs, stretch[3:], same) >= 1 - 4 / 60
+
+
+def test_a_clip_of_a_reference_gets_the_phases_of_the_part_it_shows_with_subsequence():
+    ref = _walk(200, 6)
+    labels = _phases([50, 60, 90])
+    clip = ref[70:150]  # phase 1 from its 21st frame, then the first 40 frames of phase 2
+    phases, confidence = transfer_phases(clip, [ref, ref], [labels, labels], subsequence=True)
+    assert np.array_equal(phases, labels[70:150]) and np.all(confidence == 1.0)
+    # Anchored, the clip is stretched over the whole reference and gets all three phases
+    assert set(transfer_phases(clip, [ref], [labels])[0].tolist()) == {0, 1, 2}
+    with pytest.raises(ValueError, match="a query of 80 frames is longer than a reference of 60"):
+        transfer_phases(clip, [ref, ref[:60]], [labels, labels[:60]], subsequence=True)

@@ -85,7 +85,8 @@ def pooled_cost(emb_a: np.ndarray, emb_b: np.ndarray, max_side: int = 800, block
 
 
 def write_cost_picture(path: Path, alignment: Alignment, emb_a: np.ndarray, emb_b: np.ndarray, *, title: str = "") -> Path:
-    """The cost matrix (pooled, :func:`pooled_cost`) with the DTW path drawn over it, as PNG."""
+    """The cost matrix (pooled, :func:`pooled_cost`) with the DTW path drawn over it, as PNG; for
+    a subsequence match, the rows of A where it starts and ends as dashed lines."""
     cost = pooled_cost(emb_a, emb_b)
     fig = new_figure(6.4, 6.4 * min(2.0, max(0.5, alignment.len_a / alignment.len_b)))
     ax = fig.subplots()
@@ -94,7 +95,15 @@ def write_cost_picture(path: Path, alignment: Alignment, emb_a: np.ndarray, emb_
     )
     keep = np.unique(np.linspace(0, len(alignment.path) - 1, min(len(alignment.path), 5000)).astype(int))
     ax.plot(alignment.path[keep, 1] + 0.5, alignment.path[keep, 0] + 0.5, color="white", linewidth=1.2, label="DTW path")
-    ax.plot([0, alignment.len_b], [0, alignment.len_a], color="white", linewidth=0.8, linestyle=":", label="time stretch")
+    # The time stretch over the frames of A matched: all of A, or start..end of a subsequence
+    matched = alignment.matched_a
+    stretch = {"color": "white", "linewidth": 0.8, "linestyle": ":"}
+    ax.plot([0, alignment.len_b], [matched.start, matched.stop], **stretch, label="time stretch")
+    if alignment.start is not None:
+        edge = {"color": "orange", "linewidth": 0.9, "linestyle": "--"}
+        for row in (matched.start, matched.stop):  # the top of the first frame matched, the bottom of the last
+            ax.axhline(row, **edge)
+        ax.plot([], [], **edge, label=f"B matches A frames {matched.start}-{matched.stop - 1}")
     ax.set_xlabel(f"frame of B ({alignment.len_b})")
     ax.set_ylabel(f"frame of A ({alignment.len_a})")
     ax.set_title(title or f"normalised cost {alignment.normalised_cost:.4g}", fontsize=9)
@@ -113,15 +122,18 @@ def _at_height(frame: np.ndarray, height: int) -> np.ndarray:
     return np.asarray(Image.fromarray(frame).resize((max(1, round(w * height / h)), height), Image.Resampling.BILINEAR))
 
 
-def _side_by_side(a: VideoFrames, b: VideoFrames, warp: np.ndarray, height: int):
-    """Each frame of A beside the frame ``warp[i]`` of B, both ``height`` pixels high, even sizes.
+def _side_by_side(a: VideoFrames, b: VideoFrames, warp: np.ndarray, height: int, shown: range):
+    """Each frame i in ``shown`` of A beside the frame ``warp[i]`` of B, both ``height`` pixels
+    high, even sizes.
 
     Raises:
         ValueError: A or B decodes to fewer frames than were aligned (the file changed since)."""
     b_frames = b.frames()
     j, current = -1, None
     for i, frame in enumerate(a.frames()):
-        if i >= len(warp):
+        if i < shown.start:
+            continue
+        if i >= shown.stop:
             break
         while j < warp[i]:
             current = next(b_frames, None)
@@ -137,7 +149,8 @@ def write_aligned_video(
 ) -> Path:
     """A beside B warped onto A's time (frame i of A beside frame ``warp()[i]`` of B): an MP4
     (H.264) at A's frame rate (or ``fps``; 25 when neither is known), or a GIF when ``path``
-    ends in ``.gif`` (held in memory: for videos of a few thousand frames at most).
+    ends in ``.gif`` (held in memory: for videos of a few thousand frames at most). For a
+    subsequence match, only the frames of A that B matches (start..end).
 
     Raises:
         ValueError: a GIF of more than 3000 frames; a video that decodes to fewer frames than
@@ -148,10 +161,11 @@ def write_aligned_video(
         raise ValueError(f"the side-by-side video's height must be at least 2 pixels, got {height}")
     a, b = open_video(a_uri), open_video(b_uri)
     rate = fps or a.fps or 25.0
-    frames = _side_by_side(a, b, alignment.warp(), height)
+    shown = alignment.matched_a
+    frames = _side_by_side(a, b, alignment.warp(), height, shown)
     if path.suffix.lower() == ".gif":
-        if alignment.len_a > 3000:
-            raise ValueError(f"{path}: a GIF of {alignment.len_a} frames would not fit in memory; write an .mp4")
+        if len(shown) > 3000:
+            raise ValueError(f"{path}: a GIF of {len(shown)} frames would not fit in memory; write an .mp4")
         images = [Image.fromarray(f) for f in frames]
         with written_atomically(path) as tmp:
             images[0].save(tmp, save_all=True, append_images=images[1:], duration=round(1000 / rate), loop=0)

@@ -135,17 +135,39 @@ def references_from_folder(model, config, folder: str, max_videos: int | None = 
     return References(names, embs, labels)
 
 
-def label_videos(model, config, videos: list[str], references: References, *, device: str = "auto") -> list[LabelledVideo]:
-    """Each video's phases by the vote of ``references`` (see the module)."""
+def label_videos(
+    model, config, videos: list[str], references: References, *, device: str = "auto", subsequence: bool = False
+) -> list[LabelledVideo]:
+    """Each video's phases by the vote of ``references`` (see the module). ``subsequence``: each
+    video is a clip, matched with the part of each reference it fits best (subsequence DTW);
+    a video longer than a reference is refused, before it is embedded when its header or
+    folder says so."""
     from lrprop.training.train import resolve_device
 
     model = model.to(resolve_device(device)).eval()
     out = []
     for uri in videos:
-        emb = embed_video_file(model, config, open_video(uri, short_side=config.data.image_size))
-        phases, confidence = transfer_phases(emb, references.embeddings, references.labels, references.num_phases)
+        video = open_video(uri, short_side=config.data.image_size)
+        if subsequence:
+            _check_clip(uri, len(video), references)
+        emb = embed_video_file(model, config, video)
+        if subsequence:  # again at the decoded length: a header can miscount
+            _check_clip(uri, len(emb), references)
+        phases, confidence = transfer_phases(
+            emb, references.embeddings, references.labels, references.num_phases, subsequence=subsequence
+        )
         out.append(LabelledVideo(uri, phases, confidence))
     return out
+
+
+def _check_clip(uri: str, frames: int, references: References) -> None:
+    """ValueError naming both when a clip is longer than a reference it is to be found in."""
+    for name, emb in zip(references.names, references.embeddings, strict=True):
+        if frames > len(emb):
+            raise ValueError(
+                f"{uri} ({frames} frames) is longer than reference {name} ({len(emb)} frames): a subsequence match "
+                "finds each video in a part of each reference"
+            )
 
 
 def _atomic_text(path: Path, text: str) -> Path:

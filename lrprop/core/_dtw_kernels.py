@@ -5,7 +5,11 @@ lengths ``nx``, ``ny`` (B,) and runs the pairs in parallel (``prange``). All acc
 float64. Cells beyond a pair's valid lengths are never read.
 
 Moves are ↓ (i-1, j), → (i, j-1) and ↘ (i-1, j-1); a path starts at (0, 0) and ends at
-(nx-1, ny-1).
+(nx-1, ny-1), except in :func:`dtw_subsequence_path`, whose path may start and end on any row.
+
+The exact-DTW kernels take the cost in float32 or float64 (numba compiles one version for each):
+a float32 value widened to float64 is exact, so reading float32 gives the path and total of the
+float64 copy, without making it.
 """
 
 from __future__ import annotations
@@ -348,3 +352,49 @@ def dtw_paths_blocks(cost, starts, widths):
         block = cost[:, starts[p] : starts[p] + widths[p]]
         lengths[p], totals[p], bad[p] = _dtw_path_pair(block, Tx, widths[p], paths[p])
     return paths, lengths, totals, bad
+
+
+@numba.njit(cache=True, nogil=True)
+def dtw_subsequence_path(cost):
+    """Exact subsequence DTW of one pair: the columns (the query) matched with a run of the rows.
+
+    R_i0 = cost_i0 (a match may start on any row), R_ij = cost_ij + min(R_{i-1,j-1}, R_{i-1,j},
+    R_{i,j-1}) for j >= 1; the match ends on the first row e where R_e,m-1 is least, and the
+    path is backtracked from there, with :func:`dtw_path`'s ties (↘, then ↓, then →), until it
+    reaches the first column, on its start row s.
+
+    Args:
+        cost: (n, m) float64 or float32 (accumulated in float64 either way).
+
+    Returns:
+        (path, K, total, s, e, bad): path (n + m - 1, 2) int64 whose rows 0..K-1 hold the path
+        reversed, from (e, m - 1) back to (s, 0); total = R_e,m-1; bad: a cell of the cost is
+        NaN or infinite (the path then stays inside the matrix but means nothing).
+    """
+    n, m = cost.shape
+    acc = np.full((n + 1, m + 1), _INF)  # R shifted by one: row 0 and column 0 are the +inf border
+    finite = True
+    for i in range(1, n + 1):
+        # One loop from the first column, the open begin a branch in it, as in dtw_long._forward:
+        # the first column set apart before a loop from the second ran at half the speed
+        for j in range(1, m + 1):
+            c = cost[i - 1, j - 1]
+            finite &= abs(c) < _INF
+            best = 0.0 if j == 1 else min(acc[i - 1, j - 1], min(acc[i - 1, j], acc[i, j - 1]))
+            acc[i, j] = c + best
+    end = 1
+    for i in range(2, n + 1):
+        if acc[i, m] < acc[end, m]:
+            end = i
+    path = np.empty((n + m - 1, 2), dtype=np.int64)
+    i = end
+    j = m
+    k = 0
+    while True:
+        path[k, 0] = i - 1
+        path[k, 1] = j - 1
+        k += 1
+        if j == 1:
+            break
+        i, j = step_back(i, j, acc[i - 1, j - 1], acc[i - 1, j], acc[i, j - 1])
+    return path, k, acc[end, m], i - 1, end - 1, not finite

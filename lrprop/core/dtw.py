@@ -6,7 +6,12 @@ Moves are ↓ (i+1, j), → (i, j+1) and ↘ (i+1, j+1), from (0, 0) to the last
 
 The dynamic programmes run in float64: on the CPU in numba kernels (``_dtw_kernels``), and for
 a CUDA input on its GPU in Triton kernels (``_dtw_triton``). Paths come back to the CPU as
-index arrays either way.
+index arrays either way. The exact-DTW kernels read a float32 cost as it is (widening each value
+to float64 is exact, so the path and total are those of its float64 copy), rather than copying
+the whole cost to float64 first.
+
+:func:`dtw_subsequence_path` is subsequence DTW: a short sequence (the columns) matched with
+the run of a longer one (the rows) that it fits best, the path free to start and end on any row.
 
 Shapes: x (B, Tx, D), y (B, Ty, D), cost (B, Tx, Ty).
 """
@@ -17,7 +22,7 @@ import numpy as np
 import torch
 
 from lrprop.core import _dtw_kernels, _dtw_triton
-from lrprop.core.dtw_long import dtw_path_long, sqeuclidean_rows
+from lrprop.core.dtw_long import dtw_path_long, dtw_subsequence_path_long, sqeuclidean_rows
 
 # Above this many valid cells, a single pair's exact path is computed a block of rows at a time
 # (lrprop.core.dtw_long.dtw_path_long: the same path and total, no accumulated-cost matrix)
@@ -33,6 +38,7 @@ __all__ = [
     "dtw_paths_to_many",
     "dtw_alignment",
     "dtw_distance",
+    "dtw_subsequence_path",
     "middle_matches",
     "soft_dtw",
     "soft_dtw_divergence",
@@ -91,12 +97,24 @@ class _PairwiseSqEuclidean(torch.autograd.Function):
         return grad_x, grad_y
 
 
-def _as_batch(cost) -> tuple[np.ndarray, bool]:
-    """(Tx, Ty) or (B, Tx, Ty) tensor/array -> contiguous float64 (B, Tx, Ty), was_2d."""
+def _kernel_array(cost) -> np.ndarray:
+    """A tensor or array as a C-contiguous numpy array the exact-DTW kernels read: float32 and
+    float64 as they are (no copy when already contiguous on the CPU), anything else as float64."""
     if isinstance(cost, torch.Tensor):
-        arr = cost.detach().to("cpu", torch.float64).numpy()
+        cost = cost.detach()
+        if cost.dtype not in (torch.float32, torch.float64):
+            cost = cost.to(torch.float64)  # e.g. bfloat16, which numpy has no type for
+        arr = cost.cpu().numpy()
     else:
-        arr = np.asarray(cost, dtype=np.float64)
+        arr = np.asarray(cost)
+    if arr.dtype not in (np.float32, np.float64):
+        arr = arr.astype(np.float64)
+    return np.ascontiguousarray(arr)
+
+
+def _as_batch(cost) -> tuple[np.ndarray, bool]:
+    """(Tx, Ty) or (B, Tx, Ty) tensor/array -> contiguous float32 or float64 (B, Tx, Ty), was_2d."""
+    arr = _kernel_array(cost)
     if arr.ndim == 2:
         return np.ascontiguousarray(arr[None]), True
     if arr.ndim != 3:
@@ -155,7 +173,7 @@ def dtw_path_blocks(cost, starts, widths) -> list[np.ndarray]:
         FloatingPointError: a cell of a block is NaN or infinite.
         ValueError: a block reaches outside ``cost`` or is empty.
     """
-    arr = np.asarray(cost, dtype=np.float64)
+    arr = _kernel_array(cost)
     starts = np.asarray(starts, dtype=np.int64)
     widths = np.asarray(widths, dtype=np.int64)
     if arr.ndim != 2 or starts.shape != widths.shape or starts.ndim != 1:
@@ -203,6 +221,48 @@ def dtw_distance(cost, x_lengths=None, y_lengths=None) -> np.ndarray:
     """Accumulated cost of the exact DTW path of each pair: (B,) float64 (or a float for 2-D)."""
     _, totals, single = _exact_dtw(cost, x_lengths, y_lengths)
     return float(totals[0]) if single else totals
+
+
+def dtw_subsequence_path(cost) -> tuple[np.ndarray, float, int, int]:
+    """Exact subsequence DTW: the columns of ``cost`` (a query of Ty frames) matched with the run
+    of rows (frames s..e of a sequence of Tx) that they fit best.
+
+    R_i0 = cost_i0 (the match may start on any row), R_ij = cost_ij + min(R_{i-1,j-1},
+    R_{i-1,j}, R_{i,j-1}) for j >= 1; the match ends on the row e = argmin_i R_i,Ty-1 (the first
+    of equal ones), and the path is backtracked from (e, Ty - 1) as :func:`dtw_path`'s (↘, then
+    ↓, then → on ties) until it reaches the first column, on row s. On a cost >= 0 (squared
+    distances) its total is the least anchored DTW total of the query against any run of rows,
+    min over s <= e of ``dtw_distance(cost[s : e + 1])``: an anchored path that starts with ↓
+    moves in the first column costs no less than the same path started on its last one. (On
+    negative costs the two differ: the path never holds the query's first frame over rows.)
+
+    A pair of more than :data:`LONG_PAIR_CELLS` cells goes to
+    :func:`lrprop.core.dtw_long.dtw_subsequence_path_long` (the same result, without the
+    (Tx + 1, Ty + 1) accumulated cost).
+
+    Args:
+        cost: (Tx, Ty) tensor or array, Ty <= Tx.
+
+    Returns:
+        (path, total, s, e): path (K, 2) int64 of (i, j) rows from (s, 0) to (e, Ty - 1); total
+        the accumulated cost along it; s and e the first and last row matched.
+
+    Raises:
+        FloatingPointError: a cell of the cost is NaN or infinite.
+        ValueError: the cost is not 2-D, or Ty > Tx.
+    """
+    arr = _kernel_array(cost)
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(f"cost must have shape (Tx, Ty), both >= 1, got {tuple(arr.shape)}")
+    tx, ty = arr.shape
+    if ty > tx:
+        raise ValueError(f"the query ({ty} columns) is longer than the sequence it is to be found in ({tx} rows)")
+    if tx * ty > LONG_PAIR_CELLS:
+        return dtw_subsequence_path_long(lambda r0, r1: arr[r0:r1], tx, ty)
+    path, k, total, start, end, bad = _dtw_kernels.dtw_subsequence_path(arr)
+    if bad:
+        raise FloatingPointError("non-finite cost")
+    return path[:k][::-1].copy(), float(total), int(start), int(end)
 
 
 def dtw_alignment(cost: torch.Tensor, x_lengths=None, y_lengths=None) -> torch.Tensor:
