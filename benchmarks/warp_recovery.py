@@ -11,6 +11,10 @@ the path gives it. The error is the mean distance from the true frame, in % of A
 peer, measured on the same pairs: the time stretch (frame j of B is frame j (Ta - 1) / (Tb - 1)
 of A), which needs no model. Frames are the same images in A and B, so this measures how far
 the embeddings follow the content rather than the frame's position in its video.
+
+The maps and both errors are :mod:`lrprop.core.pace`'s, which every evaluation's ``pace``
+metric also uses (on its own seeded copies: docs/evaluation.md); this script keeps its two fixed
+warps, so its numbers stay comparable with those published.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from PIL import Image
 
 from lrprop.alignment.align import align_embeddings
 from lrprop.alignment.models import load_model
+from lrprop.core.pace import path_error, power_map, stretch_error
 from lrprop.evaluation.evaluate import embed_video
 
 GAMMAS = (0.5, 2.0)
@@ -35,13 +40,11 @@ def errors(model, config, frames: np.ndarray) -> tuple[list[float], list[float]]
     ea = embed_video(model, frames, image_size=config.data.image_size, max_chunk=config.eval.max_chunk)
     ours, stretch = [], []
     for gamma in GAMMAS:
-        tb = int(ta * STRETCH)
-        true = np.round((ta - 1) * np.linspace(0, 1, tb) ** gamma)  # B's frame j shows A's frame true[j]
-        eb = embed_video(model, frames[true.astype(int)], image_size=config.data.image_size, max_chunk=config.eval.max_chunk)
+        true = power_map(ta, int(ta * STRETCH), gamma)  # B's frame j shows A's frame true[j]
+        eb = embed_video(model, frames[true], image_size=config.data.image_size, max_chunk=config.eval.max_chunk)
         path = align_embeddings(ea, eb).path
-        matched = np.bincount(path[:, 1], weights=path[:, 0], minlength=tb) / np.bincount(path[:, 1], minlength=tb)
-        ours.append(100 * np.abs(matched - true).mean() / ta)
-        stretch.append(100 * np.abs(np.arange(tb) * (ta - 1) / (tb - 1) - true).mean() / ta)
+        ours.append(100 * path_error(path, true, ta))
+        stretch.append(100 * stretch_error(true, ta))
     return ours, stretch
 
 

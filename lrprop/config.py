@@ -120,13 +120,22 @@ class ModelConfig:
     embedding_dim: int = 128
     projection_dim: int = 128
     dropout: float = 0.1
-    # "none": no positional encoding, the transformer sees content only (docs/results.md)
-    positions: Literal["sinusoidal", "none"] = "sinusoidal"
+    # "sinusoidal": each frame's place in its view (SCL); "local": no position, attention within
+    # attention_window frames with a direction bias, so a trimmed or re-paced copy of a video
+    # embeds the same frames the same; "none": no positional encoding, the transformer sees
+    # content only (lrprop/core/model.py, docs/results.md)
+    positions: Literal["sinusoidal", "local", "none"] = "sinusoidal"
     # In training, the share of sequences embedded without positions (content only) [choice]
     drop_positions: float = 0.0
+    # positions "local": a frame attends to the frames at most this many frames away in time
+    attention_window: int = 8
+    # How the backbone's map is pooled over space: "max" (SCL) or "max_where", the maximum and
+    # where each channel fires (lrprop.core.model.pooled_features) [choice]
+    pooling: Literal["max", "max_where"] = "max"
 
     def __post_init__(self) -> None:
         for name in (
+            "attention_window",
             "cnn_width",
             "hidden_dim",
             "model_dim",
@@ -204,6 +213,9 @@ class PretrainConfig:
     tau: float = 0.1  # temperature of the frame similarities
     lr: float = 1e-3
     projection_dim: int = 128
+    # Weight of the cross-video cycle-back term (lrprop.core.losses.cycle_back_loss, TCC's
+    # idea) beside the within-video time contrast; 0: within-video only [choice]
+    cycle_weight: float = 0.0
     # Keep the backbone as pretrained while LRProp trains the rest (FrameEncoder.freeze_backbone):
     # LRProp from here would train its features back towards the clock (docs/results.md)
     freeze_backbone: bool = True
@@ -214,6 +226,7 @@ class PretrainConfig:
             value = getattr(self, name)
             _require(value >= 1, f"pretrain.{name}", f"must be >= 1, got {value}")
         _require(self.max_offset >= 0, "pretrain.max_offset", f"must be >= 0, got {self.max_offset}")
+        _require(self.cycle_weight >= 0, "pretrain.cycle_weight", f"must be >= 0, got {self.cycle_weight}")
         for name in ("sigma2", "tau", "lr"):
             value = getattr(self, name)
             _require(value > 0, f"pretrain.{name}", f"must be > 0, got {value}")
@@ -249,12 +262,18 @@ class EvalConfig:
     ap_ks: tuple[int, ...] = (1, 5, 10, 15, 20, 25, 30)
     max_chunk: int = 1000  # longest run of frames embedded in one pass (CARL's); longer go in chunks
     val_split: str = "val"  # the split scored (CARL scores Penn Action and Pouring on "val")
+    # The pace metric (lrprop.core.pace): the first this many validation videos are copied
+    # re-paced and trimmed, embedded again and aligned with themselves (each costs about 5.7
+    # times its frames embedded again); 0: not measured
+    pace_videos: int = 8
+    pace_seed: int = 0  # the draws of those copies' warps and cuts: the same copies every evaluation
 
     def __post_init__(self) -> None:
         _require(all(0 < f <= 1 for f in self.fractions) and bool(self.fractions), "eval.fractions", "must lie in (0, 1]")
         _require(self.tau_stride >= 1 and self.ap_stride >= 1, "eval.tau_stride/ap_stride", "must be >= 1")
         _require(bool(self.ap_ks) and min(self.ap_ks) >= 1, "eval.ap_ks", f"must be >= 1, got {self.ap_ks}")
         _require(self.max_chunk >= 1, "eval.max_chunk", f"must be >= 1, got {self.max_chunk}")
+        _require(self.pace_videos >= 0, "eval.pace_videos", f"must be >= 0, got {self.pace_videos}")
 
 
 @dataclass(frozen=True)
@@ -363,14 +382,17 @@ class PromotionConfig:
     run moves to the version it publishes only through a gate (:mod:`lrprop.pipeline.aliases`)."""
 
     alias: str | None = "production"  # the alias a run moves; None: publish without promoting
-    # The metric compared, higher is better: dtw_accuracy, kendalls_tau, phase_progression,
-    # phase_transfer, ap_at_k/<K> or phase_classification/<fraction> (a key of the class's metrics)
+    # The metric compared (a key of the class's metrics), higher is better: dtw_accuracy,
+    # kendalls_tau, phase_progression, phase_transfer, ap_at_k/<K>, phase_classification/<fraction>;
+    # or lower is better, an error: pace/repaced, pace/trimmed (eval.pace_videos > 0)
     metric: str = "dtw_accuracy"
-    tolerance: float = 0.01  # the new version may score this much below the alias's current one
+    # The new version may score this much worse than the alias's current one (below it; above
+    # it for an error)
+    tolerance: float = 0.01
     # It must beat the time-stretch baseline (the metric's gain over it) by more than this; None: not asked
     min_gain: float | None = 0.0
 
-    METRICS = ("dtw_accuracy", "kendalls_tau", "phase_progression", "phase_transfer")
+    METRICS = ("dtw_accuracy", "kendalls_tau", "phase_progression", "phase_transfer", "pace/repaced", "pace/trimmed")
 
     def __post_init__(self) -> None:
         if self.alias is not None:
@@ -620,6 +642,11 @@ def check_for_a_run(config: Config) -> Config:
             ``ap_at_k/3`` with no 3 in ``eval.ap_ks``): the gate would hold back every version,
             after the training.
     """
+    _require(
+        not (config.promotion.metric.startswith("pace/") and config.eval.pace_videos == 0),
+        "promotion.metric",
+        f"{config.promotion.metric!r} is not computed: eval.pace_videos is 0",
+    )
     family, _, key = config.promotion.metric.partition("/")
     computed = {"ap_at_k": [str(k) for k in config.eval.ap_ks], "phase_classification": [str(f) for f in config.eval.fractions]}
     _require(

@@ -48,6 +48,36 @@ def test_the_gate_asks_for_a_gain_over_the_baseline_and_no_fall_beyond_the_toler
         metric_value(_metrics(0.1), "ap_at_k/9")
 
 
+def _pace(repaced: float, baseline: float = 0.12) -> dict:
+    """A class's metrics with the re-paced copies' error (lower is better), the time stretch's
+    and the gain over it, baseline − model: how much lower the model's error is."""
+    return {
+        "pace": {"repaced": repaced},
+        "baseline": {"pace": {"repaced": baseline}},
+        "gain": {"pace": {"repaced": baseline - repaced}},
+    }
+
+
+def test_the_gate_on_a_pace_error_prefers_the_lower_error():
+    pace = PromotionConfig(metric="pace/repaced")  # tolerance 0.01, more than 0.0 below the time stretch
+    assert gate(_pace(0.05), None, pace)[0]  # below the time stretch's 0.12
+    passed, why = gate(_pace(0.15), None, pace)
+    assert not passed and "-0.0300 over the time-stretch baseline" in why
+    assert not gate(_pace(0.12), None, pace)[0]  # equal to the time stretch is no gain
+    # Against the current version: a lower error passes, one more than `tolerance` higher does not
+    assert gate(_pace(0.04), _pace(0.05), pace)[0]
+    assert gate(_pace(0.055), _pace(0.05), pace)[0]  # within the tolerance
+    passed, why = gate(_pace(0.07), _pace(0.05), pace)
+    assert not passed and "pace/repaced 0.0700 is above the current version's 0.0500 by more than 0.01" in why
+    passed, why = gate(_pace(0.04), _pace(0.10), pace)
+    assert passed and "lower is better" in why, why
+    # Scored on other videos: the gains are compared, higher still better
+    assert gate(_pace(0.09, baseline=0.20), _pace(0.05), pace, same_videos=False)[0]  # +0.11 against +0.07
+    passed, why = gate(_pace(0.02, baseline=0.05), _pace(0.05), pace, same_videos=False)  # +0.03 against +0.07
+    assert not passed and "pace/repaced gain +0.0300 is below the current version's +0.0700" in why, why
+    assert not gate(_pace(math.nan), None, pace)[0]
+
+
 def _publish(root, model_dir, dtw: float, baseline: float = 0.5, dataset_manifest=DATASET_MANIFEST) -> str:  # noqa: F811
     manifest = publish_embeddings(
         root,

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from lrprop.config import EvalConfig
-from lrprop.core.baselines import default_progress_weight, metrics_gain, phase_progress_embeddings, time_stretch_embeddings
+from lrprop.core.baselines import (
+    default_progress_weight,
+    lower_is_better,
+    metrics_gain,
+    phase_progress_embeddings,
+    time_stretch_embeddings,
+)
 from lrprop.core.metrics import all_pairs_scores
 from lrprop.evaluation.evaluate import REFERENCES, score_embeddings, score_with_references
 from lrprop.evaluation.report import flatten_metrics, mean_over_classes
@@ -140,6 +146,16 @@ def test_metrics_gain_subtracts_key_by_key():
     gain = metrics_gain(a, b)
     assert set(gain) == {"dtw_accuracy", "ap_at_k"} and set(gain["ap_at_k"]) == {5, 10}
     assert gain["dtw_accuracy"] == pytest.approx(0.3) and gain["ap_at_k"] == pytest.approx({5: 0.3, 10: -0.05})
+
+
+def test_the_gain_of_an_error_is_how_much_lower_it_is_than_the_reference():
+    a = {"dtw_accuracy": 0.9, "pace": {"repaced": 0.04, "trimmed": 0.10}}
+    b = {"dtw_accuracy": 0.6, "pace": {"repaced": 0.12, "trimmed": 0.08}}
+    gain = metrics_gain(a, b)
+    assert gain["dtw_accuracy"] == pytest.approx(0.3)
+    assert gain["pace"] == pytest.approx({"repaced": 0.08, "trimmed": -0.02})  # b − a: lower is better
+    assert lower_is_better("pace") and lower_is_better("pace/repaced")
+    assert not lower_is_better("dtw_accuracy") and not lower_is_better("ap_at_k/5") and not lower_is_better("ap@5")
 
 
 def test_score_with_references_gives_the_model_baseline_oracle_and_their_gain():

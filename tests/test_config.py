@@ -470,3 +470,17 @@ def test_a_promotion_metric_the_evaluation_does_not_compute_is_a_config_error_fo
     with pytest.raises(ConfigError, match=r"--set promotion\.metric=ap_at_k/3: promotion\.metric"):
         load_config(None, ["promotion.metric=ap_at_k/3"])
     assert config_from_dict({"promotion": {"metric": "ap_at_k/3"}}).promotion.metric == "ap_at_k/3"
+
+
+def test_a_pace_error_may_be_the_promotion_metric_while_the_evaluation_measures_it():
+    from lrprop.config import check_for_a_run
+
+    for kind in ("repaced", "trimmed"):
+        assert check_for_a_run(config_from_dict({"promotion": {"metric": f"pace/{kind}"}})).promotion.metric == f"pace/{kind}"
+    with pytest.raises(ConfigError, match=r"promotion\.metric: 'pace/repaced' is not computed: eval\.pace_videos is 0"):
+        check_for_a_run(config_from_dict({"promotion": {"metric": "pace/repaced"}, "eval": {"pace_videos": 0}}))
+    with pytest.raises(ConfigError, match=r"promotion\.metric: must be one of"):
+        config_from_dict({"promotion": {"metric": "pace/sideways"}})
+    with pytest.raises(ConfigError, match=r"eval\.pace_videos: must be >= 0, got -1"):
+        config_from_dict({"eval": {"pace_videos": -1}})
+    assert config_from_dict({}).eval.pace_videos == 8 and config_from_dict({}).eval.pace_seed == 0

@@ -74,7 +74,7 @@ def test_pull_returns_exactly_what_was_published(root, model_dir):
 
 def test_the_manifest_records_the_class_metrics_beside_the_baseline(tmp_path, model_dir):
     from lrprop.config import EvalConfig
-    from lrprop.evaluation.evaluate import score_with_references
+    from lrprop.evaluation.evaluate import score_with_references, with_pace
     from lrprop.evaluation.report import flatten_metrics
 
     rng = np.random.default_rng(5)
@@ -82,6 +82,8 @@ def test_the_manifest_records_the_class_metrics_beside_the_baseline(tmp_path, mo
     embs = [lab[:, None] + rng.normal(size=(len(lab), 16)) for lab in labels]
     ids = [f"v{i}" for i in range(5)]
     metrics = score_with_references(embs[:2], labels[:2], embs[2:], labels[2:], EvalConfig(fractions=(1.0,), ap_ks=(1,)))
+    # The pace errors, as evaluate_class adds them: the model's, the time stretch's, the gain (baseline − model)
+    metrics = with_pace(metrics, {"repaced": 0.04, "trimmed": 0.09}, {"repaced": 0.12, "trimmed": 0.10})
     root = str(tmp_path / "store")
     publish_embeddings(
         root,
@@ -96,6 +98,8 @@ def test_the_manifest_records_the_class_metrics_beside_the_baseline(tmp_path, mo
     for key in ("baseline", "oracle", "gain"):
         assert flatten_metrics(recorded[key]) == pytest.approx(flatten_metrics(metrics[key]), abs=1e-12), key
     assert flatten_metrics(recorded) == pytest.approx(flatten_metrics(metrics), abs=1e-12)
+    assert recorded["pace"] == {"repaced": 0.04, "trimmed": 0.09} and recorded["baseline"]["pace"]["repaced"] == 0.12
+    assert recorded["gain"]["pace"] == pytest.approx({"repaced": 0.08, "trimmed": 0.01}, abs=1e-12)
 
 
 def test_a_second_publish_is_a_new_version_and_the_first_stays_readable(root, model_dir):

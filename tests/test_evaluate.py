@@ -19,7 +19,18 @@ from tiny import tiny
 
 from lrprop.cli import main
 from lrprop.config import EvalConfig, SyntheticConfig, config_from_dict, config_to_dict
-from lrprop.evaluation.evaluate import embed_video, load_trained_model, score_embeddings
+from lrprop.core.pace import pace_maps, stretch_error
+from lrprop.data.source import InMemoryVideos, Video
+from lrprop.evaluation import evaluate
+from lrprop.evaluation.evaluate import (
+    REFERENCES,
+    embed_video,
+    evaluate_class,
+    load_trained_model,
+    pace_video_indices,
+    score_embeddings,
+    score_pace,
+)
 from lrprop.evaluation.report import mean_over_classes, render_report
 from lrprop.training.checkpoint import export_model
 from lrprop.training.train import build_model
@@ -164,6 +175,92 @@ def test_score_embeddings_needs_two_labelled_validation_videos():
         score_embeddings(embs[:3], labels[:3], embs[3:], unlabelled, config)
 
 
+# ----------------------------------------------------------------------------- pace
+
+
+def _gray_videos(lengths: list[int], size: int = 8) -> InMemoryVideos:
+    """Videos whose frame t is one gray level, 2t + v (v the video's index): each frame of a video
+    shows something else, and what it shows is its mean pixel value."""
+    videos = []
+    for v, length in enumerate(lengths):
+        levels = (2 * np.arange(length) + v).astype(np.uint8)
+        frames = np.broadcast_to(levels[:, None, None, None], (length, size, size, 3)).copy()
+        videos.append(Video(f"v{v}", frames, np.minimum(np.arange(length) * 3 // length, 2)))
+    return InMemoryVideos(videos)
+
+
+def _content(model, frames: np.ndarray, *, image_size: int, max_chunk: int = 1000) -> np.ndarray:
+    """An embedding of what a frame shows only: its mean pixel value (L, 1)."""
+    return frames.reshape(len(frames), -1).mean(1, keepdims=True) / 255.0
+
+
+def _counter(model, frames: np.ndarray, *, image_size: int, max_chunk: int = 1000) -> np.ndarray:
+    """An embedding of where a frame sits only: i / (L − 1) (L, 1)."""
+    return np.linspace(0.0, 1.0, len(frames))[:, None]
+
+
+def _score_pace(monkeypatch, embed, source, **kwargs):
+    monkeypatch.setattr(evaluate, "embed_video", embed)
+    embs = [embed(None, source.read_frames(i, np.arange(source.num_frames(i))), image_size=8) for i in range(len(source))]
+    return score_pace(None, source, embs, image_size=8, **kwargs)
+
+
+def test_pace_of_an_embedding_of_what_frames_show_is_near_zero_where_the_time_stretch_is_not(monkeypatch):
+    source = _gray_videos([40, 57, 90, 33])
+    model, stretch = _score_pace(monkeypatch, _content, source, videos=3, seed=0)
+    assert set(model) == set(stretch) == {"repaced", "trimmed"}
+    # Re-paced: the path finds every frame; where the copy skips frames of A, DTW still visits
+    # them, matched with a neighbour, a fraction of a frame off on average.
+    assert model["repaced"] < 0.003 and stretch["repaced"] > 0.05
+    # Trimmed: subsequence DTW finds the clip, every frame on the one it shows; the time stretch
+    # spreads the clip over the whole video
+    assert model["trimmed"] == 0.0 and stretch["trimmed"] > 0.05
+
+
+def test_pace_of_an_embedding_of_frame_positions_is_the_time_stretch(monkeypatch):
+    model, stretch = _score_pace(monkeypatch, _counter, _gray_videos([40, 57, 90]), videos=3, seed=0)
+    # A frame counter aligns a copy as the time stretch does, up to DTW's steps (a clip's frame
+    # counter spans the whole video's, so subsequence DTW matches it with the whole video)
+    assert model == pytest.approx(stretch, abs=0.005)
+    assert min(stretch.values()) > 0.05
+
+
+def test_pace_scores_the_first_videos_of_three_frames_or_more_with_their_seeded_copies(monkeypatch):
+    source = _gray_videos([30, 2, 44, 51])
+    assert pace_video_indices(source, 2) == [0, 2] and pace_video_indices(source, 0) == []
+    _, stretch = _score_pace(monkeypatch, _content, source, videos=2, seed=4)
+    # The time stretch's error needs no embedding: from the copies of videos 0 and 2, seed 4
+    maps = {i: pace_maps(source.num_frames(i), seed=4, video_index=i) for i in (0, 2)}
+    for kind in ("repaced", "trimmed"):
+        want = np.mean([stretch_error(true, source.num_frames(i)) for i in maps for true in maps[i][kind]])
+        assert stretch[kind] == pytest.approx(want, abs=1e-12), kind
+    assert _score_pace(monkeypatch, _content, source, videos=2, seed=4)[1] == stretch  # the same every time
+    assert _score_pace(monkeypatch, _content, source, videos=2, seed=5)[1] != stretch
+    with pytest.raises(ValueError, match="at least 3 frames"):
+        _score_pace(monkeypatch, _content, _gray_videos([2, 2]), videos=2)
+
+
+def test_evaluate_class_reports_pace_with_the_time_stretch_and_the_gain_of_an_error():
+    config = _config(eval={"pace_videos": 2, "fractions": [1.0], "ap_ks": [1]})
+    train, val = _gray_videos([20, 24, 28]), _gray_videos([22, 26, 30])
+    metrics = evaluate_class(_model(), config, train, val, device="cpu").metrics
+    pace, base = metrics["pace"], metrics["baseline"]["pace"]
+    assert set(pace) == set(base) == {"repaced", "trimmed"}
+    assert all(0.0 <= v < 1.0 for v in [*pace.values(), *base.values()])
+    for kind in pace:  # lower is better: the gain is how much lower the model's error is
+        assert metrics["gain"]["pace"][kind] == pytest.approx(base[kind] - pace[kind], abs=1e-12)
+    assert "pace" not in metrics["oracle"]
+    assert list(metrics)[-3:] == ["baseline", "oracle", "gain"]  # the model's metrics first, pace among them
+    # The same copies, the same numbers, every evaluation
+    assert evaluate_class(_model(), config, train, val, device="cpu").metrics["pace"] == pace
+    # Without the references, the model's pace alone; a validation hook leaves it out; 0 videos: not measured
+    alone = evaluate_class(_model(), config, train, val, device="cpu", references=False).metrics
+    assert alone["pace"] == pace and not set(REFERENCES) & set(alone)
+    assert "pace" not in evaluate_class(_model(), config, train, val, device="cpu", pace=False).metrics
+    none = _config(eval={"pace_videos": 0, "fractions": [1.0], "ap_ks": [1]})
+    assert "pace" not in evaluate_class(_model(), none, train, val, device="cpu").metrics
+
+
 # ----------------------------------------------------------------------------- report
 
 MODEL_ONLY = {  # as score_embeddings gives them: no references
@@ -173,6 +270,7 @@ MODEL_ONLY = {  # as score_embeddings gives them: no references
         "kendalls_tau": 0.955555,
         "ap_at_k": {5: 0.8811, 10: 0.8622},
         "dtw_accuracy": 0.77777,
+        "pace": {"repaced": 0.0412, "trimmed": 0.0951},
     },
     "throw": {
         "phase_classification": {0.1: 0.61234, 1.0: 0.71999},
@@ -180,6 +278,7 @@ MODEL_ONLY = {  # as score_embeddings gives them: no references
         "kendalls_tau": 0.88123,
         "ap_at_k": {5: 0.70005, 10: 0.69},
         "dtw_accuracy": 0.66,
+        "pace": {"repaced": 0.1523, "trimmed": 0.0877},
     },
 }
 REFERENCE_VALUES = {  # (baseline, oracle) per class
@@ -190,6 +289,7 @@ REFERENCE_VALUES = {  # (baseline, oracle) per class
             "kendalls_tau": 0.99511,
             "ap_at_k": {5: 0.5571, 10: 0.5482},
             "dtw_accuracy": 0.5963,
+            "pace": {"repaced": 0.0934, "trimmed": 0.1208},
         },
         {
             "phase_classification": {0.1: 1.0, 1.0: 1.0},
@@ -206,6 +306,7 @@ REFERENCE_VALUES = {  # (baseline, oracle) per class
             "kendalls_tau": 0.9977,
             "ap_at_k": {5: 0.52233, 10: 0.5119},
             "dtw_accuracy": 0.50013,
+            "pace": {"repaced": 0.1105, "trimmed": 0.1333},
         },
         {
             "phase_classification": {0.1: 0.9912, 1.0: 1.0},
@@ -219,11 +320,13 @@ REFERENCE_VALUES = {  # (baseline, oracle) per class
 
 
 def _minus(a, b):
-    """a − b over nested dicts (written here, not lrprop's)."""
-    return {k: _minus(v, b[k]) if isinstance(v, dict) else v - b[k] for k, v in a.items()}
+    """a − b over nested dicts, b − a under "pace" (an error: lower is better), written here, not lrprop's."""
+    return {
+        k: (_minus(b[k], v) if k == "pace" else _minus(v, b[k])) if isinstance(v, dict) else v - b[k] for k, v in a.items()
+    }
 
 
-PER_CLASS = {  # as score_with_references gives them
+PER_CLASS = {  # as evaluate_class gives them: the oracle has no pace
     action: {**m, "baseline": base, "oracle": oracle, "gain": _minus(m, base)}
     for (action, m), (base, oracle) in zip(MODEL_ONLY.items(), REFERENCE_VALUES.values())
 }
@@ -235,7 +338,10 @@ KEYS = {  # flattened name -> how to read it from a metrics dict
     "ap@5": lambda m: m["ap_at_k"][5],
     "ap@10": lambda m: m["ap_at_k"][10],
     "dtw_accuracy": lambda m: m["dtw_accuracy"],
+    "pace/repaced": lambda m: m["pace"]["repaced"],
+    "pace/trimmed": lambda m: m["pace"]["trimmed"],
 }
+ERRORS = {"pace/repaced", "pace/trimmed"}  # lower is better: the gain is baseline − model; no oracle
 PAPER_POURING = {  # METHOD.md §7, typed here
     "classification@0.1": "92.70",
     "classification@1.0": "94.36",
@@ -249,8 +355,8 @@ PAPER_POURING = {  # METHOD.md §7, typed here
 
 def _expected_rows(per_class: dict, paper: dict | None = None) -> dict[tuple[str, str], list[str]]:
     """{(metric, row): cells} of the table, formatted and averaged here: the model's row, then
-    the baseline's, the gain (signed) and the oracle's, a mean column for 2+ classes, the
-    paper's number on the model's row only."""
+    the baseline's, the gain (signed; baseline − model for an error) and the oracle's ("–" for
+    an error), a mean column for 2+ classes, the paper's number on the model's row only."""
     out = {}
     many = len(per_class) > 1
     for key, get in KEYS.items():
@@ -260,12 +366,18 @@ def _expected_rows(per_class: dict, paper: dict | None = None) -> dict[tuple[str
         if "baseline" not in next(iter(per_class.values())):
             continue
         base = [get(m["baseline"]) for m in per_class.values()]
-        oracle = [get(m["oracle"]) for m in per_class.values()]
-        gain = [a - b for a, b in zip(model, base)]
+        sign = -1 if key in ERRORS else 1
+        gain = [sign * (a - b) for a, b in zip(model, base)]
+        mean_gain = sign * (np.mean(model) - np.mean(base))
+        if key in ERRORS:
+            oracle = ["–"] * (len(per_class) + many)
+        else:
+            values = [get(m["oracle"]) for m in per_class.values()]
+            oracle = [f"{100 * v:.2f}" for v in values] + ([f"{100 * np.mean(values):.2f}"] if many else [])
         rows = {
             "baseline": [f"{100 * v:.2f}" for v in base] + ([f"{100 * np.mean(base):.2f}"] if many else []),
-            "gain": [f"{100 * v:+.2f}" for v in gain] + ([f"{100 * (np.mean(model) - np.mean(base)):+.2f}"] if many else []),
-            "oracle": [f"{100 * v:.2f}" for v in oracle] + ([f"{100 * np.mean(oracle):.2f}"] if many else []),
+            "gain": [f"{100 * v:+.2f}" for v in gain] + ([f"{100 * mean_gain:+.2f}"] if many else []),
+            "oracle": oracle,
         }
         for row, cells in rows.items():
             out[key, row] = cells + (["–"] if paper is not None else [])
@@ -333,10 +445,12 @@ def test_mean_over_classes_carries_the_references_and_the_gain_of_the_means():
     mean = mean_over_classes(PER_CLASS)
     assert set(mean) == set(KEYS) | {"baseline", "oracle", "gain"}
     for key, get in KEYS.items():
-        for ref in ("baseline", "oracle"):
+        for ref in ("baseline",) if key in ERRORS else ("baseline", "oracle"):
             want = np.mean([get(m[ref]) for m in PER_CLASS.values()])
             assert mean[ref][key] == pytest.approx(float(want), abs=1e-12), (ref, key)
-        assert mean["gain"][key] == pytest.approx(mean[key] - mean["baseline"][key], abs=1e-12), key
+        sign = -1 if key in ERRORS else 1  # an error's gain is how much lower it is
+        assert mean["gain"][key] == pytest.approx(sign * (mean[key] - mean["baseline"][key]), abs=1e-12), key
+    assert not ERRORS & set(mean["oracle"])
 
 
 @pytest.mark.parametrize(
@@ -378,6 +492,9 @@ def test_report_without_samples_has_the_table_and_the_bars_only():
     assert rows["dtw_accuracy", "model"] == ["77.78"]  # one class: no mean column
     assert rows["dtw_accuracy", "baseline"] == ["59.63"] and rows["dtw_accuracy", "gain"] == ["+18.15"]
     assert rows["dtw_accuracy", "oracle"] == ["100.00"]
+    # An error: 4.12 % of the video against the time stretch's 9.34 % is 5.22 points better
+    assert rows["pace/repaced", "model"] == ["4.12"] and rows["pace/repaced", "baseline"] == ["9.34"]
+    assert rows["pace/repaced", "gain"] == ["+5.22"] and rows["pace/repaced", "oracle"] == ["–"]
     assert rows == _expected_rows({"reach": PER_CLASS["reach"]})
 
 
@@ -458,6 +575,11 @@ def _check_metrics(summary: dict, actions: list[str], config) -> None:
         assert m["gain"]["ap_at_k"]["5"] == pytest.approx(m["ap_at_k"]["5"] - m["baseline"]["ap_at_k"]["5"], abs=1e-12)
         # The synthetic phases come in order: the oracle keeps them apart under DTW.
         assert m["oracle"]["dtw_accuracy"] == 1.0
+        # pace: the model's errors and the time stretch's on the same copies; the gain of an error is baseline − model
+        assert set(m["pace"]) == set(m["baseline"]["pace"]) == {"repaced", "trimmed"} and "pace" not in m["oracle"]
+        for kind, error in m["pace"].items():
+            assert 0.0 <= error < 1.0 and 0.0 < m["baseline"]["pace"][kind] < 1.0
+            assert m["gain"]["pace"][kind] == pytest.approx(m["baseline"]["pace"][kind] - error, abs=1e-12)
     # The mean over classes, recomputed here.
     mean = summary["mean"]
     expect = {
@@ -473,6 +595,10 @@ def _check_metrics(summary: dict, actions: list[str], config) -> None:
     assert mean["baseline"]["dtw_accuracy"] == pytest.approx(float(base), abs=1e-9)
     assert mean["gain"]["dtw_accuracy"] == pytest.approx(mean["dtw_accuracy"] - float(base), abs=1e-9)
     assert "dtw_accuracy" in mean["oracle"]
+    repaced = [summary["per_class"][a]["pace"]["repaced"] for a in actions]
+    stretched = [summary["per_class"][a]["baseline"]["pace"]["repaced"] for a in actions]
+    assert mean["pace/repaced"] == pytest.approx(float(np.mean(repaced)), abs=1e-9)
+    assert mean["gain"]["pace/repaced"] == pytest.approx(float(np.mean(stretched) - np.mean(repaced)), abs=1e-9)
 
 
 @pytest.mark.integration
@@ -496,6 +622,11 @@ def test_cli_evaluates_every_class_of_a_run(tiny_run, capsys):
     text = _text_rows(printed)
     for row in ("model", "baseline", "gain", "oracle"):
         assert len(text["dtw_accuracy", row]) == len(tiny_run["actions"]) + 1, row  # classes and their mean
+    for n, action in enumerate(tiny_run["actions"]):
+        m = summary["per_class"][action]
+        assert rows["pace/repaced", "model"][n] == text["pace/repaced", "model"][n] == f"{100 * m['pace']['repaced']:.2f}"
+        assert rows["pace/trimmed", "baseline"][n] == f"{100 * m['baseline']['pace']['trimmed']:.2f}"
+        assert rows["pace/trimmed", "oracle"][n] == text["pace/trimmed", "oracle"][n] == "–"
 
 
 @pytest.mark.integration

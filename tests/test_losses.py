@@ -276,3 +276,55 @@ def test_prop_path_on_other_features_equals_the_reference_on_them():
     assert out["sdtw"].item() == pytest.approx(sdtw, rel=1e-4)
     plain = loss(torch.tensor(z), torch.tensor(h), torch.tensor(mask), torch.tensor(stamps))
     assert out["prop"].item() != pytest.approx(plain["prop"].item(), rel=1e-3)  # the path did move
+
+
+# ----------------------------------------------------------------------------- cycle-back (TCC)
+
+
+def _cycle_back_reference(h: np.ndarray, progress: np.ndarray, tau: float, lam: float) -> float:
+    """Loops in float64, written from TCC's Eq. 6 with variance, pair by pair, frame by frame."""
+    h = h / np.linalg.norm(h, axis=-1, keepdims=True)
+    V, M, _ = h.shape
+    total, count = 0.0, 0
+    for a in range(V):
+        for b in range(V):
+            if a == b:
+                continue
+            for i in range(M):
+                alpha = np.exp(np.log(np.exp(h[b] @ h[a, i] / tau)) - np.log(np.exp(h[b] @ h[a, i] / tau).sum()))
+                soft = alpha @ h[b]
+                soft = soft / np.linalg.norm(soft)
+                logits = h[a] @ soft / tau
+                beta = np.exp(logits - logits.max())
+                beta /= beta.sum()
+                mu = beta @ progress[a]
+                var = max(beta @ (progress[a] - mu) ** 2, 1e-6)
+                total += (progress[a, i] - mu) ** 2 / var + lam * 0.5 * np.log(var)
+                count += 1
+    return total / count
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cycle_back_loss_equals_the_reference(seed):
+    g = np.random.default_rng(seed)
+    h = g.normal(size=(3, 5, 4))
+    progress = np.sort(g.uniform(size=(3, 5)), axis=1)
+    ours = losses.cycle_back_loss(torch.tensor(h), torch.tensor(progress), tau=0.5, variance_weight=0.01)
+    assert float(ours) == pytest.approx(_cycle_back_reference(h, progress, 0.5, 0.01), rel=1e-9)
+
+
+def test_cycle_back_loss_is_low_when_another_video_shows_every_moment():
+    """A video whose frames each find their moment in the other video and come back score low;
+    one that shows a single moment throughout sends every frame back to the same blur. The
+    order of the other video does not matter (a cycle comes back either way), and the progress
+    is only a target: it enters no similarity."""
+    g = torch.Generator().manual_seed(3)
+    content = torch.nn.functional.normalize(torch.randn(8, 6, generator=g), dim=-1)
+    progress = torch.linspace(0, 1, 8).expand(2, 8)
+    copy = content + 0.01 * torch.randn(8, 6, generator=g)
+    good = losses.cycle_back_loss(torch.stack([content, copy]), progress, tau=0.1)
+    frozen = losses.cycle_back_loss(torch.stack([content, content[:1].expand(8, 6)]), progress, tau=0.1)
+    backwards = losses.cycle_back_loss(torch.stack([content, copy.flip(0)]), progress, tau=0.1)
+    assert good < frozen / 10
+    torch.testing.assert_close(backwards, good, rtol=0.2, atol=0.0)
+    assert float(losses.cycle_back_loss(content[None], progress[:1], tau=0.1)) == 0.0

@@ -24,13 +24,18 @@ from lrprop.core.model import (
     SmallCNNBackbone,
     build_backbone,
     load_backbone_weights,
+    local_transformer,
+    pooled_features,
+    pooled_width,
 )
 
 IMG = 32  # image side for the small encoder
 E, P = 8, 6  # embedding and projection widths of the small encoder
 
 
-def small_encoder(frames_per_view: int = 6, dropout: float = 0.1, seed: int = 0) -> FrameEncoder:
+def small_encoder(
+    frames_per_view: int = 6, dropout: float = 0.1, seed: int = 0, positions: str = "sinusoidal", attention_window: int = 8
+) -> FrameEncoder:
     torch.manual_seed(seed)
     return FrameEncoder(
         SmallCNNBackbone(width=4),
@@ -43,6 +48,8 @@ def small_encoder(frames_per_view: int = 6, dropout: float = 0.1, seed: int = 0)
         embedding_dim=E,
         projection_dim=P,
         dropout=dropout,
+        positions=positions,
+        attention_window=attention_window,
     )
 
 
@@ -94,11 +101,12 @@ def test_encoder_shapes_norms_and_zero_padding(train):
     assert torch.isfinite(z).all() and torch.isfinite(h).all()
 
 
+@pytest.mark.parametrize("positions", ["sinusoidal", "local"])
 @pytest.mark.parametrize("train", [False, True])
-def test_garbage_in_padded_slots_changes_nothing(train):
+def test_garbage_in_padded_slots_changes_nothing(train, positions):
     """Same S, same mask; the content of the padded frames is replaced by garbage."""
     N, S = 3, 6
-    model = small_encoder(frames_per_view=S, dropout=0.0)
+    model = small_encoder(frames_per_view=S, dropout=0.0, positions=positions)
     model.train(train)
     g = torch.Generator().manual_seed(2)
     frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
@@ -112,15 +120,16 @@ def test_garbage_in_padded_slots_changes_nothing(train):
     assert torch.allclose(h1[mask], h2[mask], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("positions", ["sinusoidal", "local"])
 @pytest.mark.parametrize("train", [False, True])
-def test_appending_padded_frames_changes_nothing(train):
+def test_appending_padded_frames_changes_nothing(train, positions):
     """Appending masked garbage frames (S -> S + 4) leaves every valid frame's output unchanged.
 
     The default positions are linspace(0, T - 1, S) and so depend on S by design (§2); the
     positions of the valid frames are passed explicitly so that only the padding changes.
     """
     N, S, extra = 3, 6, 4
-    model = small_encoder(frames_per_view=S, dropout=0.0)
+    model = small_encoder(frames_per_view=S, dropout=0.0, positions=positions)
     model.train(train)
     g = torch.Generator().manual_seed(3)
     frames = torch.randn(N, S, 3, IMG, IMG, generator=g)
@@ -132,8 +141,8 @@ def test_appending_padded_frames_changes_nothing(train):
     mask_long = torch.cat([mask, torch.zeros(N, extra, dtype=torch.bool)], dim=1)
     positions_long = torch.cat([positions, 1000.0 * torch.rand(N, extra, generator=g)], dim=1)
     with torch.no_grad():
-        z1, h1 = model(frames, mask, positions)
-        z2, h2 = model(frames_long, mask_long, positions_long)
+        z1, h1 = model(frames, mask, positions, times=positions)
+        z2, h2 = model(frames_long, mask_long, positions_long, times=positions_long)
     assert torch.allclose(z1[mask], z2[:, :S][mask], atol=1e-5, rtol=0)
     assert torch.allclose(h1[mask], h2[:, :S][mask], atol=1e-5, rtol=0)
     assert torch.count_nonzero(z2[:, S:]) == 0 and torch.count_nonzero(h2[:, S:]) == 0
@@ -153,6 +162,105 @@ def test_padding_invariance_is_not_vacuous():
         z2, _ = model(other, mask)
     assert torch.allclose(z1[0], z2[0], atol=1e-5)  # another sequence is untouched in eval mode
     assert not torch.allclose(z1[1, :4], z2[1, :4], atol=1e-3)  # attention spreads the change
+
+
+# ----------------------------------------------------------------------------- local attention
+
+
+def _trimmed_and_repaced(model: FrameEncoder, frames: torch.Tensor, true: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embeddings (S, E) of frames (S, 3, H, W) and (m, E) of the copy whose frame j is frames[true[j]]."""
+    with torch.no_grad():
+        za, _ = model(frames[None], torch.ones(1, len(frames), dtype=torch.bool))
+        zb, _ = model(frames[torch.as_tensor(true)][None], torch.ones(1, len(true), dtype=torch.bool))
+    return za[0], zb[0]
+
+
+@pytest.mark.parametrize("cut", [1, 5, 9])
+def test_local_attention_a_trimmed_video_embeds_every_frame_beyond_the_context_the_same(cut):
+    """Cut ``cut`` frames off the start: a frame farther than ``context_frames`` from the cut
+    sees exactly the frames it saw before, so its embedding is unchanged; nearer ones may move."""
+    S = 30
+    model = small_encoder(dropout=0.0, positions="local", attention_window=3).eval()
+    assert model.context_frames == 2 * 3  # two layers, each looking 3 frames further
+    frames = torch.randn(S, 3, IMG, IMG, generator=torch.Generator().manual_seed(7))
+    za, zb = _trimmed_and_repaced(model, frames, np.arange(cut, S))
+    far = slice(model.context_frames, None)  # of the trimmed copy
+    torch.testing.assert_close(zb[far], za[cut:][far], rtol=0, atol=1e-5)
+    assert (zb[0] - za[cut]).norm() > 1e-4  # the frame next to the cut did move
+
+
+def test_sinusoidal_positions_move_every_frame_of_a_trimmed_video():
+    """The reason for "local": with linspace positions, trimming a video moves every embedding."""
+    S, cut = 30, 5
+    model = small_encoder(frames_per_view=20, dropout=0.0).eval()
+    frames = torch.randn(S, 3, IMG, IMG, generator=torch.Generator().manual_seed(7))
+    za, zb = _trimmed_and_repaced(model, frames, np.arange(cut, S))
+    moved = (zb - za[cut:]).norm(dim=-1)
+    assert (moved > 1e-3).all()
+
+
+def test_local_attention_is_blind_to_where_the_frames_sit_in_time():
+    """Shifting every time by a constant changes nothing: no absolute position reaches the model."""
+    model = small_encoder(dropout=0.0, positions="local", attention_window=4).eval()
+    frames = torch.randn(2, 12, 3, IMG, IMG, generator=torch.Generator().manual_seed(8))
+    mask = prefix_mask([12, 9], 12)
+    times = torch.sort(torch.randint(0, 40, (2, 12), generator=torch.Generator().manual_seed(9)).float()).values
+    with torch.no_grad():
+        z1, h1 = model(frames, mask, times=times)
+        z2, h2 = model(frames, mask, times=times + 1234.0)
+        z3, _ = model(frames, mask, times=times * 3.0)  # farther apart: fewer frames in each window
+    torch.testing.assert_close(z1, z2, rtol=0, atol=1e-5)
+    torch.testing.assert_close(h1, h2, rtol=0, atol=1e-5)
+    assert not torch.allclose(z1[mask], z3[mask], atol=1e-3)
+
+
+def test_local_attention_sees_the_direction_of_time():
+    """Played backwards, the frames embed differently, through the direction bias alone: with
+    no bias a reversed video embeds as the reversed embeddings (attention is orderless)."""
+    model = small_encoder(dropout=0.0, positions="local", attention_window=4).eval()
+    frames = torch.randn(10, 3, IMG, IMG, generator=torch.Generator().manual_seed(10))
+    backwards = np.arange(9, -1, -1)
+    za, zb = _trimmed_and_repaced(model, frames, backwards)
+    torch.testing.assert_close(zb.flip(0), za, rtol=0, atol=1e-5)
+    with torch.no_grad():
+        model.direction_bias.copy_(torch.tensor([[2.0, 0.0, -2.0], [-2.0, 0.0, 2.0]]))
+    za, zb = _trimmed_and_repaced(model, frames, backwards)
+    assert (zb.flip(0) - za).abs().max() > 1e-4
+
+
+def test_local_transformer_is_pytorchs_own_encoder_computation():
+    """The oracle: nn.TransformerEncoder's unfused (training-mode) path with dropout off, given
+    the same per-head mask; in eval mode its fused path gives other numbers for such a mask."""
+    model = small_encoder(dropout=0.0, positions="local", attention_window=2)
+    with torch.no_grad():
+        model.direction_bias.copy_(torch.tensor([[1.5, 0.0, -1.0], [-0.5, 0.3, 2.0]]))
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(2, 7, 16, generator=g)
+    times = torch.tensor([[0.0, 1, 2, 4, 5, 8, 9], [0, 2, 3, 4, 6, 7, 7]])
+    mask = prefix_mask([7, 5], 7)
+    bias = model.local_attention_bias(times, mask)  # (N·heads, S, S)
+    model.transformer.train()
+    with torch.no_grad():
+        expected = model.transformer(x, mask=bias)
+        ours = local_transformer(model.transformer, x, bias.unflatten(0, (2, 2)))
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_local_attention_bias_masks_beyond_the_window_and_padding():
+    model = small_encoder(positions="local", attention_window=2)
+    times = torch.tensor([[0.0, 1.0, 3.0, 4.0]])
+    mask = torch.tensor([[True, True, True, False]])
+    bias = model.local_attention_bias(times, mask).view(1, 2, 4, 4)[0, 0]
+    allowed = torch.isfinite(bias)
+    expected = torch.tensor(
+        [
+            [True, True, False, False],  # |0 - 3| > 2; frame 3 is padding
+            [True, True, True, False],
+            [False, True, True, False],
+            [False, False, True, True],  # a padded frame's row holds itself (its output is dropped)
+        ]
+    )
+    assert torch.equal(allowed, expected)
 
 
 def test_default_positions():
@@ -432,3 +540,56 @@ def test_bf16_autocast_path_gives_finite_gradients_to_trained_layers_only():
     out["total"].backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.backbone.layer4.parameters())
     assert all(p.grad is None for p in model.backbone.layer3.parameters())
+
+
+# ----------------------------------------------------------------------------- pooling
+
+
+class _FixedMap(torch.nn.Module):
+    """A 'backbone' that returns the feature map it was given, whatever the images."""
+
+    def __init__(self, fmap: torch.Tensor) -> None:
+        super().__init__()
+        self.fmap, self.out_channels = fmap, fmap.shape[1]
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.fmap
+
+
+def test_max_where_pooling_is_the_maximum_and_a_spatial_soft_argmax():
+    g = torch.Generator().manual_seed(12)
+    fmap = torch.randn(2, 3, 4, 5, generator=g, dtype=torch.float64)
+    pooled = pooled_features(_FixedMap(fmap), torch.zeros(2, 3, 8, 8), "max_where")
+    assert pooled.shape == (2, 9) and pooled_width(_FixedMap(fmap), "max_where") == 9
+    f = fmap.numpy()
+    np.testing.assert_allclose(pooled[:, :3].numpy(), f.max(axis=(-2, -1)))
+    weights = np.exp(f) / np.exp(f).sum(axis=(-2, -1), keepdims=True)  # softmax over the map
+    ys, xs = np.meshgrid(np.linspace(-1, 1, 4), np.linspace(-1, 1, 5), indexing="ij")
+    np.testing.assert_allclose(pooled[:, 3:6].numpy(), (weights * xs).sum(axis=(-2, -1)), rtol=1e-6)
+    np.testing.assert_allclose(pooled[:, 6:].numpy(), (weights * ys).sum(axis=(-2, -1)), rtol=1e-6)
+    # a single strong peak is found where it is
+    peak = torch.zeros(1, 1, 4, 5)
+    peak[0, 0, 3, 1] = 50.0
+    where = pooled_features(_FixedMap(peak), torch.zeros(1, 3, 8, 8), "max_where")[0, 1:]
+    torch.testing.assert_close(where, torch.tensor([-0.5, 1.0]), rtol=0, atol=1e-4)
+    assert torch.equal(pooled_features(_FixedMap(fmap), torch.zeros(2, 3, 8, 8)), fmap.amax(dim=(-2, -1)))
+
+
+def test_an_encoder_with_max_where_pooling_takes_three_times_the_channels():
+    torch.manual_seed(0)
+    model = FrameEncoder(
+        SmallCNNBackbone(width=4),
+        frames_per_view=6,
+        hidden_dim=24,
+        model_dim=16,
+        num_layers=1,
+        num_heads=2,
+        ffn_dim=32,
+        embedding_dim=E,
+        projection_dim=P,
+        pooling="max_where",
+    )
+    assert model.mlp[1].in_features == 3 * model.backbone.out_channels
+    with torch.no_grad():
+        z, _ = model(torch.randn(2, 6, 3, IMG, IMG), prefix_mask([6, 3], 6))
+    assert z.shape == (2, 6, E)

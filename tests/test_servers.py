@@ -126,7 +126,9 @@ def test_lrprop_run_and_tune_with_a_ray_address_train_on_that_cluster(tmp_path, 
                   "--ray-address", address)  # fmt: skip
     assert "published embeddings synthetic/reach" in run.stdout and "published embeddings synthetic/swing" in run.stdout
     # What a person watching sees on stderr (Prefect's console): each stage's count, no error line
-    for line in ("ingest synthetic: 14/14 videos", "reach: epoch 2/2", "swing: epoch 2/2", "evaluate reach: 7/7 videos embedded"):
+    # The evaluation's count: reach's 4 + 3 videos, then its 3 validation videos' pace copies
+    counts = ("ingest synthetic: 14/14 videos", "reach: epoch 2/2", "swing: epoch 2/2", "evaluate reach: 10/10 videos embedded")
+    for line in counts:
         assert line in run.stderr, (line, run.stderr[-5000:])
     assert not re.search(r"\b(ERROR|WARNING)\b", run.stderr), run.stderr[-5000:]
     # It joined the cluster rather than start a Ray of its own: the cluster ran its Train jobs, each

@@ -11,7 +11,9 @@ the same videos, the same frames kept, the same classifier and strides.
   through its run of phase k. It reads the labels, so it shows what knowing the phase and the
   progress within it scores; it is not a bound on every metric (see its docstring).
 
-:func:`metrics_gain` subtracts one metrics dict from another, key by key.
+:func:`metrics_gain` is a model's gain over a reference, key by key: metric − reference for the
+scores, reference − metric for the errors (:data:`LOWER_IS_BETTER`), so a gain is positive
+where the model does better.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["metrics_gain", "phase_progress_embeddings", "time_stretch_embeddings"]
+__all__ = ["LOWER_IS_BETTER", "lower_is_better", "metrics_gain", "phase_progress_embeddings", "time_stretch_embeddings"]
+
+# The metrics that are errors, lower is better (the top-level keys of a class's metrics): the
+# pace errors of lrprop.core.pace, in fractions of a video's length.
+LOWER_IS_BETTER = frozenset({"pace"})
 
 
 def time_stretch_embeddings(lengths: Sequence[int]) -> list[np.ndarray]:
@@ -107,20 +113,35 @@ def phase_progress_embeddings(labels: Sequence[np.ndarray], *, progress_weight: 
     return out
 
 
-def metrics_gain(metrics: Mapping, reference: Mapping) -> dict:
-    """metrics − reference, key by key, for the keys both hold (nested dicts recursed).
+def lower_is_better(name: str) -> bool:
+    """Whether the metric ``name`` is an error (lower is better): its key in a class's metrics
+    (``pace``), a path to a nested one (``pace/repaced``, as ``promotion.metric`` names it) or
+    its flattened name in a table (the same)."""
+    return str(name).split("/", 1)[0] in LOWER_IS_BETTER
 
-    E.g. {"dtw_accuracy": 0.9, "ap_at_k": {5: 0.8}} − {"dtw_accuracy": 0.6, "ap_at_k": {5: 0.5}}
-    = {"dtw_accuracy": 0.3, "ap_at_k": {5: 0.3}}. Keys whose values are neither numbers nor
-    dicts on both sides are left out.
+
+def metrics_gain(metrics: Mapping, reference: Mapping) -> dict:
+    """The gain of ``metrics`` over ``reference``, key by key, for the keys both hold (nested
+    dicts recursed): metrics − reference, or reference − metrics under a key of
+    :data:`LOWER_IS_BETTER` (an error: the gain is how much lower it is). Positive: better.
+
+    E.g. {"dtw_accuracy": 0.9, "ap_at_k": {5: 0.8}, "pace": {"repaced": 0.05}} over
+    {"dtw_accuracy": 0.6, "ap_at_k": {5: 0.5}, "pace": {"repaced": 0.15}}
+    = {"dtw_accuracy": 0.3, "ap_at_k": {5: 0.3}, "pace": {"repaced": 0.1}}. Keys whose values are
+    neither numbers nor dicts on both sides are left out.
     """
+    return _gain(metrics, reference, errors=False)
+
+
+def _gain(metrics: Mapping, reference: Mapping, *, errors: bool) -> dict:
     out = {}
     for key, value in metrics.items():
         if key not in reference:
             continue
         other = reference[key]
+        error = errors or lower_is_better(key)
         if isinstance(value, Mapping) and isinstance(other, Mapping):
-            out[key] = metrics_gain(value, other)
+            out[key] = _gain(value, other, errors=error)
         elif isinstance(value, (int, float, np.number)) and isinstance(other, (int, float, np.number)):
-            out[key] = float(value) - float(other)
+            out[key] = float(other) - float(value) if error else float(value) - float(other)
     return out

@@ -215,6 +215,45 @@ def time_contrastive_loss(
     return same_video_kl(h_anchor, h_positive, t_anchor, t_positive, mask, mask, tau=tau, sigma2=sigma2).mean()
 
 
+def cycle_back_loss(h: torch.Tensor, progress: torch.Tensor, *, tau: float, variance_weight: float = 0.001) -> torch.Tensor:
+    """Cycle-back regression across videos (TCC, Dwibedi et al. 2019, Eq. 6 with variance).
+
+    For every ordered pair of videos (u, v) and every frame i of u: its soft nearest neighbour
+    in v, ṽ = Σ_j α_j h^v_j with α = softmax_j(cos(h^u_i, h^v_j) / τ); then ṽ's soft match back
+    in u, β = softmax_k(cos(ṽ, h^u_k) / τ), whose mean μ and variance σ² of the frames'
+    progress p^u_k are compared with p^u_i:
+
+        loss = mean over pairs and frames of (p^u_i - μ)² / σ² + λ log σ
+
+    The progress (a frame's place in its video, in [0, 1]) is only a target here, never an
+    input: a per-frame encoder cannot read it, so the loss is lowest when each frame's features
+    find the frame of another video that shows the same moment and that one finds it back.
+    This is the cross-video signal the within-video time contrast lacks.
+
+    Args:
+        h: (V, M, P) per-frame projections of V videos (normalised here).
+        progress: (V, M) each frame's progress in its video.
+        tau: temperature of the similarities.
+        variance_weight: λ.
+
+    Returns:
+        a scalar; 0 with fewer than 2 videos.
+    """
+    V = h.shape[0]
+    if V < 2:
+        return h.sum() * 0.0
+    h = F.normalize(h, dim=-1)
+    u = torch.arange(V, device=h.device).repeat_interleave(V - 1)
+    v = torch.tensor([w for a in range(V) for w in range(V) if w != a], device=h.device)
+    alpha = torch.softmax(h[u] @ h[v].transpose(1, 2) / tau, dim=-1)  # (pairs, M, M)
+    soft = F.normalize(alpha @ h[v], dim=-1)  # (pairs, M, P): each frame's soft neighbour in v
+    beta = torch.softmax(soft @ h[u].transpose(1, 2) / tau, dim=-1)  # (pairs, M, M)
+    p = progress[u].to(h.dtype)  # (pairs, M)
+    mu = (beta * p[:, None, :]).sum(-1)
+    var = (beta * (p[:, None, :] - mu[..., None]) ** 2).sum(-1).clamp_min(1e-6)
+    return ((p - mu) ** 2 / var + variance_weight * 0.5 * var.log()).mean()
+
+
 def _check_prefix_mask(mask: torch.Tensor) -> torch.Tensor:
     """Valid lengths (N,) of a (N, T) mask, which must be True on a prefix and hold ≥ 1 frame."""
     lengths = mask.sum(-1)

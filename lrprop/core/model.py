@@ -10,9 +10,19 @@ The embedding z is returned L2-normalised: it is what evaluation and published e
 Padding never changes a valid frame's output: the backbone and every BatchNorm see the valid
 frames only, and the transformer masks padded keys.
 
-Positions: a view of S frames gets positions linspace(0, T - 1, S), T being the training view
-length; at S = T these are the frame indices 0..T-1, at evaluation a longer video is spread over
-the range the model was trained on (SCL).
+Positions, three modes (``positions``):
+- "sinusoidal" (SCL): a view of S frames gets positions linspace(0, T - 1, S), T being the
+  training view length; at S = T these are the frame indices 0..T-1, at evaluation a longer
+  video is spread over the range the model was trained on. Each embedding then carries the
+  frame's relative place in its own video: a trimmed or re-paced copy of a video embeds
+  differently, and DTW on such embeddings follows the clock as much as the content.
+- "local": no position is added to a frame. Each frame attends only to the frames within
+  ``attention_window`` frames of it in the video's own time (training views pass their time
+  stamps, evaluation the frame indices), with a learned bias per head for "earlier", "itself"
+  and "later": the model sees which way the action moves, never where in the video it is or how
+  far apart the frames are. Trimming a video changes no embedding farther than
+  ``context_frames`` from a cut; a long video is embedded by overlapping windows, exactly.
+- "none": no positions and global attention: content only, orderless.
 """
 
 from __future__ import annotations
@@ -35,6 +45,8 @@ __all__ = [
     "FrameEncoder",
     "build_backbone",
     "pooled_features",
+    "pooled_width",
+    "POOLINGS",
     "load_backbone_weights",
     "backbone_weights_bytes",
     "RESNET_STAGES",
@@ -223,9 +235,37 @@ class SinusoidalPositions(nn.Module):
         return torch.stack([angles.sin(), angles.cos()], dim=-1).flatten(-2)
 
 
-def pooled_features(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """A backbone's feature map, globally max-pooled: (N, 3, H, W) -> (N, F)."""
-    return backbone(images).amax(dim=(-2, -1))
+POOLINGS = ("max", "max_where")
+
+
+def pooled_width(backbone: nn.Module, pooling: str = "max") -> int:
+    """The width F of :func:`pooled_features`' output for ``backbone`` and ``pooling``."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    return backbone.out_channels * (3 if pooling == "max_where" else 1)
+
+
+def pooled_features(backbone: nn.Module, images: torch.Tensor, pooling: str = "max") -> torch.Tensor:
+    """A backbone's feature map, pooled over space: (N, 3, H, W) -> (N, F).
+
+    "max" (SCL): each channel's maximum, F = C. Global max-pooling forgets where in the frame a
+    feature fires, so where the body and limbs are, which is much of a pose. "max_where": the
+    maximum and, beside it, where the channel fires, as the mean x and y (in [-1, 1]) under a
+    softmax over the map (a spatial soft-argmax), F = 3C [choice].
+    """
+    fmap = backbone(images)  # (N, C, h, w)
+    peak = fmap.amax(dim=(-2, -1))
+    if pooling == "max":
+        return peak
+    if pooling != "max_where":
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    N, C, h, w = fmap.shape
+    weights = torch.softmax(fmap.flatten(2).float(), dim=-1).view(N, C, h, w)
+    ys = torch.linspace(-1, 1, h, device=fmap.device)
+    xs = torch.linspace(-1, 1, w, device=fmap.device)
+    where_y = (weights.sum(-1) * ys).sum(-1)  # (N, C)
+    where_x = (weights.sum(-2) * xs).sum(-1)
+    return torch.cat([peak, where_x.to(peak.dtype), where_y.to(peak.dtype)], dim=-1)
 
 
 def _on_valid(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -234,6 +274,27 @@ def _on_valid(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, m
     out = out_valid.new_zeros(*mask.shape, out_valid.shape[-1])
     out[mask] = out_valid
     return out
+
+
+def local_transformer(encoder: nn.TransformerEncoder, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``encoder`` (pre-LN layers, batch first) applied to x (N, S, D) with an additive attention
+    mask ``bias`` (N, heads, S, S), with the encoder's own weights.
+
+    Why not ``encoder(x, mask=...)``: in eval mode PyTorch's fused encoder path (2.14) applies a
+    per-head 3-D float mask wrongly (the outputs differ from its own training-mode path with
+    dropout off, tests/test_model.py); this is the training-mode computation, in both modes.
+    """
+    N, S, D = x.shape
+    for layer in encoder.layers:
+        attn = layer.self_attn
+        H = attn.num_heads
+        q, k, v = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.view(N, S, H, D // H).transpose(1, 2) for t in (q, k, v))  # (N, H, S, D/H)
+        dropout = attn.dropout if layer.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=dropout)
+        x = x + layer.dropout1(attn.out_proj(a.transpose(1, 2).reshape(N, S, D)))
+        x = x + layer.dropout2(layer.linear2(layer.dropout(layer.activation(layer.linear1(layer.norm2(x))))))
+    return encoder.norm(x) if encoder.norm is not None else x
 
 
 class FrameEncoder(nn.Module):
@@ -251,9 +312,14 @@ class FrameEncoder(nn.Module):
         embedding_dim: output embedding width (128).
         projection_dim: projection head width (128).
         dropout: dropout of the MLP blocks, positions and transformer (0.1).
-        positions: "sinusoidal" (METHOD.md §2) or "none": no positional encoding, so the
+        positions: "sinusoidal" (METHOD.md §2), "local" (window attention with a direction
+            bias, no position: the module docstring) or "none": no positional encoding, so the
             transformer sees the frames' content only and cannot align by counting them.
-        drop_positions: in training, the share of sequences embedded without positions.
+        drop_positions: in training, the share of sequences embedded without positions
+            ("sinusoidal" only).
+        attention_window: "local" only: a frame attends to the frames at most this many frames
+            away from it in time.
+        pooling: how the backbone's map is pooled over space (:func:`pooled_features`).
     """
 
     def __init__(
@@ -271,19 +337,27 @@ class FrameEncoder(nn.Module):
         dropout: float = 0.1,
         positions: str = "sinusoidal",
         drop_positions: float = 0.0,
+        attention_window: int = 8,
+        pooling: str = "max",
     ) -> None:
         super().__init__()
         if not 0.0 <= drop_positions < 1.0:
             raise ValueError(f"drop_positions must be in [0, 1), got {drop_positions}")
         self.drop_positions = drop_positions
-        if positions not in ("sinusoidal", "none"):
-            raise ValueError(f"positions must be 'sinusoidal' or 'none', got {positions!r}")
+        if positions not in ("sinusoidal", "local", "none"):
+            raise ValueError(f"positions must be 'sinusoidal', 'local' or 'none', got {positions!r}")
+        if attention_window < 1:
+            raise ValueError(f"attention_window must be >= 1, got {attention_window}")
         self.backbone = backbone
+        self.position_mode = positions
         self.use_positions = positions == "sinusoidal"
+        self.attention_window = attention_window
+        self.num_heads = num_heads
         self.frames_per_view = frames_per_view
         self.channels_last = False  # see use_channels_last
         self.backbone_frozen = False  # see freeze_backbone
-        feat = backbone.out_channels
+        self.pooling = pooling
+        feat = pooled_width(backbone, pooling)
         self.mlp = nn.Sequential(
             nn.Dropout(dropout),
             nn.Linear(feat, hidden_dim),
@@ -300,6 +374,8 @@ class FrameEncoder(nn.Module):
         layer = nn.TransformerEncoderLayer(model_dim, num_heads, ffn_dim, dropout, batch_first=True, norm_first=True)
         self.transformer = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(model_dim), enable_nested_tensor=False)
         self.embed = nn.Linear(model_dim, embedding_dim)
+        # "local": per head, the attention bias towards an earlier frame, the frame itself, a later one
+        self.direction_bias = nn.Parameter(torch.zeros(num_heads, 3)) if positions == "local" else None
         self.project = nn.Sequential(
             nn.Linear(embedding_dim, projection_dim),
             nn.BatchNorm1d(projection_dim),
@@ -340,9 +416,44 @@ class FrameEncoder(nn.Module):
             self.backbone.eval()
         return self
 
+    @property
+    def context_frames(self) -> int | None:
+        """How far, in frames, what a frame's embedding depends on reaches on either side: each
+        layer of "local" attention looks ``attention_window`` further. None: the whole video
+        (the other modes)."""
+        if self.position_mode != "local":
+            return None
+        return len(self.transformer.layers) * self.attention_window
+
     def default_positions(self, length: int, batch: int, device) -> torch.Tensor:
-        """linspace(0, T - 1, S) with S = ``length``, for each of ``batch`` sequences: (batch, S) float."""
+        """The positions of ``batch`` sequences of S = ``length`` consecutive frames: (batch, S) float.
+
+        "local": the frame indices 0..S-1 (the video's own time); otherwise linspace(0, T - 1, S).
+        """
+        if self.position_mode == "local":
+            return torch.arange(length, device=device, dtype=torch.float32).expand(batch, -1)
         return torch.linspace(0, self.frames_per_view - 1, length, device=device).expand(batch, -1)
+
+    def local_attention_bias(self, times: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The additive attention mask of "local" attention: (N·heads, S, S).
+
+        Frame i may attend to frame j when |t_i - t_j| <= ``attention_window`` and j is valid,
+        with the bias of its direction (earlier, itself, later) for each head; -inf elsewhere.
+        Every frame may attend to itself, padded or not, so no row is empty (an empty row is
+        NaN, and NaN reaches the gradients even of rows that are dropped).
+
+        Args:
+            times: (N, S) the frames' times in frames of their video.
+            mask: (N, S) bool, True on valid frames.
+        """
+        N, S = mask.shape
+        diff = times[:, :, None] - times[:, None, :]  # (N, S, S): t_i - t_j
+        allowed = (diff.abs() <= self.attention_window) & mask[:, None, :]
+        allowed |= torch.eye(S, dtype=torch.bool, device=mask.device)
+        direction = (torch.sign(diff) + 1).long()  # 0: j later than i, 1: the same time, 2: j earlier
+        bias = self.direction_bias[:, direction].transpose(0, 1)  # (N, heads, S, S)
+        bias = bias.masked_fill(~allowed[:, None], float("-inf"))
+        return bias.flatten(0, 1)
 
     def forward(
         self,
@@ -350,6 +461,7 @@ class FrameEncoder(nn.Module):
         mask: torch.Tensor,
         positions: torch.Tensor | None = None,
         *,
+        times: torch.Tensor | None = None,
         with_features: bool = False,
     ) -> tuple[torch.Tensor, ...]:
         """Embed every frame of N sequences.
@@ -357,7 +469,11 @@ class FrameEncoder(nn.Module):
         Args:
             frames: (N, S, 3, H, W) normalised images.
             mask: (N, S) bool, True on valid frames.
-            positions: optional (N, S) positions; default linspace(0, T - 1, S).
+            positions: optional (N, S) positions of the sinusoidal encoding; default
+                :meth:`default_positions`. Not read by the other modes.
+            times: optional (N, S) the frames' times in frames of their video (a training
+                view's time stamps), which "local" attention reads; default 0..S-1. Not read
+                by the other modes.
             with_features: also return the backbone's pooled features (N, S, F) (zero on
                 padding), which see no positions (the training loop's ``loss.prop_path``).
 
@@ -371,7 +487,7 @@ class FrameEncoder(nn.Module):
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.backbone_frozen):
-            feats = pooled_features(self.backbone, images)  # (n_valid, F)
+            feats = pooled_features(self.backbone, images, self.pooling)  # (n_valid, F)
         x = frames.new_zeros(N, S, feats.shape[-1], dtype=feats.dtype)
         x[mask] = feats
         feats_seq = x
@@ -386,7 +502,13 @@ class FrameEncoder(nn.Module):
                 encoded = encoded * keep
             x = x + encoded
         x = self.position_dropout(x)
-        x = self.transformer(x, src_key_padding_mask=~mask)
+        if self.position_mode == "local":
+            if times is None:
+                times = self.default_positions(S, N, frames.device)
+            bias = self.local_attention_bias(times.float(), mask).to(x.dtype)
+            x = local_transformer(self.transformer, x, bias.unflatten(0, (N, self.num_heads)))
+        else:
+            x = self.transformer(x, src_key_padding_mask=~mask)
         z = _on_valid(self.embed, x, mask)  # (N, S, E)
         h = _on_valid(lambda v: F.normalize(self.project(v), dim=-1), z, mask)
         if with_features:

@@ -3,6 +3,7 @@
     model, config = load_trained_model(model_dir)
     result = evaluate_class(model, config, train_source, val_source)
     result.metrics   # {"phase_classification": {f: acc}, "phase_progression": r2, ...,
+                     #  "pace": {"repaced": err, "trimmed": err},
                      #  "baseline": {...}, "oracle": {...}, "gain": {...}}
 
 Embedding follows METHOD.md §5: no augmentation (resize + centre crop), stride 1, the whole
@@ -14,6 +15,12 @@ Every evaluation also scores two references on the same videos, frames and setti
 (:mod:`lrprop.core.baselines`): the label-free time-stretch baseline (frame i of L is i / L) and a
 label oracle (phase index plus progress within the phase); ``gain`` is the model's metrics
 minus the baseline's.
+
+And it measures whether the embeddings follow what a video shows rather than where a frame sits
+in it or how fast it plays (:func:`score_pace`, :mod:`lrprop.core.pace`): copies of the first
+``eval.pace_videos`` validation videos, re-paced and trimmed, are embedded and aligned with the
+video; ``pace`` holds how far the matched frames are from the true ones, an error, lower is
+better, with the time stretch's error on the same copies under ``baseline`` and no oracle.
 """
 
 from __future__ import annotations
@@ -29,7 +36,10 @@ import torch
 from lrprop.config import Config, EvalConfig, config_from_dict, upgrade_stored
 from lrprop.core import metrics
 from lrprop.core.baselines import metrics_gain, phase_progress_embeddings, time_stretch_embeddings
+from lrprop.core.dtw import dtw_paths_to_many
+from lrprop.core.dtw_long import dtw_subsequence_path_long, sqeuclidean_rows
 from lrprop.core.model import FrameEncoder
+from lrprop.core.pace import MIN_FRAMES, PACE_KINDS, pace_maps, path_error, stretch_error
 from lrprop.core.phase_transfer import phase_transfer_accuracy
 from lrprop.data.augment import eval_transform
 from lrprop.data.source import VideoSource
@@ -45,8 +55,11 @@ __all__ = [
     "embed_video",
     "evaluate_class",
     "load_trained_model",
+    "pace_video_indices",
     "score_embeddings",
+    "score_pace",
     "score_with_references",
+    "with_pace",
 ]
 
 # The keys of a class's metrics that hold the references' metrics and the gain over the baseline.
@@ -81,29 +94,57 @@ def embed_video(model: FrameEncoder, frames: np.ndarray, *, image_size: int, max
 @torch.no_grad()
 def embed_chunks(model: FrameEncoder, chunks: Iterable[np.ndarray], length: int, *, image_size: int) -> np.ndarray:
     """Embeddings (L, E) float32 of a video of ``length`` frames given as consecutive chunks
-    ((n, H, W, 3) uint8 each), one forward pass a chunk, with the chunk's positions of
-    linspace(0, T - 1, L): a long video streamed from its file, chunks of ``eval.max_chunk``.
+    ((n, H, W, 3) uint8 each): a long video streamed from its file, chunks of ``eval.max_chunk``.
+
+    A model whose frames see the whole video (sinusoidal positions) embeds each chunk in one
+    forward pass, with the chunk's positions of linspace(0, T - 1, L). A "local" model, whose
+    frames see ``model.context_frames`` on either side, embeds each chunk with that many frames
+    of its neighbours around it and keeps the chunk's own outputs: exactly what one pass over
+    the whole video gives, holding one chunk and its margins at a time.
 
     Raises:
         ValueError: the chunks hold another number of frames than ``length``.
     """
     device = next(model.parameters()).device
     transform = eval_transform(image_size)
-    positions = model.default_positions(length, 1, device)  # (1, L): linspace(0, T - 1, L)
-    out, start = [], 0
-    for frames in chunks:
-        if start + len(frames) > length:
-            raise ValueError(f"more than the {length} frames announced")
-        chunk = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)
-        x = transform(chunk).to(device)[None]  # (1, n, 3, S, S)
-        mask = torch.ones(1, x.shape[1], dtype=torch.bool, device=device)
+
+    def forward(x: torch.Tensor, first: int) -> np.ndarray:
+        """Embed consecutive transformed frames x (n, 3, S, S), the first at index ``first``."""
+        n = x.shape[0]
+        mask = torch.ones(1, n, dtype=torch.bool, device=device)
+        positions = model.default_positions(length, 1, device)[:, first : first + n]  # sinusoidal only
+        times = torch.arange(first, first + n, device=device, dtype=torch.float32)[None]  # (1, n)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            z, _ = model(x, mask, positions[:, start : start + len(frames)])
-        out.append(z[0].float().cpu().numpy())
-        start += len(frames)
-    if start != length:
-        raise ValueError(f"{start} frames where {length} were announced")
-    return np.concatenate(out)
+            z, _ = model(x[None], mask, positions, times=times)
+        return z[0].float().cpu().numpy()
+
+    margin = model.context_frames
+    out, received = [], 0
+    held, held_from = None, 0  # transformed frames not yet embedded, with a margin before them; index of the first
+    done = 0  # frames embedded
+    for frames in chunks:
+        if received + len(frames) > length:
+            raise ValueError(f"more than the {length} frames announced")
+        x = transform(torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)).to(device)
+        received += len(frames)
+        if margin is None:
+            out.append(forward(x, received - len(frames)))
+            continue
+        held = x if held is None else torch.cat([held, x])
+        step = max(len(frames), 1)
+        # Embed [done, done + step) once the frames after it reach its margin.
+        while received - done >= step + margin:
+            z = forward(held, held_from)
+            out.append(z[done - held_from : done - held_from + step])
+            done += step
+            keep = max(held_from, done - margin)
+            held, held_from = held[keep - held_from :], keep
+    if received != length:
+        raise ValueError(f"{received} frames where {length} were announced")
+    if margin is not None and done < length:
+        z = forward(held, held_from)
+        out.append(z[done - held_from :])
+    return np.concatenate(out) if out else np.zeros((0, model.embed.out_features), np.float32)
 
 
 def embed_source(
@@ -167,6 +208,91 @@ def score_with_references(train_embs, train_labels, val_embs, val_labels, config
     return {**scores, "baseline": baseline, "oracle": oracle, "gain": metrics_gain(scores, baseline)}
 
 
+def pace_video_indices(source: VideoSource, videos: int) -> list[int]:
+    """The indices of the videos of ``source`` whose copies :func:`score_pace` scores: the first
+    ``videos`` (data-set order) of at least ``lrprop.core.pace.MIN_FRAMES`` frames."""
+    if videos <= 0:
+        return []
+    return [i for i in range(len(source)) if source.num_frames(i) >= MIN_FRAMES][:videos]
+
+
+def score_pace(
+    model: FrameEncoder,
+    source: VideoSource,
+    embs: list[np.ndarray],
+    *,
+    image_size: int,
+    max_chunk: int = 1000,
+    videos: int = 8,
+    seed: int = 0,
+    on_video: Callable[[], None] | None = None,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """How far the model's alignments of a video with copies of it at another pace are from the
+    true frames, beside the time stretch's on the same copies (:mod:`lrprop.core.pace`).
+
+    For each video A of :func:`pace_video_indices` (n frames, every frame, labelled or not) the
+    copies of :func:`lrprop.core.pace.pace_maps` (seeded by ``seed`` and A's index) are embedded
+    like any video (:func:`embed_video`: their own positions linspace(0, T - 1, m)) and aligned
+    with A by exact DTW on the squared Euclidean cost, the paths of ``lrprop align``: a re-paced
+    copy, the whole of A, anchored at both ends (:func:`lrprop.core.dtw.dtw_paths_to_many`); a
+    trimmed copy, a clip of A, by subsequence DTW, free to start and end on any frame of A
+    (:func:`lrprop.core.dtw_long.dtw_subsequence_path_long`). Each copy's error is
+    :func:`lrprop.core.pace.path_error`, the time stretch's :func:`lrprop.core.pace.stretch_error`
+    (which does not know where the clip lies): fractions of n, lower is better.
+
+    Args:
+        embs: the embeddings of every video of ``source`` (:func:`embed_source`), A's own.
+        videos: how many videos to copy (``eval.pace_videos``).
+        seed: the draws of the copies (``eval.pace_seed``).
+        on_video: called after each video's copies are scored (a progress count).
+
+    Returns:
+        (the model's, the time stretch's) {"repaced": mean error, "trimmed": mean error}, each
+        the mean over the copies of that kind of every video.
+    """
+    model_errors: dict[str, list[float]] = {kind: [] for kind in PACE_KINDS}
+    stretch_errors: dict[str, list[float]] = {kind: [] for kind in PACE_KINDS}
+    for index in pace_video_indices(source, videos):
+        n = source.num_frames(index)
+        frames = source.read_frames(index, np.arange(n))
+        maps = pace_maps(n, seed=seed, video_index=index)
+        copies = {
+            kind: [embed_video(model, frames[true], image_size=image_size, max_chunk=max_chunk) for true in trues]
+            for kind, trues in maps.items()
+        }
+        # Paths: rows A's frames, columns the copy's
+        paths = {
+            "repaced": dtw_paths_to_many(embs[index], copies["repaced"])[0],
+            "trimmed": [dtw_subsequence_path_long(sqeuclidean_rows(embs[index], b), n, len(b))[0] for b in copies["trimmed"]],
+        }
+        for kind in PACE_KINDS:
+            for true, path in zip(maps[kind], paths[kind], strict=True):
+                model_errors[kind].append(path_error(path, true, n))
+                stretch_errors[kind].append(stretch_error(true, n))
+        if on_video is not None:
+            on_video()
+    if not model_errors[PACE_KINDS[0]]:
+        raise ValueError(f"no video of at least {MIN_FRAMES} frames to copy for the pace metric")
+    return (
+        {kind: float(np.mean(v)) for kind, v in model_errors.items()},
+        {kind: float(np.mean(v)) for kind, v in stretch_errors.items()},
+    )
+
+
+def with_pace(scores: dict, model_pace: dict, stretch_pace: dict) -> dict:
+    """``scores`` (:func:`score_embeddings` or :func:`score_with_references`) with ``pace``
+    among the model's metrics and, where it carries the references, the time stretch's pace
+    under ``baseline`` and the gain over it (stretch − model: lower is better) under ``gain``;
+    the oracle has none (it has no frames to copy)."""
+    out = {key: value for key, value in scores.items() if key not in REFERENCES}
+    out["pace"] = dict(model_pace)
+    if "baseline" in scores:
+        out["baseline"] = {**scores["baseline"], "pace": dict(stretch_pace)}
+        out["oracle"] = scores["oracle"]
+        out["gain"] = {**scores["gain"], **metrics_gain({"pace": model_pace}, {"pace": stretch_pace})}
+    return out
+
+
 @dataclass
 class ClassEvaluation:
     """One action class: its metrics (with the references under ``REFERENCES``, when scored),
@@ -196,6 +322,7 @@ def evaluate_class(
     device: str = "auto",
     *,
     references: bool = True,
+    pace: bool = True,
     on_video: Callable[[], None] | None = None,
 ) -> ClassEvaluation:
     """Embed the training and validation videos of one class and score them.
@@ -204,7 +331,11 @@ def evaluate_class(
         references: also score the time-stretch baseline and the label oracle on the same
             videos (:func:`score_with_references`). They do not depend on the model: a
             validation hook called every few epochs can leave them out.
-        on_video: called after each video is embedded (a progress count).
+        pace: also measure the pace errors on copies of the first ``eval.pace_videos``
+            validation videos (:func:`score_pace`; none when it is 0). They embed about 5.7
+            times those videos' frames again: a validation hook can leave them out.
+        on_video: called after each video is embedded, and after each video's pace copies
+            (a progress count: :func:`pace_video_indices` says how many).
     """
     model = model.to(resolve_device(device)).eval()
     kwargs = {"image_size": config.data.image_size, "max_chunk": config.eval.max_chunk, "on_video": on_video}
@@ -212,6 +343,9 @@ def evaluate_class(
     va_e, va_l = embed_source(model, val_source, **kwargs)
     score = score_with_references if references else score_embeddings
     scores = score(tr_e, tr_l, va_e, va_l, config.eval)
+    if pace and config.eval.pace_videos > 0:
+        errors = score_pace(model, val_source, va_e, videos=config.eval.pace_videos, seed=config.eval.pace_seed, **kwargs)
+        scores = with_pace(scores, *errors)
     val_ids = [val_source.video_id(i) for i in range(len(val_source))]
     train_ids = [train_source.video_id(i) for i in range(len(train_source))]
     return ClassEvaluation(scores, va_e, va_l, val_ids, tr_e, tr_l, train_ids)
@@ -267,7 +401,7 @@ def evaluate_models(
         train_source = ParquetVideos(store_uri, split="train", **opts)
         val_source = ParquetVideos(store_uri, split=config.eval.val_split, **opts)
         with WorkProgress(
-            len(train_source) + len(val_source),
+            len(train_source) + len(val_source) + len(pace_video_indices(val_source, config.eval.pace_videos)),
             what=f"evaluate {action}",
             unit="videos embedded",
             logger=progress_logger,

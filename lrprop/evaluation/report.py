@@ -2,8 +2,8 @@
 
 :func:`metrics_table` is the one metrics table of an evaluation, as HTML here, as text for the
 CLI and as markdown for the Prefect artifact: per metric the model's row, then the time-stretch
-baseline's, the gain (model − baseline, percentage points) and the label oracle's, per class,
-their mean and the paper's number.
+baseline's, the gain (model − baseline, percentage points; baseline − model for the pace
+errors, lower is better) and the label oracle's, per class, their mean and the paper's number.
 
 The plots (matplotlib, embedded as PNG): each metric per action class; the cost matrix of a
 sample pair of validation videos with its DTW path; a strip of frames of one video above the
@@ -20,6 +20,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from lrprop.core.baselines import lower_is_better
 from lrprop.core.dtw import dtw_path
 
 __all__ = ["PAPER", "TABLE_NOTE", "flatten_metrics", "mean_over_classes", "metrics_table", "render_report"]
@@ -54,7 +55,8 @@ PAPER = {
 
 
 def flatten_metrics(m: Mapping) -> dict[str, float]:
-    """{"classification@0.1": …, "ap@5": …, "phase_progression": …} from a metrics dict."""
+    """{"classification@0.1": …, "ap@5": …, "phase_progression": …, "pace/repaced": …} from a
+    metrics dict (its references left out)."""
     out = {}
     for f, v in m["phase_classification"].items():
         out[f"classification@{float(f)}"] = v
@@ -65,6 +67,8 @@ def flatten_metrics(m: Mapping) -> dict[str, float]:
     out["dtw_accuracy"] = m["dtw_accuracy"]
     if "phase_transfer" in m:  # metrics stored before issue 16 have none
         out["phase_transfer"] = m["phase_transfer"]
+    for kind, v in m.get("pace", {}).items():  # errors, lower is better; none where not measured
+        out[f"pace/{kind}"] = v
     return out
 
 
@@ -75,13 +79,21 @@ TABLE_NOTE = (
     "model: the trained model; baseline: the time-stretch baseline, frame i of L embedded as i / L "
     "(no model, no labels); gain: model − baseline, in points; oracle: phase index plus progress "
     "within the phase, read from the labels (an upper reference, not a bound on τ or progression). "
-    "All scored on the same videos and frames."
+    "All scored on the same videos and frames. pace: errors, lower is better: how far from the true "
+    "frames DTW matches a copy of a video played at another pace (re-paced) or cut short (trimmed), "
+    "in % of the video's length; its baseline is the time stretch of the copy, its gain baseline − "
+    "model; no oracle."
 )
+
+
+def _keys(flat: list[dict[str, float]]) -> list[str]:
+    """Every flattened name some class has, in the order the classes first name them."""
+    return list(dict.fromkeys(key for f in flat for key in f))
 
 
 def _flat_mean(flat: list[dict[str, float]]) -> dict[str, float]:
     # a metric some classes lack (stored by an earlier version) is averaged over those that have it
-    return {key: float(np.nanmean([f.get(key, np.nan) for f in flat])) for key in flat[0]}
+    return {key: float(np.nanmean([f.get(key, np.nan) for f in flat])) for key in _keys(flat)}
 
 
 def mean_over_classes(per_class: Mapping[str, Mapping]) -> dict:
@@ -90,7 +102,8 @@ def mean_over_classes(per_class: Mapping[str, Mapping]) -> dict:
     Returns:
         {"classification@0.1": …, …} for the model; when every class carries the references
         (:func:`lrprop.evaluation.evaluate.score_with_references`), also "baseline" and "oracle" (their
-        flattened means) and "gain" = mean of the model − mean of the baseline, per metric, so
+        flattened means) and "gain" = mean of the model − mean of the baseline, per metric (the
+        other way round for an error, ``pace/…``: :func:`lrprop.core.baselines.metrics_gain`), so
         that the table's mean column subtracts as it reads.
     """
     if not per_class:
@@ -100,7 +113,11 @@ def mean_over_classes(per_class: Mapping[str, Mapping]) -> dict:
         if all(ref in m for m in per_class.values()):
             mean[ref] = _flat_mean([flatten_metrics(m[ref]) for m in per_class.values()])
     if "baseline" in mean:
-        mean["gain"] = {key: mean[key] - mean["baseline"][key] for key in mean["baseline"] if key in mean}
+        mean["gain"] = {
+            key: mean["baseline"][key] - mean[key] if lower_is_better(key) else mean[key] - mean["baseline"][key]
+            for key in mean["baseline"]
+            if key in mean
+        }
     return mean
 
 
@@ -116,7 +133,8 @@ def metrics_table(per_class: Mapping[str, Mapping], *, dataset: str = "", style:
     One block of rows per metric: the model's (with the paper's LRProp number where the data
     set is the paper's), then, where the classes' metrics carry them, the time-stretch
     baseline's, the gain over it (signed, points) and the label oracle's. Columns: each class,
-    their mean (when more than one), the paper.
+    their mean (when more than one), the paper. The pace errors (``pace/…``, lower is better)
+    read the other way: their gain is baseline − model, and the oracle has none ("–").
 
     Args:
         per_class: {action: metrics}, as in ``metrics.json`` (keys may be strings).
@@ -133,7 +151,7 @@ def metrics_table(per_class: Mapping[str, Mapping], *, dataset: str = "", style:
     ref_flat = {key: {name: flatten_metrics(m[key]) for name, m in per_class.items()} for key in refs}
     header = ["metric (%)", "", *names] + (["mean"] if len(names) > 1 else []) + (["paper (LRProp)"] if paper else [])
     rows = []
-    for metric in next(iter(flat.values())) if flat else []:
+    for metric in _keys(list(flat.values())):
         # .get: a class whose metrics an earlier version stored may lack a newer metric ("–")
         cells = [_cell(flat[n].get(metric)) for n in names] + ([_cell(mean.get(metric))] if len(names) > 1 else [])
         rows.append([metric, "model", *cells] + ([f"{paper[metric]:.2f}" if metric in paper else "–"] if paper else []))
@@ -175,7 +193,7 @@ def _bars(per_class: Mapping[str, Mapping]) -> str:
     import matplotlib.pyplot as plt
 
     flat = {name: flatten_metrics(m) for name, m in per_class.items()}
-    keys = list(next(iter(flat.values())))
+    keys = _keys(list(flat.values()))
     fig, ax = plt.subplots(figsize=(max(8, len(keys) * 0.9), 4))
     width = 0.8 / len(flat)
     for n, (name, values) in enumerate(flat.items()):

@@ -8,8 +8,9 @@ A reader asks for ``production`` (``lrprop embeddings pull --alias production``)
 version the alias names, not whatever the last run published. A run promotes each version it
 publishes through the gate of its config's ``promotion`` section (:func:`gate`): the version's
 metric must beat the time-stretch baseline by more than ``min_gain`` and be no more than
-``tolerance`` below the alias's current version's (its gain over the baseline below the current
-one's, when the two were scored on other videos or evaluation settings). A version held back stays published and
+``tolerance`` worse than the alias's current version's: below it, or above it for an error
+(``pace/…``, lower is better); its gain over the baseline below the current one's, when the two
+were scored on other videos or evaluation settings. A version held back stays published and
 readable by its id; ``lrprop embeddings promote --force`` and ``rollback`` move the alias by hand.
 
 Each move rewrites the alias's one file, pointer and history together: one write, so a reader
@@ -28,6 +29,7 @@ from datetime import UTC, datetime
 
 from lrprop import store
 from lrprop.config import PromotionConfig
+from lrprop.core.baselines import lower_is_better
 from lrprop.names import check_name
 from lrprop.pipeline.embeddings import embeddings_collection
 
@@ -130,21 +132,25 @@ def gate(candidate: dict, current: dict | None, promotion: PromotionConfig, *, s
 
     Both are a class's metrics as published (with "gain" over the time-stretch baseline). Passes
     when, for ``m = promotion.metric``:
-        candidate[m] - baseline[m] > min_gain        (unless min_gain is None)
+        gain[m] > min_gain                           (unless min_gain is None)
         candidate[m] >= current[m] - tolerance       (unless the alias is unset)
-    A NaN metric fails. ``same_videos`` False (the current version was scored on other videos
-    or under other evaluation settings, e.g. before new videos were ingested): the metrics of the
-    two are not comparable, so the second condition compares the gains over the time-stretch
-    baseline, each measured on its own version's videos, instead.
+    with gain[m] = candidate[m] - baseline[m]. For an error, lower is better
+    (:func:`lrprop.core.baselines.lower_is_better`: ``pace/…``): gain[m] = baseline[m] - candidate[m]
+    and candidate[m] <= current[m] + tolerance. A NaN metric fails. ``same_videos`` False (the
+    current version was scored on other videos or under other evaluation settings, e.g. before
+    new videos were ingested): the metrics of the two are not comparable, so the second
+    condition compares the gains over the time-stretch baseline (higher is better for every
+    metric), each measured on its own version's videos, instead.
     """
     m = promotion.metric
+    error = lower_is_better(m)
     try:
         value = metric_value(candidate, m)
     except KeyError as exc:
         return False, f"the new version records {exc.args[0]}"
     if not math.isfinite(value):
         return False, f"{m} is {value}"
-    why = [f"{m} {value:.4f}"]
+    why = [f"{m} {value:.4f}" + (" (an error: lower is better)" if error else "")]
     if promotion.min_gain is not None:
         try:
             gain = metric_value(candidate.get("gain", {}), m)
@@ -165,8 +171,13 @@ def gate(candidate: dict, current: dict | None, promotion: PromotionConfig, *, s
             mine = held = float("nan")  # the current version records no such metric: nothing to fall below
         other = "" if same_videos else " (scored on other videos or evaluation settings: the gains over the baseline compared)"
         f = ".4f" if same_videos else "+.4f"
-        if math.isfinite(held) and math.isfinite(mine) and mine < held - promotion.tolerance:
-            return False, f"{what} {mine:{f}} is below the current version's {held:{f}} by more than {promotion.tolerance}{other}"
+        # The gains are higher-is-better for every metric; an error itself is lower-is-better
+        lower = error and same_videos
+        worse = mine > held + promotion.tolerance if lower else mine < held - promotion.tolerance
+        if math.isfinite(held) and math.isfinite(mine) and worse:
+            side = "above" if lower else "below"
+            by = f"by more than {promotion.tolerance}{other}"
+            return False, f"{what} {mine:{f}} is {side} the current version's {held:{f}} {by}"
         if math.isfinite(held) and math.isfinite(mine):
             shown = f"current version's {held:{f}} (tolerance {promotion.tolerance}){other}"
             why.append(shown if same_videos else f"{what} {mine:{f}}, {shown}")

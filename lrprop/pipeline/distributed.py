@@ -137,12 +137,15 @@ def init_local_ray(**init_args) -> None:
 
 
 def validation_metrics(config: Config, train_source, val_source):
-    """A ``validate`` hook for :func:`lrprop.training.train.train`: the evaluation metrics, flattened."""
+    """A ``validate`` hook for :func:`lrprop.training.train.train`: the evaluation metrics, flattened,
+    less the references and the pace errors (they would embed the validation videos' copies
+    again every few epochs; the evaluation at the end measures them)."""
     from lrprop.evaluation.evaluate import evaluate_class
     from lrprop.evaluation.report import flatten_metrics
 
     def validate(model) -> dict:
-        return flatten_metrics(evaluate_class(model, config, train_source, val_source, device="auto", references=False).metrics)
+        scores = evaluate_class(model, config, train_source, val_source, device="auto", references=False, pace=False)
+        return flatten_metrics(scores.metrics)
 
     return validate
 

@@ -94,7 +94,7 @@ def _per_frame(model, image_size: int) -> float:
 
     images = torch.randn(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
     with _SavedBytes(model) as saved, torch.set_grad_enabled(not model.backbone_frozen):
-        pooled_features(model.backbone, images)
+        pooled_features(model.backbone, images, model.pooling)
     return saved.total / 2
 
 

@@ -35,8 +35,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from lrprop.config import PretrainConfig
-from lrprop.core.losses import time_contrastive_loss
-from lrprop.core.model import pooled_features
+from lrprop.core.losses import cycle_back_loss, time_contrastive_loss
+from lrprop.core.model import pooled_features, pooled_width
 from lrprop.data.frame_augment import augment_frames
 from lrprop.data.source import VideoSource
 
@@ -75,6 +75,7 @@ def pretrain_backbone(
     device: torch.device,
     log_every: int = 100,
     on_step: Callable[[int, float], None] | None = None,
+    pooling: str = "max",
 ) -> PretrainResult:
     """Train ``backbone`` in place for ``settings.steps`` steps on the frames of ``source``.
 
@@ -87,6 +88,7 @@ def pretrain_backbone(
         source: the class's training videos (labels are not read).
         image_size: the side S of the augmented frames (``data.image_size``).
         on_step: called with (steps done, the step's loss) after each step (a progress display).
+        pooling: how the backbone's map is pooled (``model.pooling``; :func:`lrprop.core.model.pooled_features`).
 
     Returns:
         the per-step losses and the throughput.
@@ -96,7 +98,7 @@ def pretrain_backbone(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         head = nn.Sequential(
-            nn.Linear(backbone.out_channels, 512),
+            nn.Linear(pooled_width(backbone, pooling), 512),
             nn.BatchNorm1d(512),
             nn.ReLU(inplace=True),
             nn.Linear(512, settings.projection_dim),
@@ -112,20 +114,25 @@ def pretrain_backbone(
     started = time.perf_counter()
     for step in range(settings.steps):
         videos = rng.choice(len(source), size=V, replace=False)
-        images, t_anchor, t_positive = [], [], []
+        images, t_anchor, t_positive, progress = [], [], [], []
         for v in videos:
-            anchors, positives = draw_frame_pairs(source.num_frames(int(v)), M, settings.max_offset, rng)
+            length = source.num_frames(int(v))
+            anchors, positives = draw_frame_pairs(length, M, settings.max_offset, rng)
+            progress.append(anchors / max(length - 1, 1))
             frames = torch.from_numpy(source.read_frames(int(v), np.concatenate([anchors, positives]))).permute(0, 3, 1, 2)
             images.append(augment_frames(frames.to(device), image_size, generator))  # (2M, 3, S, S)
             t_anchor.append(anchors)
             t_positive.append(positives)
         batch = torch.stack(images)  # (V, 2M, 3, S, S)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            feats = pooled_features(backbone, batch.flatten(0, 1))  # as FrameEncoder pools them
+            feats = pooled_features(backbone, batch.flatten(0, 1), pooling)  # as FrameEncoder pools them
         h = F.normalize(head(feats.float()), dim=-1).view(V, 2 * M, -1)
         ta = torch.from_numpy(np.stack(t_anchor)).to(device)
         tp = torch.from_numpy(np.stack(t_positive)).to(device)
         loss = time_contrastive_loss(h[:, :M], h[:, M:], ta, tp, tau=settings.tau, sigma2=settings.sigma2)
+        if settings.cycle_weight > 0:
+            p = torch.from_numpy(np.stack(progress)).to(device)
+            loss = loss + settings.cycle_weight * cycle_back_loss(h[:, :M], p, tau=settings.tau)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"pretraining loss is {loss.item()} at step {step} (videos {videos.tolist()})")
         optimizer.zero_grad(set_to_none=True)

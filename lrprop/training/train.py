@@ -106,6 +106,8 @@ def build_model(config: Config, read_bytes: Callable[[str], bytes] | None = None
         dropout=m.dropout,
         positions=m.positions,
         drop_positions=m.drop_positions,
+        attention_window=m.attention_window,
+        pooling=m.pooling,
     )
     if m.train_from == "none":
         encoder.freeze_backbone()  # for the small CNN, which has no stages to freeze one by one
@@ -240,6 +242,7 @@ def _pretrain(
         device=device,
         log_every=config.train.log_every and 10 * config.train.log_every,
         on_step=on_step,
+        pooling=config.model.pooling,
     )
     log.info("pretrained the backbone: %d steps, final loss %.4f", len(done.losses), done.losses[-1])
     return done
@@ -294,7 +297,9 @@ def train_step_forward(
     B, V, T = mask.shape
     with torch.autocast(frames.device.type, dtype=torch.bfloat16, enabled=use_bf16):
         # (B·V, T, E), (B·V, T, P), and the backbone's features (B·V, T, F) when L_prop's path needs them
-        z, h, *feats = net(frames.flatten(0, 1), mask.flatten(0, 1), with_features=path_on_features)
+        z, h, *feats = net(
+            frames.flatten(0, 1), mask.flatten(0, 1), times=timestamps.flatten(0, 1), with_features=path_on_features
+        )
     if not (torch.isfinite(z).all() and torch.isfinite(h).all()):
         raise FloatingPointError("non-finite embeddings")
     path = feats[0].detach().float().view(B, V, T, -1) if path_on_features else None
