@@ -29,11 +29,10 @@ import numpy as np
 
 from lrprop.config import config_from_dict, config_to_dict, load_config
 from lrprop.core.model import backbone_weights_bytes
-from lrprop.data.generator import action_spec
 from lrprop.data.parquet import ParquetVideos
 from lrprop.evaluation.evaluate import evaluate_class
 from lrprop.evaluation.report import mean_over_classes
-from lrprop.ingest.synthetic import ensure_synthetic_dataset
+from lrprop.ingest.synthetic import GENERATORS, ensure_synthetic_dataset
 from lrprop.training.train import pretrained_backbone, pretrains, train
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +100,8 @@ def main() -> None:
     base = load_config(REPO / "configs" / "smoke.yaml", [*epochs, *args.set])
     store = args.store or tempfile.mkdtemp(prefix="lrprop-ablation-")
     version = ensure_synthetic_dataset(base, store, progress=False)
-    actions = [action_spec(c, base.synthetic.seed).name for c in range(base.synthetic.num_actions)]
+    spec = GENERATORS[base.synthetic.generator][1]
+    actions = [spec(c, base.synthetic.seed).name for c in range(base.synthetic.num_actions)]
     results: dict[str, list[dict]] = {name: [] for name in [*variants, *REFERENCE_ROWS]}
     started = time.perf_counter()
     weights_dir = tempfile.mkdtemp(prefix="lrprop-ablation-backbones-")

@@ -342,6 +342,10 @@ class SyntheticConfig:
     frame_size: int = 64
     length_range: tuple[int, int] = (30, 200)
     seed: int = 0
+    # "figure": a body with one arm, on a still camera (lrprop.data.generator), the one defaults
+    # are tuned on; "stick_figures": thin stick figures with camera motion, changing light, a
+    # drifting object and a second figure (lrprop.data.stick_figures), only for checking them
+    generator: Literal["figure", "stick_figures"] = "figure"
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,15 @@ import numpy as np
 
 from lrprop.data.source import Video
 
-__all__ = ["ActionSpec", "action_spec", "render_video", "synthetic_videos", "SYNTHETIC_ACTIONS"]
+__all__ = [
+    "ActionSpec",
+    "action_spec",
+    "phase_trajectory",
+    "render_video",
+    "synthetic_videos",
+    "video_moments",
+    "SYNTHETIC_ACTIONS",
+]
 
 SYNTHETIC_ACTIONS = ("reach", "swing", "hop", "spin", "wave", "lift", "push", "twist")
 
@@ -76,17 +84,32 @@ def _phase_lengths(num_phases: int, length: int, rng: np.random.Generator) -> np
     return lengths
 
 
-def _trajectory(spec: ActionSpec, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Per-frame poses (L, 4) and phase labels (L,) with random phase lengths and easings."""
+def phase_trajectory(spec: ActionSpec, length: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-frame poses (L, P), phase labels (L,) and moments (L,), with random phase lengths and
+    easings, P being the width of ``spec.key_poses``.
+
+    A frame's moment is k + u: its phase k and how far its pose has gone from key pose k to
+    k + 1 (u in (0, 1)). Two videos of a class show the same pose at the same moment, whatever
+    their timing: that is the true correspondence between two executions.
+    """
     lengths = _phase_lengths(spec.num_phases, length, rng)
-    poses, labels = [], []
+    poses, labels, moments = [], [], []
     for k, n in enumerate(lengths):
         u = (np.arange(n) + 0.5) / n
         u = u ** rng.uniform(0.6, 1.6)  # easing: the phase speeds up or slows down
         start, end = spec.key_poses[k], spec.key_poses[k + 1]
         poses.append(start + u[:, None] * (end - start))
         labels.append(np.full(n, k))
-    return np.concatenate(poses), np.concatenate(labels).astype(np.int64)
+        moments.append(k + u)
+    return np.concatenate(poses), np.concatenate(labels).astype(np.int64), np.concatenate(moments)
+
+
+def video_moments(class_index: int, video_index: int, *, seed: int = 0, length_range: tuple[int, int] = (30, 200)) -> np.ndarray:
+    """The moments (L,) of video ``video_index`` of class ``class_index`` (:func:`phase_trajectory`),
+    as :func:`synthetic_videos` draws it, without drawing its frames."""
+    rng = np.random.default_rng([seed, class_index, video_index])
+    length = int(rng.integers(length_range[0], length_range[1] + 1))
+    return phase_trajectory(action_spec(class_index, seed), length, rng)[2]
 
 
 def render_video(spec: ActionSpec, length: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +118,7 @@ def render_video(spec: ActionSpec, length: int, size: int, rng: np.random.Genera
     Returns:
         frames (L, size, size, 3) uint8 and labels (L,) int64.
     """
-    poses, labels = _trajectory(spec, length, rng)
+    poses, labels, _ = phase_trajectory(spec, length, rng)
     L = len(poses)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size  # (S, S) image units
 

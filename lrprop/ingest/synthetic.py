@@ -23,12 +23,16 @@ from PIL import Image
 from lrprop import store
 from lrprop.config import Config, SyntheticConfig, config_to_dict
 from lrprop.data.generator import action_spec, synthetic_videos
+from lrprop.data.stick_figures import stick_action_spec, stick_videos
 from lrprop.ingest.generic import read_generic
 from lrprop.ingest.writer import ingest
 
 __all__ = ["ensure_synthetic_dataset", "write_synthetic"]
 
 log = logging.getLogger(__name__)
+
+# synthetic.generator: (the videos of a class, its key poses and name)
+GENERATORS = {"figure": (synthetic_videos, action_spec), "stick_figures": (stick_videos, stick_action_spec)}
 
 
 def _jpeg(frame: np.ndarray) -> bytes:
@@ -46,7 +50,8 @@ def write_synthetic(dest: str, config: SyntheticConfig, *, threads: int = 4) -> 
             for split, (first, count) in splits.items():
                 if count == 0:
                     continue
-                videos = synthetic_videos(
+                make, spec = GENERATORS[config.generator]
+                videos = make(
                     class_index,
                     count,
                     seed=config.seed,
@@ -54,7 +59,7 @@ def write_synthetic(dest: str, config: SyntheticConfig, *, threads: int = 4) -> 
                     length_range=config.length_range,
                     first_video=first,
                 )
-                action = action_spec(class_index, config.seed).name
+                action = spec(class_index, config.seed).name
                 folder = store.join(dest, split, action)
                 for video in videos:
 
@@ -75,6 +80,8 @@ def ensure_synthetic_dataset(config: Config, store_uri: str, progress: bool | No
     """Generate and ingest the synthetic data set of ``config`` (as ``config.dataset.name``, by
     default "synthetic") if needed; returns its version."""
     syn = config_to_dict(config.synthetic)
+    if syn["generator"] == "figure":
+        del syn["generator"]  # the key of the videos made before there was a second generator
     key = hashlib.sha256(json.dumps(syn, sort_keys=True).encode()).hexdigest()[:12]
     raw = store.join(store_uri, "raw", f"synthetic-{key}")
     if not store.exists(store.join(raw, "synthetic.json")):  # written last: absent = incomplete
