@@ -18,6 +18,7 @@ from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
 from lrprop.core.dtw import dtw_distance, dtw_path
 from lrprop.core.dtw_long import dtw_path_long, long_path_memory_bytes, sqeuclidean_rows
+from lrprop.core.pace import path_error
 from lrprop.data.generator import action_spec, render_video
 from lrprop.training.checkpoint import export_model
 from lrprop.training.train import build_model
@@ -399,3 +400,24 @@ def test_a_failed_write_leaves_no_file_under_its_name_nor_a_temporary_one(tmp_pa
         with pytest.raises(ValueError, match="b: fewer than the 11 frames aligned"):
             write_aligned_video(out / name, stale, a, b, height=32)
     assert list(out.iterdir()) == []
+
+
+def test_lrprop_align_subsequence_with_a_local_model_finds_the_clip_where_it_was_cut(tmp_path, capsys):
+    """A model that reads no position (model.positions: local) embeds the clip's frames as A's,
+    but near the cuts: even with random weights the clip is found where it was cut, its frames
+    matched to within 2 % of the video on average."""
+    import re
+
+    local = config_from_dict({**config_to_dict(CONFIG), "model": {**TINY_MODEL, "positions": "local", "attention_window": 2}})
+    folder = export_model(tmp_path / "model", build_model(local), config_to_dict(local), {"action": "reach"})
+    frames = _video(60, seed=2)
+    a = _write_folder(tmp_path / "a", frames)
+    b = _write_folder(tmp_path / "b", frames[17:45])
+    out = tmp_path / "out"
+    assert main(["align", a, b, "--model", str(folder), "--out", str(out), "--video", "none", "--subsequence"]) == 0
+    found = re.search(r"B matches A frames (\d+)-(\d+)", capsys.readouterr().out)
+    context = 2 * 2  # two layers, each looking 2 frames further: frames nearer a cut see other neighbours
+    assert found and abs(int(found[1]) - 17) <= context and abs(int(found[2]) - 44) <= context
+    with (out / "alignment.csv").open() as f:
+        path = np.array([(int(r["frame_a"]), int(r["frame_b"])) for r in csv.DictReader(f)])
+    assert path_error(path, np.arange(17, 45), 60) < 0.02

@@ -34,7 +34,12 @@ E, P = 8, 6  # embedding and projection widths of the small encoder
 
 
 def small_encoder(
-    frames_per_view: int = 6, dropout: float = 0.1, seed: int = 0, positions: str = "sinusoidal", attention_window: int = 8
+    frames_per_view: int = 6,
+    dropout: float = 0.1,
+    seed: int = 0,
+    positions: str = "sinusoidal",
+    attention_window: int = 8,
+    pooling: str = "max",
 ) -> FrameEncoder:
     torch.manual_seed(seed)
     return FrameEncoder(
@@ -50,6 +55,7 @@ def small_encoder(
         dropout=dropout,
         positions=positions,
         attention_window=attention_window,
+        pooling=pooling,
     )
 
 
@@ -238,11 +244,11 @@ def test_local_transformer_is_pytorchs_own_encoder_computation():
     x = torch.randn(2, 7, 16, generator=g)
     times = torch.tensor([[0.0, 1, 2, 4, 5, 8, 9], [0, 2, 3, 4, 6, 7, 7]])
     mask = prefix_mask([7, 5], 7)
-    bias = model.local_attention_bias(times, mask)  # (N·heads, S, S)
+    bias = model.local_attention_bias(times, mask)  # (N, heads, S, S)
     model.transformer.train()
     with torch.no_grad():
-        expected = model.transformer(x, mask=bias)
-        ours = local_transformer(model.transformer, x, bias.unflatten(0, (2, 2)))
+        expected = model.transformer(x, mask=bias.flatten(0, 1))  # PyTorch's layout: (N·heads, S, S)
+        ours = local_transformer(model.transformer, x, bias)
     torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-5)
 
 
@@ -250,7 +256,7 @@ def test_local_attention_bias_masks_beyond_the_window_and_padding():
     model = small_encoder(positions="local", attention_window=2)
     times = torch.tensor([[0.0, 1.0, 3.0, 4.0]])
     mask = torch.tensor([[True, True, True, False]])
-    bias = model.local_attention_bias(times, mask).view(1, 2, 4, 4)[0, 0]
+    bias = model.local_attention_bias(times, mask)[0, 0]
     allowed = torch.isfinite(bias)
     expected = torch.tensor(
         [
@@ -576,19 +582,7 @@ def test_max_where_pooling_is_the_maximum_and_a_spatial_soft_argmax():
 
 
 def test_an_encoder_with_max_where_pooling_takes_three_times_the_channels():
-    torch.manual_seed(0)
-    model = FrameEncoder(
-        SmallCNNBackbone(width=4),
-        frames_per_view=6,
-        hidden_dim=24,
-        model_dim=16,
-        num_layers=1,
-        num_heads=2,
-        ffn_dim=32,
-        embedding_dim=E,
-        projection_dim=P,
-        pooling="max_where",
-    )
+    model = small_encoder(pooling="max_where")
     assert model.mlp[1].in_features == 3 * model.backbone.out_channels
     with torch.no_grad():
         z, _ = model(torch.randn(2, 6, 3, IMG, IMG), prefix_mask([6, 3], 6))

@@ -168,3 +168,17 @@ def test_copies_need_a_video_of_three_frames():
         pace_maps(2, seed=0, video_index=0)
     with pytest.raises(ValueError, match="gamma"):
         power_map(10, 14, 0.0)
+
+
+def test_execution_map_finds_the_frame_at_the_same_moment():
+    """A at moments 0, 0.5, 1, …; B at the halfway moments: B's frame j is A's frame j + 0.5;
+    before A's first moment and after its last the map holds A's ends."""
+    from lrprop.core.pace import execution_map
+
+    a = np.arange(6) * 0.5  # frame i at moment i / 2
+    b = np.array([-1.0, 0.25, 0.75, 2.0, 2.5, 9.0])
+    np.testing.assert_allclose(execution_map(a, b), [0.0, 0.5, 1.5, 4.0, 5.0, 5.0])
+    # the time stretch of two executions that differ only in length is exact
+    assert stretch_error(execution_map(np.linspace(0, 3, 40), np.linspace(0, 3, 55)), 40) == pytest.approx(0, abs=1e-12)
+    with pytest.raises(ValueError, match="increasing"):
+        execution_map(np.array([0.0, 0.0, 1.0]), b)

@@ -435,7 +435,7 @@ class FrameEncoder(nn.Module):
         return torch.linspace(0, self.frames_per_view - 1, length, device=device).expand(batch, -1)
 
     def local_attention_bias(self, times: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """The additive attention mask of "local" attention: (N·heads, S, S).
+        """The additive attention mask of "local" attention: (N, heads, S, S).
 
         Frame i may attend to frame j when |t_i - t_j| <= ``attention_window`` and j is valid,
         with the bias of its direction (earlier, itself, later) for each head; -inf elsewhere.
@@ -452,8 +452,7 @@ class FrameEncoder(nn.Module):
         allowed |= torch.eye(S, dtype=torch.bool, device=mask.device)
         direction = (torch.sign(diff) + 1).long()  # 0: j later than i, 1: the same time, 2: j earlier
         bias = self.direction_bias[:, direction].transpose(0, 1)  # (N, heads, S, S)
-        bias = bias.masked_fill(~allowed[:, None], float("-inf"))
-        return bias.flatten(0, 1)
+        return bias.masked_fill(~allowed[:, None], float("-inf"))
 
     def forward(
         self,
@@ -506,7 +505,7 @@ class FrameEncoder(nn.Module):
             if times is None:
                 times = self.default_positions(S, N, frames.device)
             bias = self.local_attention_bias(times.float(), mask).to(x.dtype)
-            x = local_transformer(self.transformer, x, bias.unflatten(0, (N, self.num_heads)))
+            x = local_transformer(self.transformer, x, bias)
         else:
             x = self.transformer(x, src_key_padding_mask=~mask)
         z = _on_valid(self.embed, x, mask)  # (N, S, E)

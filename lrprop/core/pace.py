@@ -30,6 +30,7 @@ import numpy as np
 __all__ = [
     "MIN_FRAMES",
     "PACE_KINDS",
+    "execution_map",
     "matched_frames",
     "pace_maps",
     "path_error",
@@ -203,6 +204,28 @@ def stretch_error(true: np.ndarray, n: int) -> float:
     m = len(true)
     stretched = np.arange(m) * (n - 1) / (m - 1) if m > 1 else np.zeros(1)
     return float(np.abs(stretched - true).mean() / n)
+
+
+def execution_map(moments_a: np.ndarray, moments_b: np.ndarray) -> np.ndarray:
+    """The true correspondence of two different executions of an action: for each frame j of B,
+    the (fractional) frame of A at B's moment, by linear interpolation of A's frame indices
+    over A's moments (clamped to A's first and last frame).
+
+    A moment is how far through the action a frame is (a generator's phase plus how far its pose
+    has gone towards the next key pose: :func:`lrprop.data.generator.phase_trajectory`); two
+    executions show the same pose at the same moment, whatever their timing.
+
+    Args:
+        moments_a: (n,) increasing.
+        moments_b: (m,).
+
+    Returns:
+        (m,) float64, a ``true`` for :func:`path_error` and :func:`stretch_error`.
+    """
+    moments_a = np.asarray(moments_a, dtype=np.float64)
+    if moments_a.ndim != 1 or len(moments_a) < 2 or not np.all(np.diff(moments_a) > 0):
+        raise ValueError("moments_a must be (n,) increasing, n >= 2")
+    return np.interp(np.asarray(moments_b, dtype=np.float64), moments_a, np.arange(len(moments_a), dtype=np.float64))
 
 
 def _check_lengths(n: int, m: int) -> None:

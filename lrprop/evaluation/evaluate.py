@@ -134,7 +134,7 @@ def embed_chunks(model: FrameEncoder, chunks: Iterable[np.ndarray], length: int,
         step = max(len(frames), 1)
         # Embed [done, done + step) once the frames after it reach its margin.
         while received - done >= step + margin:
-            z = forward(held, held_from)
+            z = forward(held[: done - held_from + step + margin], held_from)
             out.append(z[done - held_from : done - held_from + step])
             done += step
             keep = max(held_from, done - margin)
