@@ -203,7 +203,9 @@ def _bars(per_class: Mapping[str, Mapping]) -> str:
             base = flatten_metrics(per_class[name]["baseline"])
             label = "time-stretch baseline" if n == 0 else None
             ax.scatter(x, [100 * base.get(k, np.nan) for k in keys], marker="_", s=120, color="black", zorder=3, label=label)
-    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, keys, rotation=45, ha="right")
+    # the pace errors stand beside the scores: their labels say that lower is better
+    names = [f"{k} (error, lower is better)" if lower_is_better(k) else k for k in keys]
+    ax.set_xticks(np.arange(len(keys)) + 0.4 - width / 2, names, rotation=45, ha="right")
     ax.set_ylabel("%")
     ax.set_ylim(min(0, *(100 * v for f in flat.values() for v in f.values() if np.isfinite(v))), 102)
     ax.legend(fontsize="small")
