@@ -176,8 +176,10 @@ class LossConfig:
     cost: Literal["sqeuclidean", "l2"] = "sqeuclidean"
     prop_positions: Literal["view", "timestamps"] = "view"
     # Where L_prop's DTW path is found: on the embeddings (METHOD.md §3) or on the backbone's
-    # features, before the positions are added [choice]
-    prop_path: Literal["embeddings", "features"] = "embeddings"
+    # features, before the positions are added [choice]; "labels", a diagnostic, never a default:
+    # on the label oracle of the sampled frames (phase plus progress in it), the right path, to
+    # tell whether L_prop can help at all when its path is right (needs labelled training videos)
+    prop_path: Literal["embeddings", "features", "labels"] = "embeddings"
     sdtw_normalize: bool = False
     sdtw_divergence: bool = False
 

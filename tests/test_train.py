@@ -240,3 +240,35 @@ def test_views_longer_than_every_video_train_with_a_warning_naming_the_key(tmp_p
     with caplog.at_level(logging.WARNING, logger="lrprop.training.train"):
         train(_config(optim={"epochs": 1}, data={"frames_per_view": 8}), short, checkpoint_dir=tmp_path / "fits")
     assert not [r for r in caplog.records if "data.frames_per_view" in r.getMessage()]
+
+
+def test_prop_path_labels_finds_l_prop_s_path_on_the_label_oracle_of_the_sampled_frames(tmp_path, videos, monkeypatch):
+    """The diagnostic route: each step's L_prop path is found on the views' oracle points (phase
+    plus progress, read at their time stamps), whose cost is lowest between frames of one phase;
+    an unlabelled video is refused by name."""
+    import lrprop.core.losses as losses_module
+    from lrprop.data.source import Video
+
+    seen = []
+    real = losses_module.LRPropLoss.prop_term
+
+    def spy(self, h, t, mask, cost, ix, iy, lengths):
+        seen.append(cost.detach().clone())
+        return real(self, h, t, mask, cost, ix, iy, lengths)
+
+    monkeypatch.setattr(losses_module.LRPropLoss, "prop_term", spy)
+    config = _config(optim={"epochs": 1, "max_steps": 2}, loss={"prop_path": "labels"})
+    result = train(config, videos, checkpoint_dir=tmp_path)
+    assert result.step == 2 and len(seen) >= 2  # the memory estimate's trial step comes first
+    # On oracle points x_i, y_j of the plane the cost is 2 - 2 x_i·y_j: 2 - cost has rank 2 at
+    # most, where the embeddings' cost (the memory estimate's step, first) has full rank.
+    for cost, rank in ((seen[-1], 2), (seen[0], None)):
+        singular = torch.linalg.svdvals(2 - cost.double())  # (pairs, T)
+        small = (singular[:, 2:] < 1e-4 * singular[:, :1]).all()
+        assert bool(small) == (rank == 2)
+    assert float(seen[-1].min()) < 0.05  # some frames of two videos are at the same moment
+
+    plain = synthetic_videos(0, 3, size=32, length_range=(24, 60))
+    unlabelled = InMemoryVideos([*plain, Video("no_labels_7", plain[0].frames, None)])
+    with pytest.raises(ValueError, match="no_labels_7"):
+        train(config, unlabelled, checkpoint_dir=tmp_path / "other")

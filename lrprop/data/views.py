@@ -13,10 +13,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from lrprop.core.baselines import phase_progress_embeddings
 from lrprop.data.sampling import sample_view
 from lrprop.data.source import VideoSource
 
-__all__ = ["ViewDataset", "EpochBatchSampler", "apply_view_transform", "collate_deferred_views", "mix_seed", "transform_views"]
+__all__ = [
+    "ViewDataset",
+    "EpochBatchSampler",
+    "apply_view_transform",
+    "collate_deferred_views",
+    "label_oracle",
+    "mix_seed",
+    "transform_views",
+]
 
 
 def mix_seed(*parts: int) -> int:
@@ -40,6 +49,8 @@ class ViewDataset(Dataset):
             the GPU): the item then carries the decoded uint8 frames and the seed of each view.
         defer_decode: with ``defer_transform``, leave the decoding too: the item carries each
             view's JPEG bytes (``source.read_encoded``), decoded by :func:`transform_views`.
+        with_oracle: add oracle (V, T, 2) float32, each sampled frame's :func:`label_oracle`
+            point (``loss.prop_path: labels``, a diagnostic).
 
     An item is a dict: frames (V, T, 3, S, S) float32 (zeros on padded frames), mask (V, T)
     bool, timestamps (V, T) int64, index () int64. With ``defer_transform``, frames is a list
@@ -61,6 +72,7 @@ class ViewDataset(Dataset):
         window: tuple[float, float] = (1.0, 1.0),
         defer_transform: bool = False,
         defer_decode: bool = False,
+        with_oracle: bool = False,
     ) -> None:
         if defer_decode and not defer_transform:
             raise ValueError("defer_decode needs defer_transform: frames are augmented where they are decoded")
@@ -69,6 +81,7 @@ class ViewDataset(Dataset):
         self.source, self.frames_per_view, self.num_views = source, frames_per_view, num_views
         self.transform, self.seed, self.ratio_range, self.window = transform, seed, ratio_range, window
         self.defer_transform, self.defer_decode = defer_transform, defer_decode
+        self.oracle = label_oracle(source) if with_oracle else None
 
     def __len__(self) -> int:
         return len(self.source)
@@ -104,11 +117,41 @@ class ViewDataset(Dataset):
             "timestamps": torch.stack(stamps),
             "index": torch.tensor(index),
         }
+        if self.oracle is not None:
+            stamps_ = torch.stack(stamps).clamp(max=length - 1)  # padding reads the last frame
+            item["oracle"] = torch.from_numpy(self.oracle[index][stamps_.numpy()])  # (V, T, 2)
         if self.defer_transform:
             item["view_seeds"] = torch.tensor(seeds, dtype=torch.int64)
         if self.defer_decode:
             item["frame_offsets"] = offsets
         return item
+
+
+def label_oracle(source: VideoSource) -> list[np.ndarray]:
+    """Each video's frames as the label oracle sees them, (L, 2) float32 a video: the phase
+    index plus progress within the phase, o (:func:`lrprop.core.baselines.phase_progress_embeddings`,
+    one weight for all the videos, so a phase's progress means the same in each), as the point
+    (cos θ, sin θ) at θ = π o / (K + 1), K the most phases a video has.
+
+    Why a point on a half circle and not o itself: L_prop's cost L2-normalises what it compares,
+    which would turn one number into its sign. On the half circle the normalised squared
+    distance 2 − 2 cos Δθ grows with |Δo|, so DTW keeps each phase with itself as on o.
+
+    Raises:
+        ValueError: a video without labels, or with unlabelled frames (named).
+    """
+    labels = []
+    for i in range(len(source)):
+        lab = source.labels(i)
+        if lab is None or (np.asarray(lab) < 0).any():
+            raise ValueError(f"loss.prop_path: labels needs every frame labelled; video {source.video_id(i)} is not")
+        labels.append(np.asarray(lab))
+    phases = max(int(lab.max()) + 1 for lab in labels)
+    out = []
+    for o in phase_progress_embeddings(labels):
+        theta = np.pi * o[:, 0] / (phases + 1)
+        out.append(np.stack([np.cos(theta), np.sin(theta)], axis=1).astype(np.float32))
+    return out
 
 
 def apply_view_transform(clip: torch.Tensor, transform: Callable | None, seed: int) -> torch.Tensor:
@@ -131,7 +174,8 @@ def _pad(clip: torch.Tensor, length: int) -> torch.Tensor:
 def collate_deferred_views(items: list[dict]) -> dict:
     """Batch items of a ``defer_transform`` dataset: frames stay a list (B) of lists (V) of
     uint8 tensors, whose sizes may differ between videos; the rest is stacked."""
-    batch = {key: torch.stack([item[key] for item in items]) for key in ("mask", "timestamps", "index", "view_seeds")}
+    keys = ("mask", "timestamps", "index", "view_seeds", "oracle")
+    batch = {key: torch.stack([item[key] for item in items]) for key in keys if key in items[0]}
     for key in ("frames", "frame_offsets"):
         if key in items[0]:
             batch[key] = [item[key] for item in items]

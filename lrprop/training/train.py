@@ -40,6 +40,7 @@ __all__ = [
     "train_step",
     "train_step_forward",
     "prop_path_on_features",
+    "prop_path_on_labels",
     "TrainResult",
     "pretrained_backbone",
     "pretrains",
@@ -155,6 +156,7 @@ def make_loader(config: Config, source: VideoSource, sampler: EpochBatchSampler,
         window=d.view_window,
         defer_transform=on_device,
         defer_decode=d.decode_on == "device",
+        with_oracle=prop_path_on_labels(config.loss),
     )
     workers = d.loader_workers
     return DataLoader(
@@ -278,6 +280,12 @@ def prop_path_on_features(loss: LossConfig) -> bool:
     return loss.prop_path == "features" and "prop" in loss.terms
 
 
+def prop_path_on_labels(loss: LossConfig) -> bool:
+    """Whether a step finds L_prop's DTW path on the label oracle of its frames (``loss.prop_path:
+    labels``, a diagnostic: the right path, to see what L_prop does when its path is right)."""
+    return loss.prop_path == "labels" and "prop" in loss.terms
+
+
 def train_step_forward(
     net: torch.nn.Module,
     loss_fn: LRPropLoss,
@@ -287,9 +295,13 @@ def train_step_forward(
     *,
     use_bf16: bool = False,
     path_on_features: bool = False,
+    path_features: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The forward half of :func:`train_step`: the encoder (under bf16 autocast when
     ``use_bf16``) and the loss in float32; the loss terms, "total" still to be backpropagated.
+
+    ``path_features`` (B, V, T, F), when given, are what L_prop's path is found on (the label
+    oracle of ``loss.prop_path: labels``); ``path_on_features`` finds it on the backbone's.
 
     Raises:
         FloatingPointError: non-finite embeddings or loss (the message says which).
@@ -302,7 +314,7 @@ def train_step_forward(
         )
     if not (torch.isfinite(z).all() and torch.isfinite(h).all()):
         raise FloatingPointError("non-finite embeddings")
-    path = feats[0].detach().float().view(B, V, T, -1) if path_on_features else None
+    path = feats[0].detach().float().view(B, V, T, -1) if path_on_features else path_features
     terms = loss_fn(z.float().view(B, V, T, -1), h.float().view(B, V, T, -1), mask, timestamps, path)
     if not torch.isfinite(terms["total"]):
         raise FloatingPointError(f"loss is {terms['total'].item()}")
@@ -321,6 +333,7 @@ def train_step(
     grad_clip: float,
     use_bf16: bool = False,
     path_on_features: bool = False,
+    path_features: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """One optimisation step of LRProp on one batch of views (the scheduler is the caller's).
 
@@ -333,6 +346,7 @@ def train_step(
         mask: (B, V, T) bool, True on valid frames.
         timestamps: (B, V, T) original frame indices.
         path_on_features: find L_prop's DTW path on the backbone's features (``loss.prop_path``).
+        path_features: (B, V, T, F) to find L_prop's DTW path on instead (``loss.prop_path: labels``).
 
     Returns:
         the loss terms of :class:`lrprop.core.losses.LRPropLoss` ("total" and each term).
@@ -341,7 +355,16 @@ def train_step(
         FloatingPointError: non-finite embeddings, loss or gradient norm, before the
             optimizer has changed anything (the message says which).
     """
-    terms = train_step_forward(net, loss_fn, frames, mask, timestamps, use_bf16=use_bf16, path_on_features=path_on_features)
+    terms = train_step_forward(
+        net,
+        loss_fn,
+        frames,
+        mask,
+        timestamps,
+        use_bf16=use_bf16,
+        path_on_features=path_on_features,
+        path_features=path_features,
+    )
     total = terms["total"]
     optimizer.zero_grad(set_to_none=True)
     total.backward()
@@ -562,8 +585,17 @@ def train(
         for batch in loader:
             frames = batch_frames(batch, config, device, transform)  # (B, V, T, 3, S, S)
             try:
+                oracle = batch["oracle"].to(device) if "oracle" in batch else None  # loss.prop_path: labels
                 terms = train_step(
-                    net, loss_fn, optimizer, params, frames, batch["mask"].to(device), batch["timestamps"].to(device), **step_args
+                    net,
+                    loss_fn,
+                    optimizer,
+                    params,
+                    frames,
+                    batch["mask"].to(device),
+                    batch["timestamps"].to(device),
+                    path_features=oracle,
+                    **step_args,
                 )
             except FloatingPointError as exc:
                 raise FloatingPointError(
