@@ -121,9 +121,10 @@ class ModelConfig:
     projection_dim: int = 128
     dropout: float = 0.1
     # "sinusoidal": each frame's place in its view (SCL); "local": no position, attention within
-    # attention_window frames with a direction bias, so a trimmed or re-paced copy of a video
-    # embeds the same frames the same; "none": no positional encoding, the transformer sees
-    # content only (lrprop/core/model.py, docs/results.md)
+    # attention_window frames with a direction bias, so a trimmed copy of a video embeds its
+    # frames beyond the window's reach of the cut exactly the same, a re-paced one nearly;
+    # "none": no positional encoding, the transformer sees content only (lrprop/core/model.py,
+    # docs/results.md)
     positions: Literal["sinusoidal", "local", "none"] = "sinusoidal"
     # In training, the share of sequences embedded without positions (content only) [choice]
     drop_positions: float = 0.0
@@ -155,6 +156,11 @@ class ModelConfig:
         _require(0.0 <= self.dropout < 1.0, "model.dropout", f"must be in [0, 1), got {self.dropout}")
         p = self.drop_positions
         _require(0.0 <= p < 1.0, "model.drop_positions", f"must be in [0, 1), got {p}")
+        _require(
+            p == 0.0 or self.positions == "sinusoidal",
+            "model.drop_positions",
+            f"drops sinusoidal positions; model.positions is {self.positions!r}, which has none to drop",
+        )
         unknown = sorted(set(_PLACEHOLDER.findall(self.pretrained or "")) - {ACTION_PLACEHOLDER})
         _require(
             not unknown,

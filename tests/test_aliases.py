@@ -227,3 +227,20 @@ def test_a_damaged_alias_file_is_an_error_naming_it(tmp_path):
     store.write_bytes(uri, json.dumps({"version": "latest"}).encode())
     with pytest.raises(ValueError, match=f"{uri}: not an lrprop alias file"):
         resolve_alias(root, "synthetic", "reach", "production")
+
+
+def test_versions_are_scored_alike_when_their_eval_sections_differ_only_by_defaults_or_pace_settings():
+    """A version stored before a setting existed is read with its default; the pace settings
+    count only when the gate compares a pace metric."""
+    from lrprop.pipeline.aliases import _scored_alike
+
+    def version(eval_section: dict, content: str = "abc") -> dict:
+        return {"dataset_content_hash": content, "model": {"config": {"eval": eval_section}}}
+
+    old = version({"tau_stride": 2})  # before pace_videos and pace_seed existed
+    new = version({"tau_stride": 2, "pace_videos": 8, "pace_seed": 0})
+    assert _scored_alike(new, old, "dtw_accuracy") and _scored_alike(new, old, "pace/repaced")
+    fewer = version({"tau_stride": 2, "pace_videos": 4, "pace_seed": 0})
+    assert _scored_alike(fewer, new, "dtw_accuracy") and not _scored_alike(fewer, new, "pace/repaced")
+    assert not _scored_alike(version({"tau_stride": 5}), old, "dtw_accuracy")
+    assert not _scored_alike(new, version({"tau_stride": 2}, content="xyz"), "dtw_accuracy")

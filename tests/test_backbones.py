@@ -76,7 +76,7 @@ def test_publish_then_read_gives_the_weights_back_and_a_damaged_file_fails_namin
     assert read_weights(uri) == weights
     assert manifest["settings"] == {
         "pretrain": config_to_dict(_config().pretrain),  # the whole section
-        "model": {"backbone": "small_cnn", "cnn_width": 8, "train_from": "layer4"},
+        "model": {"backbone": "small_cnn", "cnn_width": 8, "train_from": "layer4", "pooling": "max"},
         "data": {"image_size": 32},
         "train": {"seed": 0},
     }
@@ -129,7 +129,7 @@ def test_names_and_versions_are_validated_before_they_become_paths(tmp_path):
     assert read_weights(str(own)) == own.read_bytes()
 
 
-def test_published_weights_load_as_model_pretrained_and_change_the_backbone(dataset):
+def test_published_weights_load_as_model_pretrained_and_change_the_backbone(dataset, monkeypatch):
     root, version = dataset
     config = _config()
     done = pretrain_and_publish(config, root, dataset="synthetic", version=version, action="reach")
@@ -152,6 +152,18 @@ def test_published_weights_load_as_model_pretrained_and_change_the_backbone(data
     assert published_as(done["uri"], config, version)["version"] == done["version"]
     assert published_as(done["uri"], _config(pretrain={"steps": 3}), version) is None
     assert published_as(done["uri"], config, "v-another") is None
+    assert published_as(done["uri"], _config(model={"pooling": "max_where"}), version) is None  # other features
+    # A version published before pooling and cycle_weight were settings matches a config that
+    # keeps their values then, and no other.
+    from lrprop import store as store_module
+    from lrprop.pipeline.backbones import backbones_collection
+
+    collection = backbones_collection(root, "synthetic", "reach")
+    manifest = store_module.read_manifest(collection, done["version"])
+    del manifest["settings"]["model"]["pooling"], manifest["settings"]["pretrain"]["cycle_weight"]
+    monkeypatch.setattr(store_module, "read_manifest", lambda *args, **kwargs: manifest)
+    assert published_as(done["uri"], config, version)["version"] == done["version"]
+    assert published_as(done["uri"], _config(pretrain={"cycle_weight": 1.0}), version) is None
 
 
 @pytest.mark.parametrize("freeze", [True, False])

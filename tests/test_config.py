@@ -484,3 +484,9 @@ def test_a_pace_error_may_be_the_promotion_metric_while_the_evaluation_measures_
     with pytest.raises(ConfigError, match=r"eval\.pace_videos: must be >= 0, got -1"):
         config_from_dict({"eval": {"pace_videos": -1}})
     assert config_from_dict({}).eval.pace_videos == 8 and config_from_dict({}).eval.pace_seed == 0
+
+
+def test_drop_positions_needs_positions_to_drop():
+    with pytest.raises(ConfigError, match="model.drop_positions"):
+        config_from_dict({"model": {"positions": "local", "drop_positions": 0.5}})
+    assert config_from_dict({"model": {"positions": "local"}}).model.attention_window == 8

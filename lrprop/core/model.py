@@ -19,9 +19,10 @@ Positions, three modes (``positions``):
 - "local": no position is added to a frame. Each frame attends only to the frames within
   ``attention_window`` frames of it in the video's own time (training views pass their time
   stamps, evaluation the frame indices), with a learned bias per head for "earlier", "itself"
-  and "later": the model sees which way the action moves, never where in the video it is or how
-  far apart the frames are. Trimming a video changes no embedding farther than
-  ``context_frames`` from a cut; a long video is embedded by overlapping windows, exactly.
+  and "later": the model sees which way the action moves, never where in the video it is.
+  Trimming a video changes no embedding farther than ``context_frames`` from a cut; playing it
+  at another pace changes a frame's embedding only through which neighbours fall in its
+  window. A long video is embedded by overlapping windows, exactly.
 - "none": no positions and global attention: content only, orderless.
 """
 
@@ -286,6 +287,8 @@ def local_transformer(encoder: nn.TransformerEncoder, x: torch.Tensor, bias: tor
     """
     N, S, D = x.shape
     for layer in encoder.layers:
+        if not layer.norm_first:
+            raise ValueError("local_transformer computes pre-LN layers (norm_first=True) only")
         attn = layer.self_attn
         H = attn.num_heads
         q, k, v = F.linear(layer.norm1(x), attn.in_proj_weight, attn.in_proj_bias).chunk(3, dim=-1)

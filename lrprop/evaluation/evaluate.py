@@ -100,7 +100,7 @@ def embed_chunks(model: FrameEncoder, chunks: Iterable[np.ndarray], length: int,
     forward pass, with the chunk's positions of linspace(0, T - 1, L). A "local" model, whose
     frames see ``model.context_frames`` on either side, embeds each chunk with that many frames
     of its neighbours around it and keeps the chunk's own outputs: exactly what one pass over
-    the whole video gives, holding one chunk and its margins at a time.
+    the whole video gives, one pass a chunk, holding at most a chunk and two margins.
 
     Raises:
         ValueError: the chunks hold another number of frames than ``length``.
@@ -131,12 +131,12 @@ def embed_chunks(model: FrameEncoder, chunks: Iterable[np.ndarray], length: int,
             out.append(forward(x, received - len(frames)))
             continue
         held = x if held is None else torch.cat([held, x])
-        step = max(len(frames), 1)
-        # Embed [done, done + step) once the frames after it reach its margin.
-        while received - done >= step + margin:
-            z = forward(held[: done - held_from + step + margin], held_from)
-            out.append(z[done - held_from : done - held_from + step])
-            done += step
+        # Embed, in one pass, every frame whose margin after it has arrived: [done, received - margin).
+        ready = received - margin
+        if ready > done:
+            z = forward(held, held_from)
+            out.append(z[done - held_from : ready - held_from])
+            done = ready
             keep = max(held_from, done - margin)
             held, held_from = held[keep - held_from :], keep
     if received != length:

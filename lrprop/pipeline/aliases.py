@@ -28,7 +28,7 @@ import socket
 from datetime import UTC, datetime
 
 from lrprop import store
-from lrprop.config import PromotionConfig
+from lrprop.config import EvalConfig, PromotionConfig, config_to_dict
 from lrprop.core.baselines import lower_is_better
 from lrprop.names import check_name
 from lrprop.pipeline.embeddings import embeddings_collection
@@ -186,13 +186,17 @@ def gate(candidate: dict, current: dict | None, promotion: PromotionConfig, *, s
     return True, "; ".join(why)
 
 
-def _scored_alike(a: dict, b: dict) -> bool:
-    """Whether two published versions' metrics were measured on the same videos (data-set
-    content hash) with the same evaluation settings (their models' ``eval`` section)."""
+def _scored_alike(a: dict, b: dict, metric: str) -> bool:
+    """Whether two published versions' ``metric`` was measured on the same videos (data-set
+    content hash) with the same evaluation settings (their models' ``eval`` section, the
+    defaults filled in where a version stored before a setting existed lacks it). The pace
+    settings count only for a pace metric: they change no other one."""
     same_data = a.get("dataset_content_hash") is not None and a.get("dataset_content_hash") == b.get("dataset_content_hash")
 
-    def settings(m: dict):
-        return (m.get("model") or {}).get("config", {}).get("eval")
+    def settings(m: dict) -> dict:
+        stored = (m.get("model") or {}).get("config", {}).get("eval") or {}
+        filled = {**config_to_dict(EvalConfig()), **stored}
+        return filled if lower_is_better(metric) else {k: v for k, v in filled.items() if not k.startswith("pace_")}
 
     return same_data and settings(a) == settings(b)
 
@@ -266,7 +270,8 @@ def promote(
         except FileNotFoundError:  # the version it named is gone (deleted by hand): nothing to compare with
             held_manifest = None
         if held_manifest is not None:
-            current, same_videos = held_manifest.get("metrics", {}), _scored_alike(candidate, held_manifest)
+            current = held_manifest.get("metrics", {})
+            same_videos = _scored_alike(candidate, held_manifest, promotion.metric)
     passed, why = gate(candidate.get("metrics", {}), current, promotion, same_videos=same_videos)
     if not passed and not force:
         return {"alias": alias, "moved": False, "from": held, "to": version, "why": why}

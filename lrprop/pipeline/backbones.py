@@ -77,7 +77,7 @@ def pretraining_settings(config: Config) -> dict:
     return {
         "pretrain": config_to_dict(config.pretrain),
         # train_from: which ResNet stages the pretraining trains (the small CNN trains whole)
-        "model": {"backbone": m.backbone, "cnn_width": m.cnn_width, "train_from": m.train_from},
+        "model": {"backbone": m.backbone, "cnn_width": m.cnn_width, "train_from": m.train_from, "pooling": m.pooling},
         "data": {"image_size": config.data.image_size},
         "train": {"seed": config.train.seed},
     }
@@ -186,6 +186,19 @@ def read_weights(uri: str) -> bytes:
     return _verified_weights(store.join(collection, version), manifest)
 
 
+# Settings that decide the weights, added after versions were published, with the value they
+# had then: a version published before still matches a config that keeps that value.
+_ADDED_SETTINGS = {"pretrain": {"cycle_weight": 0.0}, "model": {"pooling": "max"}}
+
+
+def _with_added_settings(settings: Mapping) -> dict:
+    """A stored version's ``settings`` with :data:`_ADDED_SETTINGS` filled in where absent."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in settings.items()}
+    for section, added in _ADDED_SETTINGS.items():
+        out[section] = {**added, **out.get(section, {})}
+    return out
+
+
 def published_as(uri: str, config: Config, dataset_version: str) -> dict | None:
     """The manifest of the registry version whose weights are at ``uri`` when it is complete and
     was pretrained under ``config``'s settings on ``dataset_version``, else None: what a resumed
@@ -197,7 +210,8 @@ def published_as(uri: str, config: Config, dataset_version: str) -> dict | None:
         manifest = store.read_manifest(*found)
     except FileNotFoundError:
         return None
-    same = manifest.get("dataset_version") == dataset_version and manifest.get("settings") == pretraining_settings(config)
+    settings = _with_added_settings(manifest.get("settings") or {})
+    same = manifest.get("dataset_version") == dataset_version and settings == pretraining_settings(config)
     return manifest if same else None
 
 
