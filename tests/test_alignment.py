@@ -8,6 +8,7 @@ import tracemalloc
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from tiny import TINY_MODEL
 
@@ -409,6 +410,7 @@ def test_lrprop_align_subsequence_with_a_local_model_finds_the_clip_where_it_was
     import re
 
     local = config_from_dict({**config_to_dict(CONFIG), "model": {**TINY_MODEL, "positions": "local", "attention_window": 2}})
+    torch.manual_seed(0)  # the random weights, whatever ran before in this process
     folder = export_model(tmp_path / "model", build_model(local), config_to_dict(local), {"action": "reach"})
     frames = _video(60, seed=2)
     a = _write_folder(tmp_path / "a", frames)
@@ -432,6 +434,7 @@ def test_lrprop_align_recovers_a_re_paced_copy_of_an_mp4_to_within_1_5_percent_w
     from lrprop.core.pace import paused_map, power_map, stretch_error
 
     config = config_from_dict({**config_to_dict(CONFIG), "model": {**TINY_MODEL, "positions": positions, "attention_window": 2}})
+    torch.manual_seed(0)  # the random weights, whatever ran before in this process
     folder = export_model(tmp_path / "model", build_model(config), config_to_dict(config), {"action": "reach"})
     frames = _video(70, seed=3)
     n = len(frames)
