@@ -232,7 +232,8 @@ def score_pace(
 
     For each video A of :func:`pace_video_indices` (n frames, every frame, labelled or not) the
     copies of :func:`lrprop.core.pace.pace_maps` (seeded by ``seed`` and A's index) are embedded
-    like any video (:func:`embed_video`: their own positions linspace(0, T - 1, m)) and aligned
+    like any video (:func:`embed_video`: with sinusoidal positions their own linspace(0, T - 1, m),
+    a "local" model none) and aligned
     with A by exact DTW on the squared Euclidean cost, the paths of ``lrprop align``: a re-paced
     copy, the whole of A, anchored at both ends (:func:`lrprop.core.dtw.dtw_paths_to_many`); a
     trimmed copy, a clip of A, by subsequence DTW, free to start and end on any frame of A
