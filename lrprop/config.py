@@ -72,6 +72,10 @@ class DataConfig:
     # The share of the video each view covers, drawn from this range, at a random start
     # (lrprop.data.sampling.sample_view); (1, 1): the whole video, SCL's views [choice]
     view_window: tuple[float, float] = (1.0, 1.0)
+    # Each view re-timed by a random monotone warp of this strength (speed changes, near-pauses;
+    # lrprop.data.sampling.random_warp), the priors still on the frames' true time stamps, so a
+    # frame's slot in its view stops telling its time; 0: no warp, SCL's views [choice]
+    view_warp: float = 0.0
     augment: bool = True
     loader_workers: int = 0  # DataLoader worker processes decoding and augmenting off the training loop
     # Where the augmentation of training views runs: "loader" (the DataLoader's workers, on the
@@ -92,6 +96,7 @@ class DataConfig:
         _require(1.0 <= lo <= hi, "data.sample_ratio", f"must satisfy 1 <= low <= high, got {self.sample_ratio}")
         lo, hi = self.view_window
         _require(0.0 < lo <= hi <= 1.0, "data.view_window", f"must satisfy 0 < low <= high <= 1, got {self.view_window}")
+        _require(self.view_warp >= 0, "data.view_warp", f"must be >= 0, got {self.view_warp}")
         _require(self.loader_workers >= 0, "data.loader_workers", f"must be >= 0, got {self.loader_workers}")
         where = self.augment_on
         _require(where in ("loader", "device"), "data.augment_on", f"must be 'loader' or 'device', got {where!r}")

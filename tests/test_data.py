@@ -16,7 +16,7 @@ import torch
 
 from lrprop.data.augment import IMAGENET_MEAN, IMAGENET_STD, eval_transform, train_transform
 from lrprop.data.generator import action_spec, synthetic_videos
-from lrprop.data.sampling import sample_view
+from lrprop.data.sampling import random_warp, sample_view
 from lrprop.data.source import InMemoryVideos, Video, VideoSource
 from lrprop.data.views import EpochBatchSampler, ViewDataset, collate_deferred_views, transform_views
 
@@ -92,6 +92,64 @@ def test_sample_view_in_a_window_stays_in_a_stretch_of_the_share_drawn():
     a = sample_view(137, 24, torch.Generator().manual_seed(0))
     b = sample_view(137, 24, torch.Generator().manual_seed(0), window=(1.0, 1.0))
     assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_random_warp_is_a_monotone_map_of_the_unit_interval_onto_itself():
+    u = torch.linspace(0, 1, 401, dtype=torch.float64)
+    g = torch.Generator().manual_seed(5)
+    for strength in (0.3, 1.0, 2.0):
+        for _ in range(50):
+            w = random_warp(u, strength, g)
+            assert w[0] == 0 and abs(float(w[-1]) - 1) < 1e-12
+            assert (w[1:] >= w[:-1]).all()
+    # Strength 0: the identity.
+    assert torch.allclose(random_warp(u, 0.0, g), u)
+
+
+def test_random_warp_speeds_follow_the_lognormal_they_are_drawn_from():
+    """Part k's speed is its input advance over the part's length; the log of the ratio of two
+    parts' speeds is N(0, 2 s^2) for advances exp(s N(0, 1)), whatever the normalisation."""
+    g = torch.Generator().manual_seed(6)
+    strength, segments = 0.8, 4
+    u = torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0], dtype=torch.float64)  # the part boundaries
+    ratios = []
+    for _ in range(4000):
+        w = random_warp(u, strength, g, segments=segments)
+        speeds = w.diff()
+        ratios.append(float(torch.log(speeds[0] / speeds[1])))
+    assert abs(np.mean(ratios)) < 0.05
+    assert abs(np.std(ratios) - strength * math.sqrt(2)) < 0.05
+
+
+def test_sample_view_with_a_warp_re_times_the_frames_and_keeps_the_mask():
+    for L, T in [(100, 20), (37, 8), (5, 12), (240, 20), (60, 60)]:
+        for seed in range(20):
+            plain = sample_view(L, T, torch.Generator().manual_seed(seed))
+            read, mask, stamps = sample_view(L, T, torch.Generator().manual_seed(seed), warp=1.0)
+            # The same frames are drawn and padded; only the valid ones move, in order and in the video.
+            assert torch.equal(mask, plain[1])
+            valid = stamps[mask]
+            assert (valid[1:] >= valid[:-1]).all() and valid.min() >= 0 and valid.max() <= L - 1
+            assert torch.equal(read[mask], valid)
+    # The warp moves the frames a slot shows: by a tenth of the video or more in most views.
+    moved = []
+    for seed in range(50):
+        plain = sample_view(200, 20, torch.Generator().manual_seed(seed), ratio_range=(1.0, 1.0))[2]
+        warped = sample_view(200, 20, torch.Generator().manual_seed(seed), ratio_range=(1.0, 1.0), warp=1.0)[2]
+        moved.append(float((warped - plain).abs().max()))
+    assert np.median(moved) > 20
+    # Warp 0 is the default and draws what it drew before the option existed.
+    a = sample_view(137, 24, torch.Generator().manual_seed(0))
+    b = sample_view(137, 24, torch.Generator().manual_seed(0), warp=0.0)
+    assert all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def test_sample_view_warp_in_a_window_stays_in_the_window():
+    g = torch.Generator().manual_seed(4)
+    for _ in range(200):
+        read, mask, stamps = sample_view(100, 20, g, window=(0.3, 0.3), warp=1.5)
+        valid = stamps[mask]
+        assert valid.max() - valid.min() <= 30 and (valid[1:] >= valid[:-1]).all()
 
 
 def test_sample_view_min_valid_redraw_when_block_overhangs():

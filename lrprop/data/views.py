@@ -45,6 +45,7 @@ class ViewDataset(Dataset):
         seed: base seed.
         ratio_range: the temporal sampling ratio range.
         window: the share of the video a view covers, drawn from this range (``sample_view``).
+        warp: the strength of each view's random re-timing (``sample_view``); 0, none.
         defer_transform: leave ``transform`` to the training loop (:func:`transform_views`, on
             the GPU): the item then carries the decoded uint8 frames and the seed of each view.
         defer_decode: with ``defer_transform``, leave the decoding too: the item carries each
@@ -70,6 +71,7 @@ class ViewDataset(Dataset):
         seed: int = 0,
         ratio_range: tuple[float, float] = (1.0, 1.5),
         window: tuple[float, float] = (1.0, 1.0),
+        warp: float = 0.0,
         defer_transform: bool = False,
         defer_decode: bool = False,
         with_oracle: bool = False,
@@ -80,6 +82,7 @@ class ViewDataset(Dataset):
             raise ValueError(f"defer_decode needs a source of encoded frames; {type(source).__name__} has no read_encoded")
         self.source, self.frames_per_view, self.num_views = source, frames_per_view, num_views
         self.transform, self.seed, self.ratio_range, self.window = transform, seed, ratio_range, window
+        self.warp = warp
         self.defer_transform, self.defer_decode = defer_transform, defer_decode
         self.oracle = label_oracle(source) if with_oracle else None
 
@@ -92,7 +95,9 @@ class ViewDataset(Dataset):
         length = self.source.num_frames(index)
         frames, masks, stamps, seeds, offsets = [], [], [], [], []
         for _ in range(self.num_views):
-            read, mask, timestamps = sample_view(length, self.frames_per_view, generator, self.ratio_range, window=self.window)
+            read, mask, timestamps = sample_view(
+                length, self.frames_per_view, generator, self.ratio_range, window=self.window, warp=self.warp
+            )
             n_valid = int(mask.sum())  # valid frames are a prefix; padding is never looked at
             view_seed = int(torch.randint(0, 2**62, (), generator=generator))
             if self.defer_decode:
