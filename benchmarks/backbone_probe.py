@@ -15,6 +15,9 @@ Peers, on the same frames in the same run, none of them learnt from the videos:
 - ``random``: the same backbone with its random initial weights, not pretrained.
 - ``pixels``: the frame itself at 16 x 16, grey.
 
+``--without camera light`` (stick figures) leaves those nuisances out of every video, the
+videos otherwise the same: which of them defeats the pretraining.
+
 The question it answers (issue 27): which frame size lets the backbone's pretraining see a
 small, thin action, and whether it sees it at all where a camera moves and the light changes.
 """
@@ -37,7 +40,7 @@ from lrprop.core.model import pooled_features
 from lrprop.data.augment import eval_transform
 from lrprop.data.generator import synthetic_videos
 from lrprop.data.source import InMemoryVideos, Video
-from lrprop.data.stick_figures import stick_videos
+from lrprop.data.stick_figures import NUISANCES, stick_videos
 from lrprop.training.train import build_model, pretrained_backbone
 
 RENDER = {"figure": (synthetic_videos, 16, 8, (30, 200)), "stick_figures": (stick_videos, 12, 12, (30, 90))}
@@ -82,6 +85,13 @@ def main() -> None:
     parser.add_argument("--generator", choices=sorted(RENDER), default="stick_figures")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 96, 128])
     parser.add_argument("--classes", type=int, nargs="+", default=[0, 1])
+    parser.add_argument(
+        "--without",
+        nargs="+",
+        default=[],
+        choices=NUISANCES,
+        help="stick figures: nuisances left out of every video (an ablation)",
+    )
     parser.add_argument("--config", default="configs/smoke.yaml", help="the pretraining's settings")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a config override")
     args = parser.parse_args()
@@ -92,8 +102,9 @@ def main() -> None:
     for size in args.sizes:
         config = load_config(args.config, overrides=[*args.set, f"data.image_size={size}"])
         for c in args.classes:
-            train = render(c, n_train, size=size, length_range=lengths)
-            val = render(c, n_val, size=size, length_range=lengths, first_video=n_train)
+            extra = {"without": args.without} if args.without else {}
+            train = render(c, n_train, size=size, length_range=lengths, **extra)
+            val = render(c, n_val, size=size, length_range=lengths, first_video=n_train, **extra)
             ty = np.concatenate([v.labels for v in train])
             vy = np.concatenate([v.labels for v in val])
             start = time.perf_counter()
@@ -116,7 +127,8 @@ def main() -> None:
             )
             print(" ".join(f"{k}={v:.1f}" if isinstance(v, float) else f"{k}={v}" for k, v in rows[-1].items()), flush=True)
 
-    print(f"\nphase probe on the validation frames, {args.generator}, accuracy in % (ratio: pretrained / clock)")
+    without = f" without {', '.join(args.without)}" if args.without else ""
+    print(f"\nphase probe on the validation frames, {args.generator}{without}, accuracy in % (ratio: pretrained / clock)")
     print(f"{'size':>5} {'class':<14} {'pretrained':>10} {'random':>7} {'pixels':>7} {'clock':>7} {'ratio':>6}")
     for r in rows:
         print(

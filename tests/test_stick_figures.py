@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from lrprop.config import load_config
-from lrprop.data.stick_figures import JOINTS, render_stick_video, stick_action_spec, stick_videos
+from lrprop.data.stick_figures import JOINTS, NUISANCES, render_stick_video, stick_action_spec, stick_videos
 from lrprop.ingest.synthetic import GENERATORS
 
 SIZE = 48
@@ -73,3 +73,27 @@ def test_moments_rise_through_the_phases_and_match_the_labels(generator):
     assert len(moments) == len(video.labels)
     assert np.all(np.diff(moments) > 0)
     assert np.array_equal(np.floor(moments).astype(int), video.labels)
+
+
+def test_each_nuisance_can_be_left_out_and_only_it_changes():
+    """Without a nuisance a video keeps its labels and differs from the full one; without all of
+    them a held pose is a still picture but for the pixel noise, and the light is constant."""
+    full = stick_videos(1, 3, size=SIZE, length_range=(40, 60))
+    for nuisance in NUISANCES:
+        for v, w in zip(full, stick_videos(1, 3, size=SIZE, length_range=(40, 60), without=[nuisance]), strict=True):
+            assert np.array_equal(v.labels, w.labels) and v.frames.shape == w.frames.shape
+            assert not np.array_equal(v.frames, w.frames), nuisance
+    spec = stick_action_spec(0)
+    still = type(spec)(name="still", key_poses=np.repeat(spec.key_poses[:1], 4, axis=0))
+    frames, _ = render_stick_video(still, 40, SIZE, np.random.default_rng(5), without=NUISANCES)
+    change = np.abs(frames[-1].astype(float) - frames[0].astype(float)).mean()
+    assert change < 10.0  # the noise alone (sigma up to 8): the full video's change is far above it (next test)
+    full_frames, _ = render_stick_video(still, 40, SIZE, np.random.default_rng(5))
+    assert np.abs(full_frames[-1].astype(float) - full_frames[0].astype(float)).mean() > change + 3
+    for v in stick_videos(1, 3, size=SIZE, length_range=(40, 60), without=["light"]):
+        assert abs(v.frames[-1].mean() / v.frames[0].mean() - 1) < 0.1
+
+
+def test_an_unknown_nuisance_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="'shadow'"):
+        stick_videos(0, 1, size=SIZE, without=["shadow"])

@@ -19,12 +19,17 @@ videos are drawn.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 
 from lrprop.data.generator import ActionSpec, phase_trajectory
 from lrprop.data.source import Video
 
-__all__ = ["STICK_ACTIONS", "stick_action_spec", "render_stick_video", "stick_moments", "stick_videos", "JOINTS"]
+__all__ = ["NUISANCES", "STICK_ACTIONS", "stick_action_spec", "render_stick_video", "stick_moments", "stick_videos", "JOINTS"]
+
+# What real footage has and the home generator lacks; each can be left out of a video (an ablation)
+NUISANCES = ("camera", "light", "object", "other")
 
 STICK_ACTIONS = ("jump", "squat", "throw", "kick", "stretch", "clap", "bow", "climb")
 # The joint angles of a pose, in radians: torso lean from vertical, then each limb's upper and
@@ -99,8 +104,15 @@ def _blur(frames: np.ndarray, sigma: float) -> np.ndarray:
     return frames
 
 
-def render_stick_video(spec: ActionSpec, length: int, size: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def render_stick_video(
+    spec: ActionSpec, length: int, size: int, rng: np.random.Generator, without: Collection[str] = ()
+) -> tuple[np.ndarray, np.ndarray]:
     """Draw one video of stick-figure class ``spec``.
+
+    ``without`` names nuisances to leave out (:data:`NUISANCES`): "camera" (no pan, no shake),
+    "light" (a constant gain), "object" (no drifting object), "other" (no second figure). The
+    random draws stay the same, so a video without one differs from the full one only by it:
+    what an ablation of the nuisances needs.
 
     Returns:
         frames (L, size, size, 3) uint8 and labels (L,) int64.
@@ -122,6 +134,8 @@ def render_stick_video(spec: ActionSpec, length: int, size: int, rng: np.random.
     # The camera: a slow pan through the video and a shake of about a pixel per frame.
     t = np.linspace(0, 1, L)
     pan = rng.uniform(-0.1, 0.1, 2)[None] * t[:, None] + rng.normal(0, 0.8 / size, (L, 2))
+    if "camera" in without:
+        pan = np.zeros_like(pan)
     start = rng.uniform(0.35, 0.65, 2)
     cx, cy = start[0] + pan[:, 0], start[1] + 0.1 + pan[:, 1]
 
@@ -130,17 +144,21 @@ def render_stick_video(spec: ActionSpec, length: int, size: int, rng: np.random.
     d0, d1 = rng.uniform(0.05, 0.95, 2), rng.uniform(0.05, 0.95, 2)
     dx, dy = d0[0] + (d1[0] - d0[0]) * t, d0[1] + (d1[1] - d0[1]) * t
     r = rng.uniform(0.04, 0.08)
-    frames[(X - dx[:, None, None]) ** 2 + (Y - dy[:, None, None]) ** 2 < r**2] = thing
+    if "object" not in without:
+        frames[(X - dx[:, None, None]) ** 2 + (Y - dy[:, None, None]) ** 2 < r**2] = thing
     # Another figure beside the actor, moving its limbs at random.
     wander = _REST + np.cumsum(rng.normal(0, 0.08, (L, len(JOINTS))), axis=0)
     wander[:, 9] = 0.0
     side = 1 if start[0] < 0.5 else -1
     ox, oy = cx + side * rng.uniform(0.25, 0.4), cy + rng.uniform(-0.05, 0.05)
     o_height = height * rng.uniform(0.7, 1.0)
-    _draw(frames, X, Y, _segments(wander, ox, oy, o_height), _head(wander, ox, oy, o_height), other, width)
+    if "other" not in without:
+        _draw(frames, X, Y, _segments(wander, ox, oy, o_height), _head(wander, ox, oy, o_height), other, width)
     _draw(frames, X, Y, _segments(poses, cx, cy, height), _head(poses, cx, cy, height), actor, width)
 
     gain = np.linspace(rng.uniform(0.6, 1.3), rng.uniform(0.6, 1.3), L)  # the light through the video
+    if "light" in without:
+        gain = np.full(L, gain.mean())
     frames = _blur(frames, rng.uniform(0, 1.2)) * gain[:, None, None, None]
     frames += rng.normal(0, rng.uniform(0, 8), frames.shape)
     return np.clip(frames, 0, 255).astype(np.uint8), labels
@@ -169,13 +187,18 @@ def stick_videos(
     size: int = 64,
     length_range: tuple[int, int] = (30, 90),
     first_video: int = 0,
+    without: Collection[str] = (),
 ) -> list[Video]:
-    """``num_videos`` videos of stick-figure class ``class_index``; video k seeded by (seed, class, k)."""
+    """``num_videos`` videos of stick-figure class ``class_index``; video k seeded by (seed, class, k).
+    ``without``: nuisances left out (:func:`render_stick_video`)."""
+    unknown = set(without) - set(NUISANCES)
+    if unknown:
+        raise ValueError(f"unknown nuisances {sorted(unknown)}; the stick figures have {list(NUISANCES)}")
     spec = stick_action_spec(class_index, seed)
     videos = []
     for k in range(first_video, first_video + num_videos):
         rng = np.random.default_rng([seed, class_index, k, 0x571C])
         length = int(rng.integers(length_range[0], length_range[1] + 1))
-        frames, labels = render_stick_video(spec, length, size, rng)
+        frames, labels = render_stick_video(spec, length, size, rng, without)
         videos.append(Video(video_id=f"{spec.name}_{k:04d}", frames=frames, labels=labels))
     return videos
