@@ -35,7 +35,7 @@ def direct(config, store_uri: str) -> dict:
     from lrprop.data.parquet import ParquetVideos
     from lrprop.evaluation.evaluate import evaluate_models
     from lrprop.ingest.synthetic import ensure_synthetic_dataset
-    from lrprop.pipeline.embeddings import publish_embeddings
+    from lrprop.registry.embeddings import publish_embeddings
     from lrprop.training.checkpoint import export_model
     from lrprop.training.train import train
 

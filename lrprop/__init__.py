@@ -1,9 +1,23 @@
 """lrprop: frame-level video embeddings for temporal alignment with LRProp.
 
-Layers: ``lrprop.core`` (the maths, which imports none of the others), ``lrprop.data`` and
-``lrprop.ingest`` (videos), ``lrprop.training`` and ``lrprop.evaluation`` (one machine, from a
-config), ``lrprop.pipeline`` (Ray Train and Tune, the Prefect flows, the store's registries of
-backbones and embeddings); ``lrprop.config``, ``lrprop.store`` and ``lrprop.cli`` beside them.
+The layers, bottom first; a module imports only modules of its own layer or of a layer below
+(tests/test_layers.py checks it, and that no module imports another back, even inside a function):
+
+    lrprop, lrprop._moved      the package itself (every module imports it), the old paths
+    lrprop.core                the maths: tensors and arrays in and out, nothing else of lrprop
+    names, interrupts, work_progress, store, failures, config
+                               beside the layers: validated names, signals, progress counts,
+                               URIs and immutable versions, error kinds, the typed configs
+    lrprop.data                videos as sources
+    lrprop.ingest              data sets into the store
+    lrprop.registry            what the store holds and where: its layout, the backbones,
+                               embeddings and aliases, each run's record, fingerprints, the audit
+    lrprop.training            one machine, from a config
+    lrprop.evaluation          scoring a model beside the references
+    lrprop.pipeline, lrprop.alignment
+                               Ray Train and Tune and the Prefect flows; what users do with
+                               aligned videos (neither imports the other)
+    lrprop.cli                 the ``lrprop`` command
 """
 
 import os

@@ -1,6 +1,6 @@
 """The modules' old import paths, kept working with a DeprecationWarning that names the new one.
 
-Issue 13 moved the modules into layer folders (``lrprop.dtw`` is now ``lrprop.core.dtw``). A
+The modules moved into layer folders (``lrprop.dtw`` is now ``lrprop.core.dtw``). A
 user's ``import lrprop.dtw`` or ``from lrprop.train import train`` finds the same module object
 under its new name, so both names share one state (a monkeypatch through either is seen by both).
 """
@@ -13,16 +13,22 @@ import importlib.util
 import sys
 import warnings
 
-# The modules issue 13 moved out of lrprop/, by the folder each went to: a record of that move
-# (their old names), not the layout; a module added to a folder since has no old name.
+# The modules moved out of lrprop/ into layer folders, by the folder each is in now: a record of
+# their old names, not the layout; a module added to a folder since has no old name. The
+# registries first went to lrprop.pipeline (lrprop.embeddings, lrprop.backbones) and now sit in
+# lrprop.registry, so their first names lead straight there.
 _LAYERS = {
     "core": ("dtw", "_dtw_kernels", "_dtw_triton", "losses", "model", "metrics", "_metric_kernels", "baselines"),
     "training": ("train", "pretrain", "checkpoint"),
     "evaluation": ("evaluate", "report"),
-    "pipeline": ("distributed", "tune", "flows", "embeddings", "backbones"),
+    "pipeline": ("distributed", "tune", "flows"),
+    "registry": ("embeddings", "backbones", "store_audit"),
 }
 MOVED: dict[str, str] = {f"lrprop.{m}": f"lrprop.{layer}.{m}" for layer, mods in _LAYERS.items() for m in mods}
 MOVED["lrprop.data.synthetic"] = "lrprop.data.generator"  # the generator, not the ingest of lrprop.ingest.synthetic
+# The store's registries, moved out of lrprop.pipeline (Ray and Prefect) into a layer below the trainer
+_REGISTRIES = ("aliases", "backbones", "embeddings", "fingerprint", "run_published")
+MOVED.update({f"lrprop.pipeline.{m}": f"lrprop.registry.{m}" for m in _REGISTRIES})
 
 
 class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):

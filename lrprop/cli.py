@@ -101,8 +101,8 @@ def _read(uri: str) -> bytes:
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from lrprop.pipeline.backbones import weights_template
     from lrprop.pipeline.flows import pretrain_flow
+    from lrprop.registry.backbones import weights_template
 
     config = with_ray_address(load_config(args.config, args.set), args.ray_address)
     actions = [check_name(a, "action name") for a in args.action] if args.action else None
@@ -277,11 +277,12 @@ def _run_models(run: str, store_uri: str, tmp: Path) -> tuple[dict[str, Path], d
     the default output folder): the versions the run published (``<store>/runs/<run>/published.json``),
     downloaded under ``tmp`` with their checksums verified; else, for a folder of exported models
     (``<run>/<action>/model``), those."""
-    from lrprop.pipeline.embeddings import download_published_model
-    from lrprop.pipeline.run_published import published_record, read_published
+    from lrprop.registry.embeddings import download_published_model
+    from lrprop.registry.layout import run_published_record
+    from lrprop.registry.run_published import read_published
 
     try:
-        record = published_record(store_uri, run)
+        record = run_published_record(store_uri, run)
     except ValueError:  # not a run name: a folder's path
         record = None
     recorded = read_published(store_uri, run) if record else {}
@@ -356,7 +357,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def _cmd_embeddings_list(args: argparse.Namespace) -> int:
-    from lrprop.pipeline.embeddings import list_embeddings
+    from lrprop.registry.embeddings import list_embeddings
 
     _print_registry(list_embeddings(args.store), aliases=True)
     return 0
@@ -376,7 +377,7 @@ def _print_registry(entries: list[dict], *, aliases: bool = False) -> None:
 def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
     import pyarrow.parquet as pq
 
-    from lrprop.pipeline.embeddings import EMBEDDINGS_FILE, pull_embeddings
+    from lrprop.registry.embeddings import EMBEDDINGS_FILE, pull_embeddings
 
     table, manifest = pull_embeddings(args.store, args.dataset, args.action, args.version, alias=args.alias)
     out = Path(args.out)
@@ -390,7 +391,7 @@ def _cmd_embeddings_pull(args: argparse.Namespace) -> int:
 
 
 def _cmd_embeddings_promote(args: argparse.Namespace) -> int:
-    from lrprop.pipeline.aliases import promote
+    from lrprop.registry.aliases import promote
 
     config = load_config(args.config, args.set)
     move = promote(
@@ -410,7 +411,7 @@ def _alias_of(args: argparse.Namespace) -> str:
 
 
 def _cmd_embeddings_rollback(args: argparse.Namespace) -> int:
-    from lrprop.pipeline.aliases import rollback
+    from lrprop.registry.aliases import rollback
 
     alias = _alias_of(args)
     move = rollback(args.store, args.dataset, args.action, alias, to=args.to, reason=args.reason)
@@ -419,7 +420,7 @@ def _cmd_embeddings_rollback(args: argparse.Namespace) -> int:
 
 
 def _cmd_embeddings_history(args: argparse.Namespace) -> int:
-    from lrprop.pipeline.aliases import read_alias, resolve_alias
+    from lrprop.registry.aliases import read_alias, resolve_alias
 
     alias = _alias_of(args)
     doc = read_alias(args.store, args.dataset, args.action, alias)
@@ -433,7 +434,7 @@ def _cmd_embeddings_history(args: argparse.Namespace) -> int:
 
 
 def _cmd_backbones_list(args: argparse.Namespace) -> int:
-    from lrprop.pipeline.backbones import list_backbones
+    from lrprop.registry.backbones import list_backbones
 
     _print_registry(list_backbones(args.store))
     return 0
@@ -442,7 +443,7 @@ def _cmd_backbones_list(args: argparse.Namespace) -> int:
 def _cmd_datasets_list(args: argparse.Namespace) -> int:
     from lrprop import store
 
-    fs, root = store.filesystem(store.join(args.store, "datasets"))
+    fs, root = store.filesystem(store.datasets_root(args.store))
     names = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) if fs.isdir(root) else []
     print(f"{'dataset':<20} {'latest_version':<34} {'n_versions':>10} {'videos':>7}")
     for name in names:
@@ -457,7 +458,7 @@ def _cmd_datasets_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_store_check(args: argparse.Namespace) -> int:
-    from lrprop.store_audit import audit_store
+    from lrprop.registry.store_audit import audit_store
 
     reports = audit_store(args.store, checksums=not args.no_checksums)
     for report in reports:
@@ -489,7 +490,7 @@ def _age_seconds(text: str) -> float:
 
 
 def _cmd_store_gc(args: argparse.Namespace) -> int:
-    from lrprop.store_audit import audit_store, remove_partial
+    from lrprop.registry.store_audit import audit_store, remove_partial
 
     reports = audit_store(args.store, checksums=False)
     chosen = remove_partial(reports, min_age_s=args.min_age, dry_run=not args.remove)

@@ -111,7 +111,7 @@ class ModelConfig:
 
     backbone: Literal["resnet50", "small_cnn"] = "resnet50"
     # Path or URI of backbone weights (safetensors or state dict). "{action}" in it stands for the
-    # class's name (Config.for_class), so one value names every class's weights (lrprop.pipeline.backbones)
+    # class's name (Config.for_class), so one value names every class's weights (lrprop.registry.backbones)
     pretrained: str | None = None
     # The first trained ResNet stage; "none" keeps the whole backbone as built or loaded (the
     # small CNN, which has no stages, trains whole for any other value)
@@ -396,7 +396,7 @@ class IngestConfig:
 @dataclass(frozen=True)
 class PromotionConfig:
     """Which published versions readers get: an alias (``lrprop embeddings pull --alias``) that a
-    run moves to the version it publishes only through a gate (:mod:`lrprop.pipeline.aliases`)."""
+    run moves to the version it publishes only through a gate (:mod:`lrprop.registry.aliases`)."""
 
     alias: str | None = "production"  # the alias a run moves; None: publish without promoting
     # The metric compared (a key of the class's metrics), higher is better: dtw_accuracy,

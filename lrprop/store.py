@@ -38,6 +38,7 @@ import pyarrow.fs as pafs
 from fsspec.core import url_to_fs
 
 __all__ = [
+    "DATASETS",
     "MANIFEST",
     "ChecksumError",
     "StoreError",
@@ -46,6 +47,7 @@ __all__ = [
     "check_store",
     "check_version",
     "datasets_collection",
+    "datasets_root",
     "exists",
     "filesystem",
     "is_local",
@@ -67,6 +69,7 @@ __all__ = [
     "write_manifest",
 ]
 
+DATASETS = "datasets"  # the store's folder of data sets (datasets_root)
 MANIFEST = "_manifest.json"  # the leading _ keeps pyarrow dataset discovery from reading it
 _VERSION = re.compile(r"^v\d{8}T\d{12}Z-[0-9a-f]{8}$")
 
@@ -263,11 +266,18 @@ def remove(uri: str, **storage_options) -> None:
         fs.rm(path, recursive=True)
 
 
+def datasets_root(store_uri: str) -> str:
+    """``<store>/datasets``: every data set's versions. The one path of a store's layout known
+    here rather than in :mod:`lrprop.registry.layout`: the ingest that writes it lies below the
+    registry."""
+    return join(store_uri, DATASETS)
+
+
 def datasets_collection(store_uri: str, dataset: str) -> str:
     """Where the versions of data set ``dataset`` live under a store: ``<store>/datasets/<dataset>``."""
     from lrprop.names import check_name
 
-    return join(store_uri, "datasets", check_name(dataset, "dataset name"))
+    return join(datasets_root(store_uri), check_name(dataset, "dataset name"))
 
 
 class _NoFolders(pafs.FSSpecHandler):
@@ -320,10 +330,11 @@ def list_versions(collection: str, **storage_options) -> list[str]:
     return sorted(versions)
 
 
-def list_collections(store_uri: str, kind: str, **storage_options) -> list[dict]:
-    """One entry per (dataset, action) of ``<store>/<kind>/<dataset>/<action>/`` with published
-    versions (the embeddings, the backbones): {"dataset", "action", "latest_version", "n_versions"}."""
-    fs, root = filesystem(join(store_uri, kind), **storage_options)
+def list_collections(root: str, **storage_options) -> list[dict]:
+    """One entry per (dataset, action) of ``<root>/<dataset>/<action>/`` with published versions
+    (a registry's root: the embeddings', the backbones'): {"dataset", "action", "latest_version",
+    "n_versions"}."""
+    fs, root = filesystem(root, **storage_options)
     if not fs.isdir(root):
         return []
     out = []

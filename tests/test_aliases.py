@@ -11,8 +11,8 @@ from test_embeddings import DATASET_MANIFEST, _splits, model_dir  # noqa: F401 -
 from lrprop import store
 from lrprop.cli import main
 from lrprop.config import PromotionConfig
-from lrprop.pipeline.aliases import alias_file, gate, metric_value, promote, read_alias, resolve_alias, rollback
-from lrprop.pipeline.embeddings import list_embeddings, publish_embeddings, pull_embeddings
+from lrprop.registry.aliases import alias_file, gate, metric_value, promote, read_alias, resolve_alias, rollback
+from lrprop.registry.embeddings import list_embeddings, publish_embeddings, pull_embeddings
 
 GATE = PromotionConfig()  # dtw_accuracy, tolerance 0.01, more than 0.0 over the baseline
 
@@ -232,7 +232,7 @@ def test_a_damaged_alias_file_is_an_error_naming_it(tmp_path):
 def test_versions_are_scored_alike_when_their_eval_sections_differ_only_by_defaults_or_pace_settings():
     """A version stored before a setting existed is read with its default; the pace settings
     count only when the gate compares a pace metric."""
-    from lrprop.pipeline.aliases import _scored_alike
+    from lrprop.registry.aliases import _scored_alike
 
     def version(eval_section: dict, content: str = "abc") -> dict:
         return {"dataset_content_hash": content, "model": {"config": {"eval": eval_section}}}

@@ -251,8 +251,8 @@ def test_a_model_is_named_by_its_published_version_or_alias_or_folder(tmp_path, 
     from test_embeddings import DATASET_MANIFEST, _splits
 
     from lrprop.config import PromotionConfig
-    from lrprop.pipeline.aliases import promote
-    from lrprop.pipeline.embeddings import publish_embeddings
+    from lrprop.registry.aliases import promote
+    from lrprop.registry.embeddings import publish_embeddings
 
     root = str(tmp_path / "store")
     metrics = {"dtw_accuracy": 0.6, "gain": {"dtw_accuracy": 0.1}}

@@ -1,4 +1,4 @@
-"""The store's registry of pretrained backbones (lrprop/pipeline/backbones.py) and the pretraining stage's
+"""The store's registry of pretrained backbones (lrprop/registry/backbones.py) and the pretraining stage's
 per-class function, without Ray: round trips, checksums, versions invisible until complete, and
 the stage's models against the oracle of a run that pretrains in its own training (train())."""
 
@@ -15,11 +15,11 @@ from lrprop.config import ConfigError, config_from_dict, config_to_dict
 from lrprop.core.model import SmallCNNBackbone, backbone_weights_bytes
 from lrprop.data.parquet import ParquetVideos
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
-from lrprop.pipeline.backbones import (
+from lrprop.pipeline.distributed import pretrain_and_publish
+from lrprop.registry.backbones import (
     WEIGHTS_FILE,
     backbones_collection,
     list_backbones,
-    pretrain_and_publish,
     publish_backbone,
     published_as,
     read_backbone,
@@ -156,7 +156,7 @@ def test_published_weights_load_as_model_pretrained_and_change_the_backbone(data
     # A version published before pooling and cycle_weight were settings matches a config that
     # keeps their values then, and no other.
     from lrprop import store as store_module
-    from lrprop.pipeline.backbones import backbones_collection
+    from lrprop.registry.backbones import backbones_collection
 
     collection = backbones_collection(root, "synthetic", "reach")
     manifest = store_module.read_manifest(collection, done["version"])

@@ -11,13 +11,13 @@ import pytest
 from safetensors.torch import load_file
 
 from lrprop import store
+from lrprop.alignment.models import load_published_model
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
-from lrprop.pipeline.embeddings import (
+from lrprop.registry.embeddings import (
     ChecksumError,
     embeddings_collection,
     list_embeddings,
-    load_published_model,
     publish_embeddings,
     pull_embeddings,
     to_numpy,

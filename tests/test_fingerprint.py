@@ -8,9 +8,9 @@ import pytest
 from test_embeddings import DATASET_MANIFEST, _splits
 
 from lrprop.config import config_from_dict, config_to_dict
-from lrprop.pipeline.embeddings import publish_embeddings
-from lrprop.pipeline.fingerprint import code_version, source_digest, training_fingerprint, unchanged_version
-from lrprop.pipeline.run_published import already_published
+from lrprop.registry.embeddings import publish_embeddings
+from lrprop.registry.fingerprint import code_version, source_digest, training_fingerprint, unchanged_version
+from lrprop.registry.run_published import already_published
 from lrprop.training.checkpoint import export_model
 from lrprop.training.train import build_model
 
@@ -109,7 +109,7 @@ def test_a_version_is_already_published_only_with_the_same_run_checkpoint_and_we
 
 def test_a_malformed_record_of_a_runs_versions_is_an_error_naming_it(store_root):
     from lrprop import store
-    from lrprop.pipeline.run_published import published_record, read_published
+    from lrprop.registry.run_published import published_record, read_published
 
     uri = published_record(store_root, "r1")
     for bad in ([], {"reach": "v1"}, {"reach": {"dataset": "synthetic", "uri": "…"}}):

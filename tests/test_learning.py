@@ -20,7 +20,7 @@ from lrprop.training.train import train
 
 REPO = Path(__file__).resolve().parents[1]
 
-# The smoke config's 300 pretraining steps and half its LRProp epochs (40 x 8 steps): about a
+# 300 pretraining steps (the smoke config's were 300 then; now 500) and half its LRProp epochs (40 x 8 steps): about a
 # minute and a half on one core. Half the pretraining (150 steps of 8 frame pairs per video,
 # 30 epochs) gave only +0.7 to +3.9 points over seeds 0-2: too close to the baseline to test.
 BUDGET = [
@@ -29,7 +29,8 @@ BUDGET = [
     "train.log_every=0",
     "train.checkpoint_epochs=1000",
 ]
-# Points of DTW accuracy over the baseline (0-1 scale). Measured at this budget (class "reach",
+# Points of DTW accuracy over the baseline (0-1 scale). Measured at this budget before the smoke
+# config's views were warped (data.view_warp; class "reach",
 # 16 training and 8 validation videos, baseline 0.5005): seeds 0, 1, 2 gave +0.121, +0.087,
 # +0.127; the test runs seed 0 and keeps a margin below the least of them for other CPUs'
 # arithmetic.

@@ -18,8 +18,8 @@ import yaml
 from outage_proxy import OutageProxy
 from tiny import TINY_MODEL
 
-from lrprop.pipeline.embeddings import list_embeddings
-from lrprop.store_audit import audit_store
+from lrprop.registry.embeddings import list_embeddings
+from lrprop.registry.store_audit import audit_store
 
 pytestmark = pytest.mark.integration
 

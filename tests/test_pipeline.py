@@ -20,13 +20,14 @@ from safetensors.torch import load
 from tiny import TINY_MODEL, with_sections
 
 from lrprop import store
+from lrprop.alignment.models import load_published_model
 from lrprop.cli import main
 from lrprop.config import config_from_dict, config_to_dict
-from lrprop.pipeline.aliases import read_alias
-from lrprop.pipeline.backbones import list_backbones, read_backbone
 from lrprop.pipeline.distributed import live_placement_groups, train_classes
-from lrprop.pipeline.embeddings import list_embeddings, load_published_model, pull_embeddings
-from lrprop.pipeline.run_published import read_published
+from lrprop.registry.aliases import read_alias
+from lrprop.registry.backbones import list_backbones, read_backbone
+from lrprop.registry.embeddings import list_embeddings, pull_embeddings
+from lrprop.registry.run_published import read_published
 from lrprop.training.checkpoint import COMPLETE_FILE
 from lrprop.training.train import _flatten  # nested metrics as flat keys, for pytest.approx
 
@@ -136,9 +137,9 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
     # Under another run name the same models are a new version, the first stays readable; a
     # storage error publishing the second class retries the task, which does not publish the
     # first class again (issue 15).
-    import lrprop.pipeline.embeddings
+    import lrprop.registry.embeddings
 
-    real_publish, calls = lrprop.pipeline.embeddings.publish_embeddings, []
+    real_publish, calls = lrprop.registry.embeddings.publish_embeddings, []
 
     def publish_failing_once(*args, **kwargs):
         calls.append(kwargs["action"])
@@ -146,7 +147,7 @@ def test_retrain_and_evaluate_on_s3_trains_classes_in_parallel_and_publishes(s3_
             raise ConnectionError("injected: the store stopped answering")
         return real_publish(*args, **kwargs)
 
-    monkeypatch.setattr(lrprop.pipeline.embeddings, "publish_embeddings", publish_failing_once)
+    monkeypatch.setattr(lrprop.registry.embeddings, "publish_embeddings", publish_failing_once)
     republished = evaluate_and_publish(root, "synthetic", result["dataset_version"], runs, "t1-again")
     monkeypatch.undo()
     assert calls == ["reach", "swing", "swing"]  # retried once, reach not published again

@@ -18,9 +18,9 @@ from tiny import TINY_MODEL, with_sections
 
 from lrprop.config import config_from_dict
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
-from lrprop.pipeline.backbones import list_backbones
 from lrprop.pipeline.distributed import WorkerStartTimeout, live_placement_groups, pretrain_classes, train_classes
 from lrprop.pipeline.tune import _TrialPlacementGroups, tune_class
+from lrprop.registry.backbones import list_backbones
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""``lrprop store check`` and ``lrprop store gc`` (lrprop/store_audit.py, issue 14): every
+"""``lrprop store check`` and ``lrprop store gc`` (lrprop/registry/store_audit.py, issue 14): every
 version is checked against its manifest, each damage named by file; versions a killed writer
 left without a manifest are listed and, asked to, removed once older than --min-age.
 
@@ -19,8 +19,8 @@ from lrprop.cli import main
 from lrprop.config import config_from_dict
 from lrprop.core.model import SmallCNNBackbone, backbone_weights_bytes
 from lrprop.ingest.synthetic import ensure_synthetic_dataset
-from lrprop.pipeline.backbones import WEIGHTS_FILE, backbones_collection, list_backbones, publish_backbone
-from lrprop.store_audit import audit_store, remove_partial, version_created
+from lrprop.registry.backbones import WEIGHTS_FILE, backbones_collection, list_backbones, publish_backbone
+from lrprop.registry.store_audit import audit_store, remove_partial, version_created
 
 SMALL_SET = {"num_actions": 1, "train_videos": 3, "val_videos": 2, "length_range": [20, 30], "frame_size": 32}
 
@@ -75,9 +75,7 @@ def test_each_damage_is_named_by_its_file(tmp_path):
 
     by_kind = {r.kind: r for r in audit_store(root)}
     assert by_kind["datasets"].state == by_kind["backbones"].state == "damaged"
-    assert sorted(by_kind["datasets"].problems) == sorted(
-        [f"{parquet}: sha256 differs from the manifest", f"{val}: missing"]
-    )
+    assert sorted(by_kind["datasets"].problems) == sorted([f"{parquet}: sha256 differs from the manifest", f"{val}: missing"])
     size = weights.stat().st_size
     assert by_kind["backbones"].problems == [f"{weights}: {size} bytes, the manifest says {size + 10}"]
     # Sizes only: the flipped byte is not seen, the rest is.

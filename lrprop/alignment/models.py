@@ -7,7 +7,8 @@
                                                             # config.json, meta.json), local or a URI
 
 Published weights are checked against their manifest's sha256 before they are loaded, and are
-read as safetensors: nothing is unpickled.
+read as safetensors: nothing is unpickled. :func:`load_published_model` loads a version named by
+its parts, for Python callers.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from lrprop import store
 from lrprop.names import check_name
 
-__all__ = ["load_model", "parse_model_spec"]
+__all__ = ["load_model", "load_published_model", "parse_model_spec"]
 
 _SPEC = re.compile(r"(?P<dataset>[^/@:]+)/(?P<action>[^/@:]+)(@(?P<ref>[^/@:]+))?")
 
@@ -55,15 +56,15 @@ def load_model(spec: str, *, store_uri: str = "lrprop-store", device: str = "cpu
         ValueError: a spec that is neither.
     """
     from lrprop.evaluation.evaluate import load_trained_model
-    from lrprop.pipeline.aliases import resolve_alias
-    from lrprop.pipeline.embeddings import download_published_model, embeddings_collection
+    from lrprop.registry.aliases import resolve_alias
+    from lrprop.registry.layout import embeddings_collection
     from lrprop.training.checkpoint import CONFIG_FILE, META_FILE, MODEL_FILE
 
     parsed = None if ("://" in spec or Path(spec).exists()) else parse_model_spec(spec)
-    with tempfile.TemporaryDirectory(prefix="lrprop-model-") as tmp:
-        if parsed is None:
-            if "://" not in spec and not Path(spec).exists():
-                raise ValueError(f"--model {spec!r}: not a model folder nor DATASET/ACTION[@VERSION_OR_ALIAS]")
+    if parsed is None:
+        if "://" not in spec and not Path(spec).exists():
+            raise ValueError(f"--model {spec!r}: not a model folder nor DATASET/ACTION[@VERSION_OR_ALIAS]")
+        with tempfile.TemporaryDirectory(prefix="lrprop-model-") as tmp:
             for name in (MODEL_FILE, CONFIG_FILE, META_FILE):
                 uri = store.join(spec, name)
                 try:
@@ -71,15 +72,31 @@ def load_model(spec: str, *, store_uri: str = "lrprop-store", device: str = "cpu
                 except FileNotFoundError:
                     if name != META_FILE:  # an exported model without meta still loads
                         raise FileNotFoundError(f"{spec}: no {name}: not an exported model folder") from None
-            model, config, meta = load_trained_model(tmp, device)
-            return model, config, meta
-        dataset, action, ref = parsed
-        version = ref
-        if ref is not None and not _is_version(ref):
-            version = resolve_alias(store_uri, dataset, action, check_name(ref, "alias"))
-        if version is None:
-            version = store.read_manifest(embeddings_collection(store_uri, dataset, action))["version"]
-        download_published_model(store_uri, dataset, action, version, tmp)
-        model, config, meta = load_trained_model(tmp, device)
-        meta = {**meta, "published": store.join(embeddings_collection(store_uri, dataset, action), version)}
-        return model, config, meta
+            return load_trained_model(tmp, device)
+    dataset, action, ref = parsed
+    version = ref
+    if ref is not None and not _is_version(ref):
+        version = resolve_alias(store_uri, dataset, action, check_name(ref, "alias"))
+    if version is None:
+        version = store.read_manifest(embeddings_collection(store_uri, dataset, action))["version"]
+    model, config, meta = _published(store_uri, dataset, action, version, device)
+    meta = {**meta, "published": store.join(embeddings_collection(store_uri, dataset, action), version)}
+    return model, config, meta
+
+
+def load_published_model(
+    store_uri: str, dataset: str, action: str, version: str | None = None, *, storage_options: dict | None = None
+):
+    """The model published with a version of embeddings (default: the latest; checksums
+    verified), in eval mode."""
+    return _published(store_uri, dataset, action, version, "cpu", storage_options)[0]
+
+
+def _published(store_uri: str, dataset: str, action: str, version: str | None, device: str, storage_options=None):
+    """(model, config, meta) of a published version, its files checked against the manifest."""
+    from lrprop.evaluation.evaluate import load_trained_model
+    from lrprop.registry.embeddings import download_published_model
+
+    with tempfile.TemporaryDirectory(prefix="lrprop-model-") as tmp:
+        download_published_model(store_uri, dataset, action, version, tmp, storage_options=storage_options)
+        return load_trained_model(tmp, device)

@@ -308,7 +308,7 @@ class ClassEvaluation:
     train_ids: list[str] = field(default_factory=list)
 
     def splits(self) -> dict:
-        """{split: (video ids, embeddings, labels)}, as :func:`lrprop.pipeline.embeddings.publish_embeddings` takes them."""
+        """{split: (video ids, embeddings, labels)}, as :func:`lrprop.registry.embeddings.publish_embeddings` takes them."""
         return {
             "train": (self.train_ids, self.train_embs, self.train_labels),
             "val": (self.val_ids, self.val_embs, self.val_labels),

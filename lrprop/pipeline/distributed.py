@@ -5,7 +5,7 @@ pretraining stage before them, one Ray actor per class.
                             run_name="run-1")
     results["reach"].checkpoint_uri   # the class's last checkpoint in the store
     backbones = pretrain_classes(config, store_uri, dataset="synthetic", version=v, actions=[...])
-    backbones["reach"]["uri"]         # its pretrained backbone, published (lrprop.pipeline.backbones)
+    backbones["reach"]["uri"]         # its pretrained backbone, published (lrprop.registry.backbones)
 
 Every class is its own TorchTrainer; their ``fit()`` calls are made from a thread each, so Ray
 schedules all classes at once on whatever the cluster has (CPU or GPU workers, fractional GPUs
@@ -27,9 +27,11 @@ from pathlib import Path
 
 from lrprop import store
 from lrprop.config import Config, config_from_dict, config_to_dict, upgrade_stored
-from lrprop.data.parquet import ClassData
+from lrprop.data.parquet import ClassData, ParquetVideos
 from lrprop.failures import PermanentError, kind_of, unwrapped
 from lrprop.interrupts import keeping_signal_handlers
+from lrprop.registry.backbones import publish_backbone, weights_uri
+from lrprop.registry.layout import run_ray_dir
 
 __all__ = [
     "ClassRun",
@@ -43,6 +45,7 @@ __all__ = [
     "live_placement_groups",
     "placement_group_members",
     "make_trainer",
+    "pretrain_and_publish",
     "pretrain_class",
     "pretrain_classes",
     "remove_placement_groups",
@@ -244,7 +247,7 @@ def make_trainer(
     from lrprop.pipeline.worker_failures import StopOnPermanentError
 
     r = config.ray
-    storage_path, storage_filesystem = store.ray_storage(store.join(data.store, "runs", run_name, "ray"))
+    storage_path, storage_filesystem = store.ray_storage(run_ray_dir(data.store, run_name))
     resources = worker_resources(config)
     return TorchTrainer(  # Ray
         train_loop_per_worker,
@@ -374,13 +377,62 @@ def _per_class(run, actions: list[str], what: str) -> dict:
     return results
 
 
+def pretrain_and_publish(
+    config: Config,
+    store_uri: str,
+    *,
+    dataset: str,
+    version: str,
+    action: str,
+    publish_as: str | None = None,
+    on_step=None,
+) -> dict:
+    """Pretrain ``action``'s backbone as :func:`lrprop.training.train.train` would and publish it.
+
+    Args:
+        config: the whole config; the class's own (``config.for_class(action)``) is used.
+        version: the data-set version whose training split it pretrains on.
+        publish_as: the backbone version id (default a new one).
+        on_step: called with (steps done, loss) after each pretraining step (a progress display).
+
+    Returns:
+        {"action", "uri", "version", "steps", "final_loss", "wall_s"}.
+    """
+    from lrprop.core.model import backbone_weights_bytes
+    from lrprop.training.train import pretrained_backbone, resolve_device
+
+    config = config.for_class(action)
+    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train")
+    started = time.perf_counter()
+    backbone, result = pretrained_backbone(config, source, on_step)
+    wall_s = time.perf_counter() - started
+    manifest = publish_backbone(
+        store_uri,
+        dataset=dataset,
+        action=action,
+        weights=backbone_weights_bytes(backbone),
+        config=config,
+        dataset_manifest=source.manifest,
+        losses=result.losses,
+        frames_per_s=result.frames_per_s,
+        wall_s=wall_s,
+        device=resolve_device(config.train.device).type,
+        version=publish_as,
+    )
+    return {
+        "action": action,
+        "uri": weights_uri(store_uri, dataset, action, manifest["version"]),
+        "version": manifest["version"],
+        "steps": manifest["steps"],
+        "final_loss": manifest["final_loss"],
+        "wall_s": wall_s,
+    }
+
+
 class _Pretrainer:
-    """A Ray actor that pretrains one class's backbone and publishes it
-    (:func:`lrprop.pipeline.backbones.pretrain_and_publish`)."""
+    """A Ray actor that pretrains one class's backbone and publishes it (:func:`pretrain_and_publish`)."""
 
     def run(self, config: Config, data: ClassData, publish_as: str | None, board=None) -> dict:
-        from lrprop.pipeline.backbones import pretrain_and_publish
-
         on_step = None
         if board is not None:  # the driver's progress display (lrprop.pipeline.progress): at most a report a second
             sent = [0.0]
@@ -406,7 +458,7 @@ def pretrain_class(
     progress=None,
 ) -> dict:
     """Pretrain the class's backbone in a Ray actor on one training worker's resources and
-    publish it to the store's backbones; returns what :func:`lrprop.pipeline.backbones.pretrain_and_publish` does.
+    publish it to the store's backbones; returns what :func:`pretrain_and_publish` does.
 
     On the resources of a Train worker (``ray.cpus_per_worker``, ``ray.gpus_per_worker``), so
     that on a cluster it runs where training would, not on the head node, and with the threads
@@ -621,6 +673,6 @@ def export_checkpoint(checkpoint_uri: str, out_dir: str | Path, meta: dict) -> P
     weights = read(MODEL_FILE)
     model.load_state_dict(load(weights))
     # The weights' digest tells a version made from this checkpoint from one made from another
-    # that a retrain under the same run name wrote at the same URI (lrprop.pipeline.run_published).
+    # that a retrain under the same run name wrote at the same URI (lrprop.registry.run_published).
     meta = {**meta, "step": state["step"], "checkpoint": checkpoint_uri, "weights_sha256": hashlib.sha256(weights).hexdigest()}
     return export_model(out_dir, model, config_to_dict(config), meta)

@@ -33,8 +33,9 @@ from lrprop import store
 from lrprop.config import ConfigError, check_for_a_run, config_from_dict, config_to_dict
 from lrprop.failures import kind_of
 from lrprop.names import check_name
-from lrprop.pipeline.backbones import with_pretrained_backbones
 from lrprop.pipeline.flow_runs import claim_run
+from lrprop.registry.backbones import with_pretrained_backbones
+from lrprop.registry.layout import embeddings_collection, run_backbones_record, run_evaluation_dir, run_ray_class_dir
 
 __all__ = [
     "evaluate_and_publish",
@@ -129,12 +130,11 @@ def unchanged_classes(
     Returns:
         {"fingerprints": {action: fingerprint}, "unchanged": {action: {"version", "uri", "run"}}}:
         ``unchanged`` the classes whose latest published version was trained on the same data,
-        config and code (:mod:`lrprop.pipeline.fingerprint`) by another run than ``run_name``:
+        config and code (:mod:`lrprop.registry.fingerprint`) by another run than ``run_name``:
         a run started again resumes and reports its own classes (what it published stands,
-        :mod:`lrprop.pipeline.run_published`).
+        :mod:`lrprop.registry.run_published`).
     """
-    from lrprop.pipeline.embeddings import embeddings_collection
-    from lrprop.pipeline.fingerprint import training_fingerprint, unchanged_version
+    from lrprop.registry.fingerprint import training_fingerprint, unchanged_version
 
     parsed = config_from_dict(config)
     dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
@@ -159,10 +159,9 @@ def _pretraining(config: dict, actions: list[str], store_uri: str | None = None,
     chosen = [a for a in actions if pretrains(parsed.for_class(a))]
     if run_name is None:
         return chosen
-    run = store.join(store_uri, "runs", run_name)
-    record = store.join(run, "backbones.json")
+    record = run_backbones_record(store_uri, run_name)
     recorded = store.read_json(record) if store.exists(record) else {}
-    return [a for a in chosen if a in recorded or not store.exists(store.join(run, "ray", a))]
+    return [a for a in chosen if a in recorded or not store.exists(run_ray_class_dir(store_uri, run_name, a))]
 
 
 @task(name="pretrain", retry_condition_fn=_transient, **STORAGE_RETRIES)
@@ -197,11 +196,11 @@ def pretrain_recorded(
     """
     import threading
 
-    from lrprop.pipeline.backbones import published_as
     from lrprop.pipeline.distributed import pretrain_classes
+    from lrprop.registry.backbones import published_as
 
     parsed = config_from_dict(config)
-    record = store.join(store_uri, "runs", run_name, "backbones.json") if run_name else None
+    record = run_backbones_record(store_uri, run_name) if run_name else None
     previous = {}
     if record:
         try:
@@ -283,16 +282,16 @@ def evaluate_and_publish_task(
 
     Idempotent per (run, class): a class this run already published from the same checkpoint (a
     retry after a storage error, the run started again) keeps that version, and nothing new is
-    published for it (:mod:`lrprop.pipeline.run_published`).
+    published for it (:mod:`lrprop.registry.run_published`).
 
     Returns:
         {"metrics", "report" (URIs; None with no checkpoint), "published": {action: version},
-        "promotions": {action: move}} (:func:`lrprop.pipeline.aliases.promote`).
+        "promotions": {action: move}} (:func:`lrprop.registry.aliases.promote`).
     """
     from lrprop.evaluation.evaluate import evaluate_models
     from lrprop.pipeline.distributed import export_checkpoint
-    from lrprop.pipeline.embeddings import embeddings_collection, publish_embeddings
-    from lrprop.pipeline.run_published import already_published, read_published, record_published
+    from lrprop.registry.embeddings import publish_embeddings
+    from lrprop.registry.run_published import already_published, read_published, record_published
 
     unchanged = unchanged or {}
     recorded = read_published(store_uri, run_name)
@@ -329,7 +328,7 @@ def evaluate_and_publish_task(
     summary, metrics_uri, report_uri = None, None, None
     if checkpoints:
         dataset_manifest = store.read_manifest(store.datasets_collection(store_uri, dataset), version)
-        out = store.join(store_uri, "runs", run_name, "evaluation")
+        out = run_evaluation_dir(store_uri, run_name)
         metrics_uri, report_uri = store.join(out, "metrics.json"), store.join(out, "report.html")
         with tempfile.TemporaryDirectory(prefix="lrprop-eval-") as tmp:
             model_dirs = {}
@@ -361,9 +360,9 @@ def evaluate_and_publish_task(
 
 def promote_published(store_uri: str, dataset: str, versions: dict, run_name: str, promotion: dict | None) -> dict:
     """Move the ``promotion`` alias of each class to the version ``versions`` names, through the
-    gate (:func:`lrprop.pipeline.aliases.promote`); returns {action: move}, {} with no alias."""
+    gate (:func:`lrprop.registry.aliases.promote`); returns {action: move}, {} with no alias."""
     from lrprop.config import PromotionConfig
-    from lrprop.pipeline.aliases import promote, who
+    from lrprop.registry.aliases import promote, who
 
     gate = PromotionConfig(**promotion) if promotion is not None else PromotionConfig()
     if not gate.alias:
@@ -447,7 +446,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
     publish → promote through the gate.
 
     A class whose latest published version was trained on the same data, config and code
-    (:mod:`lrprop.pipeline.fingerprint`) is not trained again unless ``force``: its version
+    (:mod:`lrprop.registry.fingerprint`) is not trained again unless ``force``: its version
     stands, and goes through the gate as the run's own would.
 
     Args:
@@ -462,7 +461,7 @@ def retrain_and_evaluate(config: dict, store_uri: str, run_name: str | None = No
         "unchanged", "promotions", "timings"}: ``backbones`` the URI of each class's pretrained
         backbone (none when the config does not pretrain); ``unchanged`` {action: {"version",
         "uri", "run"}} the classes not retrained; ``promotions`` {action: move}
-        (:func:`lrprop.pipeline.aliases.promote`); ``metrics`` and ``report`` None when every
+        (:func:`lrprop.registry.aliases.promote`); ``metrics`` and ``report`` None when every
         class was unchanged; ``timings`` ingest_s, pretrain_s, train_s and evaluate_publish_s.
     """
     from lrprop.pipeline.distributed import ensure_ray

@@ -20,7 +20,7 @@ The best trial is recorded in the store under ``<store>/tune/<run_name>/<action>
 ``best.json`` (parameters, metrics, checkpoint) and ``best.yaml``, a complete config that a
 normal run takes as it is: ``lrprop run --config best.yaml``. The backbone the trials share is
 a version of the store's backbones (``<store>/backbones/<dataset>/<action>/<version>/``,
-:mod:`lrprop.pipeline.backbones`), which ``best.yaml`` names.
+:mod:`lrprop.registry.backbones`), which ``best.yaml`` names.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import yaml
 from lrprop import store
 from lrprop.config import Config, config_from_dict, config_to_dict
 from lrprop.data.parquet import ClassData
+from lrprop.registry.layout import tune_class_dir, tune_dir
 
 __all__ = ["TUNE_METRIC", "apply_params", "frame_choices", "search_space", "tune_class"]
 
@@ -265,7 +266,7 @@ def _with_shared_backbone(config: Config, data: ClassData, logger) -> Config:
     that pretrained itself (:func:`lrprop.training.train.pretrained_backbone`), so ``best.yaml`` names it
     too. A run that would not pretrain and freeze is left as it is.
     """
-    from lrprop.pipeline.backbones import with_pretrained_backbones
+    from lrprop.registry.backbones import with_pretrained_backbones
     from lrprop.training.train import pretrains
 
     if not (pretrains(config) and config.pretrain.freeze_backbone):
@@ -314,7 +315,7 @@ def tune_class(
     progress_logger = progress_logger or log
     config = _with_shared_backbone(config, data, progress_logger)
     trainable = partial(_trial, base=config_to_dict(config), data=data, run_name=run_name)
-    storage_path, storage_filesystem = store.ray_storage(store.join(store_uri, "tune", run_name))
+    storage_path, storage_filesystem = store.ray_storage(tune_dir(store_uri, run_name))
     placement_groups = _TrialPlacementGroups([worker_resources(config)] * config.ray.num_workers)
     shown = SearchProgress(
         action, trials=config.ray.tune_samples, epochs=config.optim.epochs, metric=TUNE_METRIC, logger=progress_logger
@@ -352,7 +353,7 @@ def tune_class(
     best = results.get_best_result(metric=TUNE_METRIC, mode="max")
     params = {k: (int(v) if k == "frames_per_view" else float(v)) for k, v in best.config.items()}
     metrics = {k: float(v) for k, v in (best.metrics or {}).items() if isinstance(v, (int, float, np.floating))}
-    out = store.join(store_uri, "tune", run_name, action)
+    out = tune_class_dir(store_uri, run_name, action)
     best_config = config_to_dict(apply_params(config, params))
     best_config["ray"]["validate_every"] = config.ray.validate_every
     header = f"# lrprop run --config best.yaml\n# The best of {len(results)} trials of tune run {run_name}, class {action}.\n"

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 
 from lrprop.config import Config, ConfigError
+from lrprop.training.step import build_loss, build_model, pretrains, prop_path_on_features, train_step_forward
 
 __all__ = ["StepMemory", "check_step_fits", "free_bytes", "step_memory"]
 
@@ -100,8 +101,6 @@ def _per_frame(model, image_size: int) -> float:
 
 def _whole_step(model, loss_fn, config: Config, frames_per_view: int, image_size: int) -> int:
     """Bytes saved by one step's forward (model and loss) at ``frames_per_view`` and ``image_size``."""
-    from lrprop.training.train import prop_path_on_features, train_step_forward
-
     B, V = config.data.videos_per_step, config.data.num_views
     frames = torch.randn(B, V, frames_per_view, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
     mask = torch.ones(B, V, frames_per_view, dtype=torch.bool)
@@ -124,8 +123,6 @@ def step_memory(config: Config) -> StepMemory:
 
 
 def _step_memory(config: Config) -> StepMemory:
-    from lrprop.training.train import build_loss, build_model, pretrains
-
     torch.manual_seed(0)
     model = build_model(dataclasses.replace(config, model=dataclasses.replace(config.model, pretrained=None)))
     if pretrains(config) and config.pretrain.freeze_backbone:

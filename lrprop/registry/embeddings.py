@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lrprop import store
+from lrprop.registry.aliases import list_aliases, resolve_alias
+from lrprop.registry.layout import embeddings_collection, embeddings_root
 from lrprop.store import ChecksumError
 
 __all__ = [
@@ -38,7 +40,6 @@ __all__ = [
     "download_published_model",
     "embeddings_collection",
     "list_embeddings",
-    "load_published_model",
     "publish_embeddings",
     "pull_embeddings",
     "to_numpy",
@@ -51,13 +52,6 @@ MANIFEST_FORMAT = "lrprop-embeddings/1"
 
 # (video ids, per-video embeddings (L, D), per-video labels (L,) with -1 = unlabelled)
 SplitEmbeddings = tuple[Sequence[str], Sequence[np.ndarray], Sequence[np.ndarray]]
-
-
-def embeddings_collection(store_uri: str, dataset: str, action: str) -> str:
-    """``<store>/embeddings/<dataset>/<action>``, both names validated as path components."""
-    from lrprop.names import check_name
-
-    return store.join(store_uri, "embeddings", check_name(dataset, "dataset name"), check_name(action, "action name"))
 
 
 def embedding_schema(dim: int) -> pa.Schema:
@@ -165,15 +159,13 @@ def pull_embeddings(
     """A version's embeddings, checksum-verified, and its manifest.
 
     The version is ``version``, else the one ``alias`` names (``"production"``:
-    :mod:`lrprop.pipeline.aliases`), else the latest complete one.
+    :mod:`lrprop.registry.aliases`), else the latest complete one.
     """
     opts = storage_options or {}
     collection = embeddings_collection(store_uri, dataset, action)
     if alias is not None:
         if version is not None:
             raise ValueError(f"give a version or an alias, not both ({version!r}, {alias!r})")
-        from lrprop.pipeline.aliases import resolve_alias
-
         version = resolve_alias(store_uri, dataset, action, alias, **opts)
     manifest = store.read_manifest(collection, version, **opts)
     root = store.join(collection, manifest["version"])
@@ -198,11 +190,9 @@ def to_numpy(table: pa.Table) -> dict[str, np.ndarray]:
 
 def list_embeddings(store_uri: str, *, storage_options: dict | None = None) -> list[dict]:
     """One entry per (dataset, action) with published versions: latest_version, n_versions and
-    aliases ({alias: version}, :mod:`lrprop.pipeline.aliases`)."""
-    from lrprop.pipeline.aliases import list_aliases
-
+    aliases ({alias: version}, :mod:`lrprop.registry.aliases`)."""
     opts = storage_options or {}
-    entries = store.list_collections(store_uri, "embeddings", **opts)
+    entries = store.list_collections(embeddings_root(store_uri), **opts)
     return [{**e, "aliases": list_aliases(store_uri, e["dataset"], e["action"], **opts)} for e in entries]
 
 
@@ -224,17 +214,3 @@ def download_published_model(
                 raise ValueError(f"{root}: the manifest lists {entry['path']!r}, not a file of a model ({MODEL_FILES})")
             (dest / name).write_bytes(store.read_verified(root, entry, **opts))
     return dest
-
-
-def load_published_model(
-    store_uri: str, dataset: str, action: str, version: str | None = None, *, storage_options: dict | None = None
-):
-    """The model published with a version of embeddings (checksums verified), in eval mode."""
-    import tempfile
-
-    from lrprop.evaluation.evaluate import load_trained_model
-
-    with tempfile.TemporaryDirectory() as tmp:
-        download_published_model(store_uri, dataset, action, version, tmp, storage_options=storage_options)
-        model, _, _ = load_trained_model(tmp)
-    return model

@@ -7,8 +7,8 @@
 The store's versioned collections (:mod:`lrprop.store`) are
 
     datasets/<dataset>/<version>/                 (lrprop.ingest)
-    backbones/<dataset>/<action>/<version>/       (lrprop.pipeline.backbones)
-    embeddings/<dataset>/<action>/<version>/      (lrprop.pipeline.embeddings)
+    backbones/<dataset>/<action>/<version>/       (lrprop.registry.backbones)
+    embeddings/<dataset>/<action>/<version>/      (lrprop.registry.embeddings)
 
 A version is complete once its ``_manifest.json`` is there, and its manifest lists every file
 with its size and sha256. A version folder without a manifest is *partial*: a writer that was
@@ -26,11 +26,17 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from lrprop import store
+from lrprop.registry import layout
 
 __all__ = ["KINDS", "VersionReport", "audit_store", "remove_partial", "version_created"]
 
-# The top-level folders of versioned collections, and how deep their versions lie below them.
-KINDS = {"datasets": 1, "backbones": 2, "embeddings": 2}
+# The top-level folders of versioned collections: where each lies, and how deep its versions lie below it.
+_ROOTS = {
+    store.DATASETS: (store.datasets_root, 1),
+    layout.BACKBONES: (layout.backbones_root, 2),
+    layout.EMBEDDINGS: (layout.embeddings_root, 2),
+}
+KINDS = {kind: depth for kind, (_, depth) in _ROOTS.items()}
 _CHUNK = 8 << 20
 
 
@@ -112,8 +118,8 @@ def audit_store(store_uri: str, *, checksums: bool = True, **storage_options) ->
     Files a manifest does not list are not reported: a reader never opens them.
     """
     reports = []
-    for kind, depth in KINDS.items():
-        fs, root = store.filesystem(store.join(store_uri, kind), **storage_options)
+    for kind, (root_of, depth) in _ROOTS.items():
+        fs, root = store.filesystem(root_of(store_uri), **storage_options)
         if not fs.isdir(root):
             continue
         uri_of = (lambda path: path) if store.is_local(fs) else fs.unstrip_protocol  # as lrprop names files

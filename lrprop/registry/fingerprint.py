@@ -32,7 +32,7 @@ from pathlib import Path
 
 from lrprop import store
 from lrprop.config import Config, config_to_dict
-from lrprop.pipeline.embeddings import embeddings_collection
+from lrprop.registry.layout import embeddings_collection
 
 __all__ = [
     "NOT_IN_FINGERPRINT",

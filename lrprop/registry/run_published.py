@@ -15,16 +15,10 @@ from __future__ import annotations
 
 from lrprop import store
 from lrprop.names import check_name
-from lrprop.pipeline.embeddings import embeddings_collection
+from lrprop.registry.layout import PUBLISHED_FILE, embeddings_collection
+from lrprop.registry.layout import run_published_record as published_record  # its name before the layout had it
 
 __all__ = ["PUBLISHED_FILE", "already_published", "published_record", "read_published", "record_published"]
-
-PUBLISHED_FILE = "published.json"
-
-
-def published_record(store_uri: str, run_name: str) -> str:
-    """``<store>/runs/<run_name>/published.json``."""
-    return store.join(store_uri, "runs", check_name(run_name, "run name"), PUBLISHED_FILE)
 
 
 def read_published(store_uri: str, run_name: str) -> dict[str, dict]:

@@ -13,7 +13,8 @@ frames/s and wall seconds of the pretraining, the file's size and sha256, the lr
 and the creation time; never credentials or storage options.
 
 A version's weights URI (:func:`weights_uri`) is what ``model.pretrained`` takes. The classes
-pretrained together (:func:`lrprop.pipeline.distributed.pretrain_classes`) share one version id, so
+pretrained together (:func:`lrprop.pipeline.distributed.pretrain_classes`, each class by
+:func:`lrprop.pipeline.distributed.pretrain_and_publish`) share one version id, so
 ``<store>/backbones/<dataset>/{action}/<version>/backbone.safetensors`` names them all
 (``Config.for_class`` puts the class's name in). Whatever reads ``model.pretrained`` goes
 through :func:`read_weights`, which checks a file of this registry against its manifest
@@ -24,18 +25,16 @@ the URI, never weights trained from silently.
 from __future__ import annotations
 
 import posixpath
-import time
 from collections.abc import Mapping, Sequence
 
 from lrprop import store
-from lrprop.config import Config, config_to_dict
-from lrprop.names import check_name
+from lrprop.config import Config, config_from_dict, config_to_dict
+from lrprop.registry.layout import backbones_collection, backbones_root, backbones_template
 
 __all__ = [
     "WEIGHTS_FILE",
     "backbones_collection",
     "list_backbones",
-    "pretrain_and_publish",
     "pretraining_settings",
     "published_as",
     "publish_backbone",
@@ -50,11 +49,6 @@ WEIGHTS_FILE = "backbone.safetensors"
 MANIFEST_FORMAT = "lrprop-backbone/1"
 
 
-def backbones_collection(store_uri: str, dataset: str, action: str) -> str:
-    """``<store>/backbones/<dataset>/<action>``, both names validated as path components."""
-    return store.join(store_uri, "backbones", check_name(dataset, "dataset name"), check_name(action, "action name"))
-
-
 def weights_uri(store_uri: str, dataset: str, action: str, version: str) -> str:
     """The weights file of a version: the value ``model.pretrained`` takes."""
     return store.join(backbones_collection(store_uri, dataset, action), store.check_version(version), WEIGHTS_FILE)
@@ -63,10 +57,7 @@ def weights_uri(store_uri: str, dataset: str, action: str, version: str) -> str:
 def weights_template(store_uri: str, dataset: str, version: str) -> str:
     """The weights of ``version`` of every class, ``{action}`` standing for the class: one
     ``model.pretrained`` value for the classes pretrained together (they share a version id)."""
-    from lrprop.config import ACTION_PLACEHOLDER
-
-    dataset = check_name(dataset, "dataset name")
-    return store.join(store_uri, "backbones", dataset, ACTION_PLACEHOLDER, store.check_version(version), WEIGHTS_FILE)
+    return store.join(backbones_template(store_uri, dataset), store.check_version(version), WEIGHTS_FILE)
 
 
 def pretraining_settings(config: Config) -> dict:
@@ -223,8 +214,6 @@ def with_pretrained_backbones(config: Config, uris: Mapping[str, str]) -> Config
     ``train_from`` stays and LRProp fine-tunes the backbone from the weights. Either way it
     trains draw for draw as the class pretraining in its own run (:func:`lrprop.training.train.train`).
     """
-    from lrprop.config import config_from_dict
-
     overrides = config_to_dict(config)
     for action, uri in uris.items():
         model = {"pretrained": uri}
@@ -235,59 +224,6 @@ def with_pretrained_backbones(config: Config, uris: Mapping[str, str]) -> Config
     return config_from_dict(overrides)
 
 
-def pretrain_and_publish(
-    config: Config,
-    store_uri: str,
-    *,
-    dataset: str,
-    version: str,
-    action: str,
-    publish_as: str | None = None,
-    on_step=None,
-) -> dict:
-    """Pretrain ``action``'s backbone as :func:`lrprop.training.train.train` would and publish it.
-
-    Args:
-        config: the whole config; the class's own (``config.for_class(action)``) is used.
-        version: the data-set version whose training split it pretrains on.
-        publish_as: the backbone version id (default a new one).
-        on_step: called with (steps done, loss) after each pretraining step (a progress display).
-
-    Returns:
-        {"action", "uri", "version", "steps", "final_loss", "wall_s"}.
-    """
-    from lrprop.core.model import backbone_weights_bytes
-    from lrprop.data.parquet import ParquetVideos
-    from lrprop.training.train import pretrained_backbone, resolve_device
-
-    config = config.for_class(action)
-    source = ParquetVideos(store_uri, dataset, version=version, action=action, split="train")
-    started = time.perf_counter()
-    backbone, result = pretrained_backbone(config, source, on_step)
-    wall_s = time.perf_counter() - started
-    manifest = publish_backbone(
-        store_uri,
-        dataset=dataset,
-        action=action,
-        weights=backbone_weights_bytes(backbone),
-        config=config,
-        dataset_manifest=source.manifest,
-        losses=result.losses,
-        frames_per_s=result.frames_per_s,
-        wall_s=wall_s,
-        device=resolve_device(config.train.device).type,
-        version=publish_as,
-    )
-    return {
-        "action": action,
-        "uri": weights_uri(store_uri, dataset, action, manifest["version"]),
-        "version": manifest["version"],
-        "steps": manifest["steps"],
-        "final_loss": manifest["final_loss"],
-        "wall_s": wall_s,
-    }
-
-
 def list_backbones(store_uri: str, *, storage_options: dict | None = None) -> list[dict]:
     """One entry per (dataset, action) with published versions: latest_version, n_versions."""
-    return store.list_collections(store_uri, "backbones", **(storage_options or {}))
+    return store.list_collections(backbones_root(store_uri), **(storage_options or {}))

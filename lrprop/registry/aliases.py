@@ -30,8 +30,7 @@ from datetime import UTC, datetime
 from lrprop import store
 from lrprop.config import EvalConfig, PromotionConfig, config_to_dict
 from lrprop.core.baselines import lower_is_better
-from lrprop.names import check_name
-from lrprop.pipeline.embeddings import embeddings_collection
+from lrprop.registry.layout import alias_file, alias_folder, embeddings_collection
 
 __all__ = [
     "ALIAS_FORMAT",
@@ -49,16 +48,6 @@ __all__ = [
 ]
 
 ALIAS_FORMAT = "lrprop-alias/1"
-
-
-def alias_folder(store_uri: str, dataset: str, action: str) -> str:
-    """``<store>/aliases/embeddings/<dataset>/<action>``: a class's alias files, the names validated."""
-    return store.join(store_uri, "aliases", "embeddings", check_name(dataset, "dataset name"), check_name(action, "action name"))
-
-
-def alias_file(store_uri: str, dataset: str, action: str, alias: str) -> str:
-    """``<store>/aliases/embeddings/<dataset>/<action>/<alias>.json``, every name validated."""
-    return store.join(alias_folder(store_uri, dataset, action), f"{check_name(alias, 'alias')}.json")
 
 
 def who() -> str:
