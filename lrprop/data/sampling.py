@@ -84,9 +84,9 @@ def random_warp(u: torch.Tensor, strength: float, generator: torch.Generator, se
     The output time is cut into ``segments`` equal parts; part k advances the input by
     exp(strength · N(0, 1)), normalised so the advances sum to 1, and the map is linear within a
     part. So the map is increasing, fixes 0 and 1, and at strength s a part plays about e^±s
-    times faster or slower than the rest (at s = 1, one part in six is a near-pause at under a
-    third of the mean speed). This is the inverse of the map the video is read by: frame u of
-    the view shows the video's moment w(u).
+    times faster or slower than the median part (at s = 1, about one part in seven is a
+    near-pause, under a third of the median pace). It maps the view's time to the video's:
+    frame u of the view shows the video's moment w(u).
     """
     advances = torch.exp(strength * torch.randn(segments, generator=generator, dtype=torch.float64))
     knots = torch.cat([advances.new_zeros(1), advances.cumsum(0) / advances.sum()])  # (segments + 1,) input times
